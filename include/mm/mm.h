@@ -1,0 +1,11 @@
+/* mmaint — umbrella header. Link with `pkg-config --cflags --libs mmaint`. */
+#ifndef MM_MM_H
+#define MM_MM_H
+
+#include "mm_common.h"
+#include "mm_version.h"
+#include "mm_model.h"
+#include "mm_dataset.h"
+#include "mm_optimizer.h"
+
+#endif

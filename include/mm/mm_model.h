@@ -1,0 +1,172 @@
+/* mmaint — mm_model: a feed-forward network (a sequence of layers) and its loss.
+ *
+ * Layout conventions (the same as PyTorch's nn.Linear, so weights move across
+ * without transposition):
+ *   - a batch of inputs is n rows of input_dim floats, row-major (C order);
+ *   - a dense layer with `in` inputs and `out` outputs holds W as `out` rows of
+ *     `in` floats (W[o*in + i]) and a bias b of `out` floats; it computes
+ *     y = act(x W^T + b).
+ *
+ * Thread safety: calls that only read the model (forward, predict, evaluate,
+ * describe, getters, save) may run from many threads at once as long as no
+ * thread mutates it. Calls that mutate it (add_dense, set_*, backward, weights
+ * setters, optimizer steps, load into) need exclusive access.
+ */
+#ifndef MM_MODEL_H
+#define MM_MODEL_H
+
+#include "mm_common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mm_model mm_model;
+
+typedef enum mm_activation {
+    MM_ACT_IDENTITY = 0,
+    MM_ACT_RELU = 1,
+    MM_ACT_LEAKY_RELU = 2, /* slope for x < 0 set by mm_model_set_leaky_slope, default 0.01 */
+    MM_ACT_TANH = 3,
+    MM_ACT_SIGMOID = 4
+} mm_activation;
+
+typedef enum mm_loss {
+    MM_LOSS_SOFTMAX_XENT = 0, /* softmax + cross-entropy on integer labels */
+    MM_LOSS_MSE = 1           /* mean squared error; targets, or one-hot of labels */
+} mm_loss;
+
+typedef enum mm_init {
+    MM_INIT_AUTO = 0,    /* He for relu/leaky relu, Xavier otherwise */
+    MM_INIT_HE = 1,      /* normal(0, sqrt(2/in)) */
+    MM_INIT_XAVIER = 2   /* uniform(+-sqrt(6/(in+out))) */
+} mm_init;
+
+/* Name of an activation ("relu") / loss ("softmax_xent"); NULL if unknown. */
+MM_API const char *mm_activation_name(mm_activation act);
+MM_API const char *mm_loss_name(mm_loss loss);
+/* Parse a name back; MM_E_INVALID_ARGUMENT naming the text if unknown. */
+MM_API mm_status mm_activation_from_name(const char *name, mm_activation *out);
+MM_API mm_status mm_loss_from_name(const char *name, mm_loss *out);
+
+/* Create an empty model taking `input_dim` features per sample. `seed` drives
+ * weight initialisation (a platform-independent PRNG: the same seed gives the
+ * same weights everywhere). The caller owns *out and frees it with
+ * mm_model_free. Loss defaults to MM_LOSS_SOFTMAX_XENT. */
+MM_API mm_status mm_model_create(mm_model **out, size_t input_dim, uint64_t seed);
+
+/* Free a model. NULL is a no-op. An optimizer that borrows the model must be
+ * freed first. */
+MM_API void mm_model_free(mm_model *model);
+
+/* Deep copy: layers, weights, loss, lineage (not training caches). The caller
+ * owns *out. */
+MM_API mm_status mm_model_clone(const mm_model *model, mm_model **out);
+
+/* Append a dense layer with `units` outputs, initialised with MM_INIT_AUTO. */
+MM_API mm_status mm_model_add_dense(mm_model *model, size_t units, mm_activation act);
+/* Same with an explicit initialisation scheme. */
+MM_API mm_status mm_model_add_dense_init(mm_model *model, size_t units, mm_activation act,
+                                         mm_init init);
+
+/* Build a whole model from a spec such as "784-256-128-10:relu" (hidden
+ * activation after the colon, default relu; the last layer is identity) and
+ * "784-64-10:tanh,xavier". The caller owns *out. */
+MM_API mm_status mm_model_create_from_spec(mm_model **out, const char *spec, uint64_t seed);
+
+MM_API mm_status mm_model_set_loss(mm_model *model, mm_loss loss);
+MM_API mm_loss mm_model_loss(const mm_model *model);
+/* Negative slope of MM_ACT_LEAKY_RELU layers of the whole model, in [0, 1). */
+MM_API mm_status mm_model_set_leaky_slope(mm_model *model, float slope);
+
+MM_API size_t mm_model_input_dim(const mm_model *model);
+/* Width of the last layer (input_dim when there are no layers). */
+MM_API size_t mm_model_output_dim(const mm_model *model);
+MM_API size_t mm_model_num_layers(const mm_model *model);
+/* Number of trainable scalars (weights + biases). */
+MM_API size_t mm_model_num_params(const mm_model *model);
+/* Bytes held by parameters as stored (float32 now; less for pruned and
+ * quantized layer kinds later). */
+MM_API size_t mm_model_param_bytes(const mm_model *model);
+
+/* Facts about layer `index` (0-based). Any out-pointer may be NULL.
+ * `kind` is a static string such as "dense". */
+MM_API mm_status mm_model_layer_info(const mm_model *model, size_t index, const char **kind,
+                                     size_t *inputs, size_t *outputs, mm_activation *act);
+
+/* Copy the weights (out*in floats, W[o*in+i]) and biases (out floats) of
+ * layer `index` out of / into caller buffers whose element counts are given;
+ * either pointer may be NULL to skip it. MM_E_SHAPE if a count is wrong.
+ * Setting refuses NaN/Inf with MM_E_NUMERIC. */
+MM_API mm_status mm_model_get_weights(const mm_model *model, size_t index, float *weights,
+                                      size_t weights_len, float *bias, size_t bias_len);
+MM_API mm_status mm_model_set_weights(mm_model *model, size_t index, const float *weights,
+                                      size_t weights_len, const float *bias, size_t bias_len);
+
+/* Forward pass: x is n*input_dim floats, out receives n*output_dim floats
+ * (raw outputs of the last layer: logits for softmax cross-entropy).
+ * Thread-safe on a model nobody mutates (uses no model-owned scratch). */
+MM_API mm_status mm_model_forward(const mm_model *model, const float *x, size_t n, float *out);
+
+/* Class probabilities (softmax of the logits for MM_LOSS_SOFTMAX_XENT, raw
+ * outputs for MSE): n*output_dim floats. Thread-safe like forward. */
+MM_API mm_status mm_model_predict_proba(const mm_model *model, const float *x, size_t n,
+                                        float *out);
+
+/* Arg-max class of each of n samples into labels[n]. Thread-safe like forward. */
+MM_API mm_status mm_model_predict(const mm_model *model, const float *x, size_t n,
+                                  int32_t *labels);
+
+/* Mean loss and accuracy over n samples. `labels` (n ints in [0, output_dim))
+ * are required for cross-entropy; MSE uses `targets` (n*output_dim floats)
+ * when given, else the one-hot encoding of `labels`. `accuracy` is computed
+ * when labels are given (else set to NaN). loss/accuracy may be NULL.
+ * Thread-safe like forward. */
+MM_API mm_status mm_model_evaluate(const mm_model *model, const float *x, const int32_t *labels,
+                                   const float *targets, size_t n, double *loss,
+                                   double *accuracy);
+
+/* One forward + backward pass over a batch: computes the mean loss and leaves
+ * the gradients of every parameter in the model (overwriting earlier ones).
+ * Targets as for mm_model_evaluate. Mutates the model's gradient buffers and
+ * caches: not thread-safe. Optimizers call this; use it directly for custom
+ * training loops or gradient checks. MM_E_NUMERIC if the loss is not finite. */
+MM_API mm_status mm_model_backward(mm_model *model, const float *x, const int32_t *labels,
+                                   const float *targets, size_t n, double *loss);
+
+/* Copy the gradients left by the last mm_model_backward for layer `index`
+ * (same layout as mm_model_get_weights). */
+MM_API mm_status mm_model_get_gradients(const mm_model *model, size_t index, float *dweights,
+                                        size_t weights_len, float *dbias, size_t bias_len);
+
+/* Human-readable multi-line description (layers, shapes, activations,
+ * parameter counts, bytes). Writes at most `cap` bytes including the final
+ * NUL into buf (truncating) and returns in *needed (may be NULL) the length
+ * the full text needs, excluding the NUL, as snprintf does. */
+MM_API mm_status mm_model_describe(const mm_model *model, char *buf, size_t cap, size_t *needed);
+
+/* Lineage: a JSON array of events ({"op": ..., "time": ..., ...}) recording
+ * what was done to the model (created, trained, updated, loaded from ...).
+ * The string is owned by the model and valid until it is next mutated. */
+MM_API const char *mm_model_lineage(const mm_model *model);
+/* Append an event; `detail_json` is a JSON object text or NULL. MM_E_FORMAT if
+ * it does not parse as an object. */
+MM_API mm_status mm_model_add_lineage(mm_model *model, const char *op, const char *detail_json);
+
+/* Save to a model file (safetensors container, doc/FORMAT.md). Atomic: the
+ * file is written to a temporary name, fsynced and renamed over `path`, so a
+ * crash never leaves a half-written model. Thread-safe like forward. */
+MM_API mm_status mm_model_save(const mm_model *model, const char *path);
+
+/* Load a model file. Every field is validated; a truncated, corrupt or
+ * hostile file gives MM_E_FORMAT / MM_E_CHECKSUM / MM_E_VERSION / MM_E_IO with a
+ * message, never a crash. The caller owns *out. */
+MM_API mm_status mm_model_load(mm_model **out, const char *path);
+
+/* Same, from a memory buffer (borrowed; not kept). */
+MM_API mm_status mm_model_load_buffer(mm_model **out, const void *data, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MM_MODEL_H */

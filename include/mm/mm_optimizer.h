@@ -1,0 +1,159 @@
+/* mmaint — mm_optimizer: online and batch learning for an mm_model.
+ *
+ * An optimizer borrows a model (the model must outlive it) and updates its
+ * parameters in place. Algorithms (SGD with momentum/Nesterov, Adam, AdamW)
+ * are vtables; settings go through enum-keyed setters with range checks, as
+ * zstd's ZSTD_CCtx_setParameter does, so new settings never change the ABI.
+ *
+ * Online learning: mm_optimizer_step on one sample (or any small batch)
+ * updates the model at once. Batch learning: mm_optimizer_fit runs epochs of
+ * seeded-shuffled mini-batches with optional validation and early stopping.
+ *
+ * Thread safety: an optimizer and its model are used by one thread at a time.
+ */
+#ifndef MM_OPTIMIZER_H
+#define MM_OPTIMIZER_H
+
+#include "mm_common.h"
+#include "mm_dataset.h"
+#include "mm_model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mm_optimizer mm_optimizer;
+
+typedef enum mm_optim_kind {
+    MM_OPTIM_SGD = 1,   /* with optional momentum and Nesterov */
+    MM_OPTIM_ADAM = 2,  /* weight decay added to the gradient (L2), as torch.optim.Adam */
+    MM_OPTIM_ADAMW = 3  /* decoupled weight decay, as torch.optim.AdamW */
+} mm_optim_kind;
+
+typedef enum mm_schedule {
+    MM_SCHEDULE_CONSTANT = 0,
+    MM_SCHEDULE_STEP = 1,        /* lr * gamma^floor(step / step_size) */
+    MM_SCHEDULE_EXPONENTIAL = 2, /* lr * gamma^step */
+    MM_SCHEDULE_COSINE = 3       /* linear warmup, then cosine decay to min_lr at total_steps */
+} mm_schedule;
+
+/* Settings. Values never renumber; new settings are appended. All values are
+ * doubles; integer settings must hold integral values. Steps count optimizer
+ * updates (mini-batches). */
+typedef enum mm_opt_param {
+    MM_OPT_LEARNING_RATE = 1,  /* (0, 1e3], default 1e-3 (adam/adamw), 1e-2 (sgd) */
+    MM_OPT_MOMENTUM = 2,       /* [0, 1), default 0 (sgd) */
+    MM_OPT_NESTEROV = 3,       /* 0 or 1, default 0; needs momentum > 0 */
+    MM_OPT_WEIGHT_DECAY = 4,   /* [0, 10], default 0 (sgd, adam), 1e-2 (adamw) */
+    MM_OPT_BETA1 = 5,          /* [0, 1), default 0.9 */
+    MM_OPT_BETA2 = 6,          /* [0, 1), default 0.999 */
+    MM_OPT_EPSILON = 7,        /* (0, 1], default 1e-8 */
+    MM_OPT_CLIP_NORM = 8,      /* [0, 1e9], 0 = off: clip gradients to this global L2 norm */
+    MM_OPT_SCHEDULE = 9,       /* an mm_schedule, default constant */
+    MM_OPT_STEP_SIZE = 10,     /* [1, 1e12] steps between decays (step schedule), default 1000 */
+    MM_OPT_GAMMA = 11,         /* (0, 1], decay factor (step, exponential), default 0.1 */
+    MM_OPT_WARMUP_STEPS = 12,  /* [0, 1e12] (cosine), default 0 */
+    MM_OPT_TOTAL_STEPS = 13,   /* [0, 1e12] (cosine); 0 = derive from epochs in fit, default 0 */
+    MM_OPT_MIN_LR = 14,        /* [0, 1e3] (cosine floor), default 0 */
+    MM_OPT_BATCH_SIZE = 15,    /* [1, 1e7] (fit), default 64 */
+    MM_OPT_EPOCHS = 16,        /* [1, 1e6] (fit), default 1 */
+    MM_OPT_SEED = 17,          /* [0, 2^53] shuffling seed (fit), default 0 */
+    MM_OPT_SHUFFLE = 18,       /* 0 or 1 (fit), default 1 */
+    MM_OPT_PATIENCE = 19,      /* [0, 1e6] epochs without validation improvement
+                                  before stopping, 0 = no early stopping, default 0 */
+    MM_OPT_RESTORE_BEST = 20   /* 0 or 1: after early stopping, restore the
+                                  weights of the best validation epoch; default 1 */
+} mm_opt_param;
+
+/* Name of a setting ("learning_rate") or NULL; and the reverse lookup. */
+MM_API const char *mm_opt_param_name(mm_opt_param param);
+MM_API mm_status mm_opt_param_from_name(const char *name, mm_opt_param *out);
+/* Name of an algorithm ("sgd", "adam", "adamw") and the reverse. */
+MM_API const char *mm_optim_kind_name(mm_optim_kind kind);
+MM_API mm_status mm_optim_kind_from_name(const char *name, mm_optim_kind *out);
+
+/* Valid closed range of a setting (for UIs and bindings). */
+MM_API mm_status mm_opt_param_bounds(mm_opt_param param, double *lo, double *hi);
+
+/* Create an optimizer of `kind` for `model` (borrowed: the model must
+ * outlive the optimizer and have at least one layer). Caller owns *out. */
+MM_API mm_status mm_optimizer_create(mm_optimizer **out, mm_model *model, mm_optim_kind kind);
+/* NULL is a no-op. */
+MM_API void mm_optimizer_free(mm_optimizer *opt);
+
+/* Change a setting. Out of range → MM_E_OUT_OF_RANGE naming the setting and
+ * the range; a setting the algorithm does not use (beta1 for sgd) →
+ * MM_E_UNSUPPORTED. */
+MM_API mm_status mm_optimizer_set(mm_optimizer *opt, mm_opt_param param, double value);
+MM_API mm_status mm_optimizer_get(const mm_optimizer *opt, mm_opt_param param, double *value);
+
+MM_API mm_optim_kind mm_optimizer_kind(const mm_optimizer *opt);
+/* The model the optimizer updates (borrowed). */
+MM_API mm_model *mm_optimizer_model(const mm_optimizer *opt);
+/* Number of updates done so far (drives schedules and Adam bias correction). */
+MM_API uint64_t mm_optimizer_steps(const mm_optimizer *opt);
+/* Learning rate the next step will use (after the schedule). */
+MM_API double mm_optimizer_current_lr(const mm_optimizer *opt);
+
+/* Online learning: one forward/backward pass over n samples and one update.
+ * Targets as for mm_model_evaluate. *loss (may be NULL) receives the mean loss
+ * before the update. MM_E_NUMERIC, and no update, if the loss or gradient is
+ * not finite. */
+MM_API mm_status mm_optimizer_step(mm_optimizer *opt, const float *x, const int32_t *labels,
+                                   const float *targets, size_t n, double *loss);
+
+/* Progress report passed to the fit callback. Read-only for the callback.
+ * `struct_size` is sizeof the struct the library filled: fields are only ever
+ * appended, so check it before reading a field added in a later version. */
+typedef enum mm_fit_event {
+    MM_FIT_BATCH = 0,    /* after each mini-batch */
+    MM_FIT_EPOCH_END = 1 /* after each epoch (validation fields filled) */
+} mm_fit_event;
+
+typedef struct mm_fit_progress {
+    uint32_t struct_size;
+    mm_fit_event event;
+    uint32_t epoch;          /* 0-based epoch of this fit */
+    uint32_t epochs;         /* epochs planned */
+    uint64_t batch;          /* batches done in this epoch */
+    uint64_t batches;        /* batches per epoch */
+    uint64_t step;           /* optimizer steps so far (all time) */
+    double train_loss;       /* running mean loss over this epoch so far */
+    double train_accuracy;   /* running accuracy this epoch (NaN for MSE without labels) */
+    double val_loss;         /* NaN unless a validation set was given (epoch end) */
+    double val_accuracy;     /* NaN unless a validation set was given (epoch end) */
+    double learning_rate;    /* lr used for the last step */
+    double elapsed_seconds;  /* since fit began */
+    double samples_per_second;
+} mm_fit_progress;
+
+/* Return non-zero to stop fitting (mm_optimizer_fit then returns
+ * MM_E_CANCELLED; the model keeps the updates done so far). */
+typedef int (*mm_fit_callback)(const mm_fit_progress *progress, void *user);
+
+/* Batch learning on `train` (borrowed; needs labels, or an MSE model) for
+ * MM_OPT_EPOCHS epochs of MM_OPT_BATCH_SIZE mini-batches, shuffled with
+ * MM_OPT_SEED (the order of epoch e depends only on the seed and the
+ * optimizer's epoch counter, so resumed training reshuffles exactly as
+ * uninterrupted training would). `val` may be NULL; with it, each epoch ends
+ * with an evaluation, and MM_OPT_PATIENCE > 0 stops early. `cb` may be NULL.
+ * `result` (may be NULL) receives the last progress report. */
+MM_API mm_status mm_optimizer_fit(mm_optimizer *opt, const mm_dataset *train,
+                                  const mm_dataset *val, mm_fit_callback cb, void *user,
+                                  mm_fit_progress *result);
+
+/* Save model + optimizer state (moments, step and epoch counters, settings)
+ * in one model file, atomically, so that load + continue is bit-identical to
+ * never stopping. */
+MM_API mm_status mm_optimizer_save(const mm_optimizer *opt, const char *path);
+
+/* Restore the optimizer state stored by mm_optimizer_save into a new
+ * optimizer for `model` (borrowed; typically loaded from the same file with
+ * mm_model_load). MM_E_NOT_FOUND if the file holds no optimizer state,
+ * MM_E_SHAPE if the model does not match. Caller owns *out. */
+MM_API mm_status mm_optimizer_load(mm_optimizer **out, mm_model *model, const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MM_OPTIMIZER_H */

@@ -1,0 +1,105 @@
+/* Internals of mm_model shared by model/, optim/ and the file format.
+ * Never installed. */
+#ifndef MM_MODEL_INTERNAL_H
+#define MM_MODEL_INTERNAL_H
+
+#include <stdbool.h>
+
+#include "common/mm_internal.h"
+#include "kernels/kernels.h"
+#include "mm/mm_model.h"
+
+typedef struct mm_layer mm_layer;
+
+/* One trainable tensor of a layer. The optimizer walks these; `grad` has the
+ * same shape as `data` and is overwritten by each backward pass. */
+typedef struct mm_param {
+    const char *name; /* "weight", "bias": the suffix of its tensor name in files */
+    float *data;
+    float *grad;
+    size_t rows, cols; /* shape; a vector has rows = count, cols = 1 */
+    bool decay;        /* weight decay applies (weights yes, biases no) */
+} mm_param;
+
+static inline size_t mm_param_count(const mm_param *p) { return p->rows * p->cols; }
+
+#define MM_LAYER_MAX_PARAMS 4
+
+/* A layer kind. A pruned or quantized layer is a new table, not a new `if`. */
+typedef struct mm_layer_vtable {
+    const char *kind; /* "dense"; written to model files */
+    void (*destroy)(mm_layer *layer);
+    mm_status (*clone)(const mm_layer *layer, mm_layer **out);
+    /* y[n x out] = act(x[n x in] W^T + b). Must not touch layer-owned scratch
+     * (concurrent inference). */
+    void (*forward)(const mm_layer *layer, const mm_kernels *k, const float *x, float *y,
+                    size_t n);
+    /* Given the forward input x, output y and dy = dLoss/dy (n x out,
+     * overwritten with dLoss/dpre-activation), overwrite the parameter
+     * gradients and write dx = dLoss/dx (n x in) when dx != NULL. */
+    void (*backward)(mm_layer *layer, const mm_kernels *k, const float *x, const float *y,
+                     float *dy, float *dx, size_t n);
+    /* Bytes the parameters take as stored. */
+    size_t (*param_bytes)(const mm_layer *layer);
+} mm_layer_vtable;
+
+struct mm_layer {
+    const mm_layer_vtable *vt;
+    size_t in, out;
+    mm_activation act;
+    float leaky_slope;
+    mm_param params[MM_LAYER_MAX_PARAMS];
+    size_t n_params;
+};
+
+struct mm_model {
+    size_t input_dim;
+    mm_layer **layers;
+    size_t n_layers, cap_layers;
+    mm_loss loss;
+    float leaky_slope;
+    uint64_t seed;
+    mm_rng init_rng; /* continues across add_dense calls */
+    char *lineage;   /* JSON array text, never NULL */
+
+    /* Training caches (mm_model_backward): acts[l] is the output of layer
+     * l-1 for l >= 1 (n x width); two gradient buffers of n x max_width. */
+    size_t cache_n;
+    float **acts;
+    float *grad_a, *grad_b;
+};
+
+/* Dense layer constructor (weights uninitialised when rng is NULL). */
+mm_status mm_dense_create(mm_layer **out, size_t in, size_t out_dim, mm_activation act,
+                          float leaky_slope, mm_init init, mm_rng *rng);
+
+/* Apply / differentiate an activation in place over count values. The
+ * derivative is expressed through the activation's output y. */
+void mm_activation_forward(mm_activation act, float slope, float *y, size_t count);
+void mm_activation_backward(mm_activation act, float slope, const float *y, float *dy,
+                            size_t count);
+
+/* Largest layer width (including input_dim). */
+size_t mm_model_max_width(const mm_model *model);
+
+/* Validate targets for a loss and n samples; MM_E_* with a message. */
+mm_status mm_check_targets(const mm_model *model, const int32_t *labels, const float *targets,
+                           size_t n);
+
+/* Loss over logits[n x c]: returns mean loss; when grad != NULL writes
+ * dLoss/dlogits (already divided by n). Counts correct predictions into
+ * *correct when labels given. */
+double mm_loss_compute(mm_loss loss, const float *logits, const int32_t *labels,
+                       const float *targets, size_t n, size_t c, float *grad, size_t *correct);
+
+/* Append a lineage event built by the caller as a JSON object text without
+ * time; "op" and "time" are added. */
+mm_status mm_lineage_append(mm_model *model, const char *op, const char *detail_json);
+
+/* Replace the lineage array wholesale (used by load); takes a JSON array text. */
+mm_status mm_lineage_set(mm_model *model, const char *array_json);
+
+/* Append a layer that is already built (takes ownership on success). */
+mm_status mm_model_push_layer(mm_model *model, mm_layer *layer);
+
+#endif
