@@ -56,7 +56,16 @@ mm_status mm_error_prefix(mm_status status, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, tls_message, sizeof old);
-    snprintf(tls_message, sizeof tls_message, "%s: %s", prefix, old);
+    /* prefix + ": " + old message, truncated to the buffer */
+    size_t used = strlen(prefix);
+    if (used > sizeof tls_message - 1) used = sizeof tls_message - 1;
+    memcpy(tls_message, prefix, used);
+    const char sep[] = ": ";
+    for (size_t i = 0; sep[i] && used < sizeof tls_message - 1; i++) tls_message[used++] = sep[i];
+    size_t rest = strlen(old);
+    if (rest > sizeof tls_message - 1 - used) rest = sizeof tls_message - 1 - used;
+    memcpy(tls_message + used, old, rest);
+    tls_message[used + rest] = '\0';
     tls_status = status;
     return status;
 }

@@ -1,0 +1,160 @@
+/* The dense (fully connected) layer kind: y = act(x W^T + b), W is out x in
+ * row-major (nn.Linear's layout). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model_internal.h"
+
+typedef struct dense_layer {
+    mm_layer base;
+    float *w, *b;   /* parameters */
+    float *dw, *db; /* gradients */
+} dense_layer;
+
+static void dense_destroy(mm_layer *layer) {
+    dense_layer *d = (dense_layer *)layer;
+    mm_free_floats(d->w);
+    mm_free_floats(d->b);
+    mm_free_floats(d->dw);
+    mm_free_floats(d->db);
+    free(d);
+}
+
+/* Bias add and activation in one pass over the output. */
+static void add_bias_activate(const mm_layer *l, const float *b, float *y, size_t n) {
+    const size_t out = l->out;
+    for (size_t i = 0; i < n; i++) {
+        float *row = y + i * out;
+        switch (l->act) {
+        case MM_ACT_RELU:
+            for (size_t j = 0; j < out; j++) {
+                float v = row[j] + b[j];
+                row[j] = v > 0.0f ? v : 0.0f;
+            }
+            break;
+        case MM_ACT_IDENTITY:
+            for (size_t j = 0; j < out; j++) row[j] += b[j];
+            break;
+        default:
+            for (size_t j = 0; j < out; j++) row[j] += b[j];
+            mm_activation_forward(l->act, l->leaky_slope, row, out);
+            break;
+        }
+    }
+}
+
+static void dense_forward(const mm_layer *layer, const mm_kernels *k, const float *x, float *y,
+                          size_t n) {
+    const dense_layer *d = (const dense_layer *)layer;
+    const size_t in = layer->in, out = layer->out;
+    if (n == 1)
+        k->sgemv(false, out, in, 1.0f, d->w, in, x, 0.0f, y);
+    else
+        k->sgemm(false, true, n, out, in, 1.0f, x, in, d->w, in, 0.0f, y, out);
+    add_bias_activate(layer, d->b, y, n);
+}
+
+static void dense_backward(mm_layer *layer, const mm_kernels *k, const float *x, const float *y,
+                           float *dy, float *dx, size_t n) {
+    dense_layer *d = (dense_layer *)layer;
+    const size_t in = layer->in, out = layer->out;
+    mm_activation_backward(layer->act, layer->leaky_slope, y, dy, n * out);
+    /* db = column sums of dZ */
+    memcpy(d->db, dy, out * sizeof(float));
+    for (size_t i = 1; i < n; i++) {
+        const float *row = dy + i * out;
+        for (size_t j = 0; j < out; j++) d->db[j] += row[j];
+    }
+    /* dW = dZ^T X (out x in) */
+    k->sgemm(true, false, out, in, n, 1.0f, dy, out, x, in, 0.0f, d->dw, in);
+    /* dX = dZ W (n x in) */
+    if (dx) {
+        if (n == 1)
+            k->sgemv(true, out, in, 1.0f, d->w, in, dy, 0.0f, dx);
+        else
+            k->sgemm(false, false, n, in, out, 1.0f, dy, out, d->w, in, 0.0f, dx, in);
+    }
+}
+
+static size_t dense_param_bytes(const mm_layer *layer) {
+    return (layer->out * layer->in + layer->out) * sizeof(float);
+}
+
+static mm_status dense_alloc(dense_layer **out, size_t in, size_t units);
+
+static mm_status dense_clone(const mm_layer *layer, mm_layer **out) {
+    const dense_layer *src = (const dense_layer *)layer;
+    dense_layer *d;
+    mm_status st = dense_alloc(&d, layer->in, layer->out);
+    if (st != MM_OK) return st;
+    d->base.act = layer->act;
+    d->base.leaky_slope = layer->leaky_slope;
+    memcpy(d->w, src->w, layer->in * layer->out * sizeof(float));
+    memcpy(d->b, src->b, layer->out * sizeof(float));
+    *out = &d->base;
+    return MM_OK;
+}
+
+static const mm_layer_vtable dense_vtable = {
+    .kind = "dense",
+    .destroy = dense_destroy,
+    .clone = dense_clone,
+    .forward = dense_forward,
+    .backward = dense_backward,
+    .param_bytes = dense_param_bytes,
+};
+
+static mm_status dense_alloc(dense_layer **out, size_t in, size_t units) {
+    size_t count;
+    if (!mm_mul_ok(in, units, &count))
+        return mm_error(MM_E_OUT_OF_RANGE, "dense layer %zu x %zu is too large", units, in);
+    dense_layer *d = calloc(1, sizeof *d);
+    if (!d) return mm_oom("dense layer");
+    d->w = mm_alloc_floats_zero(count);
+    d->dw = mm_alloc_floats_zero(count);
+    d->b = mm_alloc_floats_zero(units);
+    d->db = mm_alloc_floats_zero(units);
+    if (!d->w || !d->dw || !d->b || !d->db) {
+        dense_destroy(&d->base);
+        return mm_oom("dense layer parameters");
+    }
+    d->base.vt = &dense_vtable;
+    d->base.in = in;
+    d->base.out = units;
+    d->base.params[0] = (mm_param){"weight", d->w, d->dw, units, in, true};
+    d->base.params[1] = (mm_param){"bias", d->b, d->db, units, 1, false};
+    d->base.n_params = 2;
+    *out = d;
+    return MM_OK;
+}
+
+mm_status mm_dense_create(mm_layer **out, size_t in, size_t units, mm_activation act,
+                          float leaky_slope, mm_init init, mm_rng *rng) {
+    if (in == 0 || units == 0)
+        return mm_error(MM_E_INVALID_ARGUMENT, "dense layer needs at least one input and output");
+    if (!mm_activation_name(act))
+        return mm_error(MM_E_INVALID_ARGUMENT, "unknown activation %d", (int)act);
+    if (init != MM_INIT_AUTO && init != MM_INIT_HE && init != MM_INIT_XAVIER)
+        return mm_error(MM_E_INVALID_ARGUMENT, "unknown initialisation %d", (int)init);
+    dense_layer *d;
+    mm_status st = dense_alloc(&d, in, units);
+    if (st != MM_OK) return st;
+    d->base.act = act;
+    d->base.leaky_slope = leaky_slope;
+    if (rng) {
+        if (init == MM_INIT_AUTO)
+            init = (act == MM_ACT_RELU || act == MM_ACT_LEAKY_RELU) ? MM_INIT_HE : MM_INIT_XAVIER;
+        size_t count = in * units;
+        if (init == MM_INIT_HE) {
+            double sd = sqrt(2.0 / (double)in);
+            for (size_t i = 0; i < count; i++) d->w[i] = (float)(sd * mm_rng_normal(rng));
+        } else {
+            float a = (float)sqrt(6.0 / (double)(in + units));
+            for (size_t i = 0; i < count; i++) d->w[i] = a * (2.0f * mm_rng_uniform(rng) - 1.0f);
+        }
+        /* biases start at zero */
+    }
+    *out = &d->base;
+    return MM_OK;
+}

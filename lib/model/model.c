@@ -1,0 +1,488 @@
+/* mm_model: a sequence of layer objects plus a loss. The model code only
+ * talks to layers through their vtables. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model_internal.h"
+
+#define CHECK_MODEL(m)                                   \
+    do {                                                 \
+        if (!(m)) return mm_null_arg("model");           \
+    } while (0)
+
+/* Widest layer is capped so n * width products stay far from overflow. */
+#define MM_MAX_WIDTH ((size_t)1 << 24)
+
+mm_status mm_model_create(mm_model **out, size_t input_dim, uint64_t seed) {
+    if (!out) return mm_null_arg("out");
+    *out = NULL;
+    if (input_dim == 0 || input_dim > MM_MAX_WIDTH)
+        return mm_error(MM_E_INVALID_ARGUMENT, "input_dim must be in [1, %zu], got %zu",
+                        MM_MAX_WIDTH, input_dim);
+    mm_model *m = calloc(1, sizeof *m);
+    if (!m) return mm_oom("model");
+    m->input_dim = input_dim;
+    m->loss = MM_LOSS_SOFTMAX_XENT;
+    m->leaky_slope = 0.01f;
+    m->seed = seed;
+    mm_rng_seed(&m->init_rng, seed);
+    m->lineage = mm_strdup("[]");
+    if (!m->lineage) {
+        free(m);
+        return mm_oom("model lineage");
+    }
+    *out = m;
+    return MM_OK;
+}
+
+static void free_caches(mm_model *m) {
+    if (m->acts) {
+        for (size_t l = 1; l <= m->n_layers; l++) mm_free_floats(m->acts[l]);
+        free(m->acts);
+    }
+    mm_free_floats(m->grad_a);
+    mm_free_floats(m->grad_b);
+    m->acts = NULL;
+    m->grad_a = m->grad_b = NULL;
+    m->cache_n = 0;
+}
+
+void mm_model_free(mm_model *m) {
+    if (!m) return;
+    free_caches(m);
+    for (size_t l = 0; l < m->n_layers; l++) m->layers[l]->vt->destroy(m->layers[l]);
+    free(m->layers);
+    free(m->lineage);
+    free(m);
+}
+
+mm_status mm_model_push_layer(mm_model *m, mm_layer *layer) {
+    CHECK_MODEL(m);
+    size_t want_in = mm_model_output_dim(m);
+    if (layer->in != want_in)
+        return mm_error(MM_E_SHAPE, "layer %zu expects %zu inputs, the previous layer gives %zu",
+                        m->n_layers, layer->in, want_in);
+    if (m->n_layers == m->cap_layers) {
+        size_t cap = m->cap_layers ? 2 * m->cap_layers : 4;
+        mm_layer **p = realloc(m->layers, cap * sizeof *p);
+        if (!p) return mm_oom("layer list");
+        m->layers = p;
+        m->cap_layers = cap;
+    }
+    free_caches(m); /* cache layout depends on the layer list */
+    m->layers[m->n_layers++] = layer;
+    return MM_OK;
+}
+
+mm_status mm_model_add_dense_init(mm_model *m, size_t units, mm_activation act, mm_init init) {
+    CHECK_MODEL(m);
+    if (units == 0 || units > MM_MAX_WIDTH)
+        return mm_error(MM_E_INVALID_ARGUMENT, "units must be in [1, %zu], got %zu", MM_MAX_WIDTH,
+                        units);
+    mm_layer *layer;
+    mm_status st = mm_dense_create(&layer, mm_model_output_dim(m), units, act, m->leaky_slope,
+                                   init, &m->init_rng);
+    if (st != MM_OK) return st;
+    st = mm_model_push_layer(m, layer);
+    if (st != MM_OK) layer->vt->destroy(layer);
+    return st;
+}
+
+mm_status mm_model_add_dense(mm_model *m, size_t units, mm_activation act) {
+    return mm_model_add_dense_init(m, units, act, MM_INIT_AUTO);
+}
+
+mm_status mm_model_clone(const mm_model *src, mm_model **out) {
+    if (!src) return mm_null_arg("model");
+    if (!out) return mm_null_arg("out");
+    *out = NULL;
+    mm_model *m;
+    mm_status st = mm_model_create(&m, src->input_dim, src->seed);
+    if (st != MM_OK) return st;
+    m->loss = src->loss;
+    m->leaky_slope = src->leaky_slope;
+    m->init_rng = src->init_rng;
+    free(m->lineage);
+    m->lineage = mm_strdup(src->lineage);
+    if (!m->lineage) {
+        mm_model_free(m);
+        return mm_oom("model lineage");
+    }
+    for (size_t l = 0; l < src->n_layers; l++) {
+        mm_layer *layer;
+        st = src->layers[l]->vt->clone(src->layers[l], &layer);
+        if (st == MM_OK) {
+            st = mm_model_push_layer(m, layer);
+            if (st != MM_OK) layer->vt->destroy(layer);
+        }
+        if (st != MM_OK) {
+            mm_model_free(m);
+            return st;
+        }
+    }
+    *out = m;
+    return MM_OK;
+}
+
+mm_status mm_model_set_loss(mm_model *m, mm_loss loss) {
+    CHECK_MODEL(m);
+    if (!mm_loss_name(loss)) return mm_error(MM_E_INVALID_ARGUMENT, "unknown loss %d", (int)loss);
+    m->loss = loss;
+    return MM_OK;
+}
+
+mm_loss mm_model_loss(const mm_model *m) { return m ? m->loss : MM_LOSS_SOFTMAX_XENT; }
+
+mm_status mm_model_set_leaky_slope(mm_model *m, float slope) {
+    CHECK_MODEL(m);
+    if (!(slope >= 0.0f && slope < 1.0f))
+        return mm_error(MM_E_OUT_OF_RANGE, "leaky slope must be in [0, 1), got %g", (double)slope);
+    m->leaky_slope = slope;
+    for (size_t l = 0; l < m->n_layers; l++) m->layers[l]->leaky_slope = slope;
+    return MM_OK;
+}
+
+size_t mm_model_input_dim(const mm_model *m) { return m ? m->input_dim : 0; }
+
+size_t mm_model_output_dim(const mm_model *m) {
+    if (!m) return 0;
+    return m->n_layers ? m->layers[m->n_layers - 1]->out : m->input_dim;
+}
+
+size_t mm_model_num_layers(const mm_model *m) { return m ? m->n_layers : 0; }
+
+size_t mm_model_num_params(const mm_model *m) {
+    size_t total = 0;
+    if (!m) return 0;
+    for (size_t l = 0; l < m->n_layers; l++)
+        for (size_t j = 0; j < m->layers[l]->n_params; j++)
+            total += mm_param_count(&m->layers[l]->params[j]);
+    return total;
+}
+
+size_t mm_model_param_bytes(const mm_model *m) {
+    size_t total = 0;
+    if (!m) return 0;
+    for (size_t l = 0; l < m->n_layers; l++) total += m->layers[l]->vt->param_bytes(m->layers[l]);
+    return total;
+}
+
+size_t mm_model_max_width(const mm_model *m) {
+    size_t w = m->input_dim;
+    for (size_t l = 0; l < m->n_layers; l++)
+        if (m->layers[l]->out > w) w = m->layers[l]->out;
+    return w;
+}
+
+static mm_status get_layer(const mm_model *m, size_t index, mm_layer **out) {
+    CHECK_MODEL(m);
+    if (index >= m->n_layers)
+        return mm_error(MM_E_OUT_OF_RANGE, "layer index %zu out of range (model has %zu layers)",
+                        index, m->n_layers);
+    *out = m->layers[index];
+    return MM_OK;
+}
+
+mm_status mm_model_layer_info(const mm_model *m, size_t index, const char **kind, size_t *inputs,
+                              size_t *outputs, mm_activation *act) {
+    mm_layer *l = NULL;
+    mm_status st = get_layer(m, index, &l);
+    if (st != MM_OK) return st;
+    if (kind) *kind = l->vt->kind;
+    if (inputs) *inputs = l->in;
+    if (outputs) *outputs = l->out;
+    if (act) *act = l->act;
+    return MM_OK;
+}
+
+/* Weights and biases are params[0] and params[1] of a dense layer; check the
+ * caller's buffer sizes against them. */
+static mm_status param_io(const mm_model *m, size_t index, float *w, size_t wlen, float *b,
+                          size_t blen, bool grads, bool write) {
+    mm_layer *l = NULL;
+    mm_status st = get_layer(m, index, &l);
+    if (st != MM_OK) return st;
+    if (l->n_params < 2)
+        return mm_error(MM_E_UNSUPPORTED, "layer %zu (%s) has no dense weights", index,
+                        l->vt->kind);
+    float *bufs[2] = {w, b};
+    size_t lens[2] = {wlen, blen};
+    for (int j = 0; j < 2; j++) {
+        size_t count = mm_param_count(&l->params[j]);
+        if (bufs[j] && lens[j] != count)
+            return mm_error(MM_E_SHAPE, "layer %zu %s has %zu values, buffer holds %zu", index,
+                            l->params[j].name, count, lens[j]);
+    }
+    if (write) {
+        for (int j = 0; j < 2; j++)
+            if (bufs[j])
+                for (size_t i = 0; i < lens[j]; i++)
+                    if (!isfinite(bufs[j][i]))
+                        return mm_error(MM_E_NUMERIC, "layer %zu %s[%zu] is not finite", index,
+                                        l->params[j].name, i);
+    }
+    for (int j = 0; j < 2; j++) {
+        if (!bufs[j]) continue;
+        float *p = grads ? l->params[j].grad : l->params[j].data;
+        if (write)
+            memcpy(p, bufs[j], lens[j] * sizeof(float));
+        else
+            memcpy(bufs[j], p, lens[j] * sizeof(float));
+    }
+    return MM_OK;
+}
+
+mm_status mm_model_get_weights(const mm_model *m, size_t index, float *w, size_t wlen, float *b,
+                               size_t blen) {
+    return param_io(m, index, w, wlen, b, blen, false, false);
+}
+
+mm_status mm_model_set_weights(mm_model *m, size_t index, const float *w, size_t wlen,
+                               const float *b, size_t blen) {
+    /* param_io only reads the buffers when writing into the model. */
+    return param_io(m, index, (float *)(uintptr_t)w, wlen, (float *)(uintptr_t)b, blen, false,
+                    true);
+}
+
+mm_status mm_model_get_gradients(const mm_model *m, size_t index, float *dw, size_t wlen,
+                                 float *db, size_t blen) {
+    return param_io(m, index, dw, wlen, db, blen, true, false);
+}
+
+static mm_status check_batch(const mm_model *m, const float *x, size_t n, const void *out) {
+    CHECK_MODEL(m);
+    if (!x) return mm_null_arg("x");
+    if (!out) return mm_null_arg("output buffer");
+    if (n == 0) return mm_error(MM_E_INVALID_ARGUMENT, "batch size n must be at least 1");
+    if (m->n_layers == 0) return mm_error(MM_E_STATE, "model has no layers");
+    size_t total;
+    if (!mm_mul_ok(n, mm_model_max_width(m), &total) || total > (SIZE_MAX / 4) / sizeof(float))
+        return mm_error(MM_E_OUT_OF_RANGE, "batch of %zu samples is too large", n);
+    return MM_OK;
+}
+
+/* Inference with caller-local scratch (no model-owned state, so concurrent
+ * readers are safe). Small batches use the stack. */
+#define MM_STACK_SCRATCH 4096
+
+mm_status mm_model_forward(const mm_model *m, const float *x, size_t n, float *out) {
+    mm_status st = check_batch(m, x, n, out);
+    if (st != MM_OK) return st;
+    const mm_kernels *k = mm_kernels_get();
+    if (m->n_layers == 1) {
+        m->layers[0]->vt->forward(m->layers[0], k, x, out, n);
+        return MM_OK;
+    }
+    size_t width = mm_model_max_width(m);
+    float stack_buf[2 * MM_STACK_SCRATCH];
+    float *heap = NULL, *bufs[2];
+    if (n * width <= MM_STACK_SCRATCH) {
+        bufs[0] = stack_buf;
+        bufs[1] = stack_buf + MM_STACK_SCRATCH;
+    } else {
+        heap = mm_alloc_floats(2 * n * width);
+        if (!heap) return mm_oom("forward scratch");
+        bufs[0] = heap;
+        bufs[1] = heap + n * width;
+    }
+    const float *cur = x;
+    for (size_t l = 0; l < m->n_layers; l++) {
+        float *dst = (l + 1 == m->n_layers) ? out : bufs[l & 1];
+        m->layers[l]->vt->forward(m->layers[l], k, cur, dst, n);
+        cur = dst;
+    }
+    mm_free_floats(heap);
+    return MM_OK;
+}
+
+static void softmax_rows(float *z, size_t n, size_t c) {
+    for (size_t i = 0; i < n; i++) {
+        float *row = z + i * c;
+        float zmax = row[0];
+        for (size_t j = 1; j < c; j++) zmax = row[j] > zmax ? row[j] : zmax;
+        float sum = 0.0f;
+        for (size_t j = 0; j < c; j++) {
+            row[j] = expf(row[j] - zmax);
+            sum += row[j];
+        }
+        for (size_t j = 0; j < c; j++) row[j] /= sum;
+    }
+}
+
+mm_status mm_model_predict_proba(const mm_model *m, const float *x, size_t n, float *out) {
+    mm_status st = mm_model_forward(m, x, n, out);
+    if (st != MM_OK) return st;
+    if (m->loss == MM_LOSS_SOFTMAX_XENT) softmax_rows(out, n, mm_model_output_dim(m));
+    return MM_OK;
+}
+
+/* Run forward over chunks of a large set so scratch stays bounded. */
+#define MM_EVAL_CHUNK 256
+
+mm_status mm_model_predict(const mm_model *m, const float *x, size_t n, int32_t *labels) {
+    mm_status st = check_batch(m, x, n, labels);
+    if (st != MM_OK) return st;
+    size_t c = mm_model_output_dim(m);
+    size_t chunk = n < MM_EVAL_CHUNK ? n : MM_EVAL_CHUNK;
+    float *logits = mm_alloc_floats(chunk * c);
+    if (!logits) return mm_oom("logits");
+    for (size_t start = 0; start < n; start += chunk) {
+        size_t cnt = n - start < chunk ? n - start : chunk;
+        st = mm_model_forward(m, x + start * m->input_dim, cnt, logits);
+        if (st != MM_OK) break;
+        for (size_t i = 0; i < cnt; i++) {
+            const float *row = logits + i * c;
+            size_t best = 0;
+            for (size_t j = 1; j < c; j++)
+                if (row[j] > row[best]) best = j;
+            labels[start + i] = (int32_t)best;
+        }
+    }
+    mm_free_floats(logits);
+    return st;
+}
+
+mm_status mm_check_targets(const mm_model *m, const int32_t *labels, const float *targets,
+                           size_t n) {
+    size_t c = mm_model_output_dim(m);
+    if (m->loss == MM_LOSS_SOFTMAX_XENT && !labels)
+        return mm_error(MM_E_INVALID_ARGUMENT, "softmax cross-entropy needs labels");
+    if (m->loss == MM_LOSS_SOFTMAX_XENT && c < 2)
+        return mm_error(MM_E_STATE, "softmax cross-entropy needs at least 2 outputs, model has %zu",
+                        c);
+    if (m->loss == MM_LOSS_MSE && !labels && !targets)
+        return mm_error(MM_E_INVALID_ARGUMENT, "mean squared error needs targets or labels");
+    if (labels && !(m->loss == MM_LOSS_MSE && targets)) {
+        for (size_t i = 0; i < n; i++)
+            if (labels[i] < 0 || (size_t)labels[i] >= c)
+                return mm_error(MM_E_OUT_OF_RANGE,
+                                "label %d of sample %zu is outside [0, %zu) for a model with %zu "
+                                "outputs",
+                                (int)labels[i], i, c, c);
+    }
+    return MM_OK;
+}
+
+mm_status mm_model_evaluate(const mm_model *m, const float *x, const int32_t *labels,
+                            const float *targets, size_t n, double *loss, double *accuracy) {
+    mm_status st = check_batch(m, x, n, x);
+    if (st != MM_OK) return st;
+    st = mm_check_targets(m, labels, targets, n);
+    if (st != MM_OK) return st;
+    size_t c = mm_model_output_dim(m);
+    size_t chunk = n < MM_EVAL_CHUNK ? n : MM_EVAL_CHUNK;
+    float *logits = mm_alloc_floats(chunk * c);
+    if (!logits) return mm_oom("logits");
+    double total = 0.0;
+    size_t correct = 0;
+    for (size_t start = 0; start < n; start += chunk) {
+        size_t cnt = n - start < chunk ? n - start : chunk;
+        st = mm_model_forward(m, x + start * m->input_dim, cnt, logits);
+        if (st != MM_OK) break;
+        size_t hits = 0;
+        total += mm_loss_compute(m->loss, logits, labels ? labels + start : NULL,
+                                 targets ? targets + start * c : NULL, cnt, c, NULL, &hits) *
+                 (double)cnt;
+        correct += hits;
+    }
+    mm_free_floats(logits);
+    if (st != MM_OK) return st;
+    if (loss) *loss = total / (double)n;
+    if (accuracy) *accuracy = labels ? (double)correct / (double)n : NAN;
+    return MM_OK;
+}
+
+/* Training caches grow to the largest batch seen and are then reused. */
+static mm_status ensure_caches(mm_model *m, size_t n) {
+    if (m->acts && m->cache_n >= n) return MM_OK;
+    free_caches(m);
+    m->acts = calloc(m->n_layers + 1, sizeof *m->acts);
+    if (!m->acts) return mm_oom("activation caches");
+    size_t width = mm_model_max_width(m);
+    for (size_t l = 1; l <= m->n_layers; l++) {
+        m->acts[l] = mm_alloc_floats(n * m->layers[l - 1]->out);
+        if (!m->acts[l]) {
+            free_caches(m);
+            return mm_oom("activation caches");
+        }
+    }
+    m->grad_a = mm_alloc_floats(n * width);
+    m->grad_b = mm_alloc_floats(n * width);
+    if (!m->grad_a || !m->grad_b) {
+        free_caches(m);
+        return mm_oom("gradient buffers");
+    }
+    m->cache_n = n;
+    return MM_OK;
+}
+
+mm_status mm_model_backward(mm_model *m, const float *x, const int32_t *labels,
+                            const float *targets, size_t n, double *loss) {
+    mm_status st = check_batch(m, x, n, x);
+    if (st != MM_OK) return st;
+    st = mm_check_targets(m, labels, targets, n);
+    if (st != MM_OK) return st;
+    st = ensure_caches(m, n);
+    if (st != MM_OK) return st;
+    const mm_kernels *k = mm_kernels_get();
+    const size_t L = m->n_layers;
+    m->acts[0] = (float *)(uintptr_t)x; /* read only; never freed */
+    for (size_t l = 0; l < L; l++) m->layers[l]->vt->forward(m->layers[l], k, m->acts[l], m->acts[l + 1], n);
+    double value = mm_loss_compute(m->loss, m->acts[L], labels, targets, n,
+                                   m->layers[L - 1]->out, m->grad_a, NULL);
+    if (loss) *loss = value;
+    if (!isfinite(value))
+        return mm_error(MM_E_NUMERIC, "loss is not finite (%g): check inputs, learning rate and "
+                                      "weights for NaN/Inf; gradient clipping may help",
+                        value);
+    float *dy = m->grad_a, *dx = m->grad_b;
+    for (size_t l = L; l-- > 0;) {
+        m->layers[l]->vt->backward(m->layers[l], k, m->acts[l], m->acts[l + 1], dy,
+                                   l > 0 ? dx : NULL, n);
+        float *t = dy;
+        dy = dx;
+        dx = t;
+    }
+    return MM_OK;
+}
+
+/* snprintf into a growing position, counting what the full text needs. */
+typedef struct text_sink {
+    char *buf;
+    size_t cap, len;
+} text_sink;
+
+static void sink_printf(text_sink *s, const char *fmt, ...) MM_PRINTF(2, 3);
+static void sink_printf(text_sink *s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char *dst = s->len < s->cap ? s->buf + s->len : NULL;
+    size_t room = s->len < s->cap ? s->cap - s->len : 0;
+    int n = vsnprintf(dst, room, fmt, ap);
+    va_end(ap);
+    if (n > 0) s->len += (size_t)n;
+}
+
+mm_status mm_model_describe(const mm_model *m, char *buf, size_t cap, size_t *needed) {
+    CHECK_MODEL(m);
+    if (!buf && cap) return mm_null_arg("buf");
+    text_sink s = {buf, cap, 0};
+    if (buf && cap) buf[0] = '\0';
+    sink_printf(&s, "mmaint model: %zu inputs, %zu layers, loss %s\n", m->input_dim,
+                m->n_layers, mm_loss_name(m->loss));
+    for (size_t l = 0; l < m->n_layers; l++) {
+        const mm_layer *ly = m->layers[l];
+        size_t params = 0;
+        for (size_t j = 0; j < ly->n_params; j++) params += mm_param_count(&ly->params[j]);
+        sink_printf(&s, "  %zu: %-6s %6zu -> %-6zu %-10s %9zu params %10zu bytes\n", l,
+                    ly->vt->kind, ly->in, ly->out, mm_activation_name(ly->act), params,
+                    ly->vt->param_bytes(ly));
+    }
+    sink_printf(&s, "  total: %zu params, %zu bytes\n", mm_model_num_params(m),
+                mm_model_param_bytes(m));
+    if (needed) *needed = s.len;
+    return MM_OK;
+}
