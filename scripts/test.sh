@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Set up and run every test: a normal build (BLIS), an AddressSanitizer +
+# UBSan build, and a build without BLIS (reference kernels only).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+run() {  # run BUILD_DIR [meson options...]
+  local dir=$1; shift
+  echo "=== $dir: meson setup $*"
+  rm -rf "$dir"
+  meson setup "$dir" "$@" >"$dir.setup.log" 2>&1 || { cat "$dir.setup.log"; exit 1; }
+  ninja -C "$dir"
+  meson test -C "$dir" --print-errorlogs --num-processes 2
+}
+run build-test
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  run build-asan -Db_sanitize=address,undefined -Db_lundef=false
+run build-noblis -Dblis=disabled
+echo "all test configurations passed"
