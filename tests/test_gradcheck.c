@@ -2,6 +2,7 @@
  * finite differences of the loss, for every activation and loss, on both
  * kernel backends. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "mm/mm.h"

@@ -10,7 +10,7 @@
 #include "testutil.h"
 
 /* Plain double-precision forward of a dense stack, for comparison. */
-static void naive_forward(mm_model *m, const float *x, size_t n, double *out) {
+static void naive_forward(mm_model *m, const float *x, size_t n, double *result) {
     size_t L = mm_model_num_layers(m), width = 1024;
     double *cur = calloc(n * width, sizeof *cur), *nxt = calloc(n * width, sizeof *nxt);
     size_t in0 = mm_model_input_dim(m);
@@ -39,7 +39,7 @@ static void naive_forward(mm_model *m, const float *x, size_t n, double *out) {
         cur = nxt;
         nxt = t;
     }
-    memcpy(out, cur, n * mm_model_output_dim(m) * sizeof *out);
+    memcpy(result, cur, n * mm_model_output_dim(m) * sizeof *result);
     free(cur), free(nxt);
 }
 
