@@ -39,7 +39,7 @@ void mm_activation_forward(mm_activation act, float slope, float *y, size_t coun
     case MM_ACT_IDENTITY:
         break;
     case MM_ACT_RELU:
-        for (size_t i = 0; i < count; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+        for (size_t i = 0; i < count; i++) y[i] = fmaxf(y[i], 0.0f);
         break;
     case MM_ACT_LEAKY_RELU:
         for (size_t i = 0; i < count; i++) y[i] = y[i] > 0.0f ? y[i] : slope * y[i];
@@ -59,11 +59,12 @@ void mm_activation_backward(mm_activation act, float slope, const float *y, floa
     case MM_ACT_IDENTITY:
         break;
     case MM_ACT_RELU:
-        for (size_t i = 0; i < count; i++) dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+        /* Branch-free so the compiler vectorises it. */
+        for (size_t i = 0; i < count; i++) dy[i] *= (float)(y[i] > 0.0f);
         break;
     case MM_ACT_LEAKY_RELU:
         /* slope >= 0, so y > 0 exactly when the pre-activation was > 0. */
-        for (size_t i = 0; i < count; i++) dy[i] = y[i] > 0.0f ? dy[i] : slope * dy[i];
+        for (size_t i = 0; i < count; i++) dy[i] *= y[i] > 0.0f ? 1.0f : slope;
         break;
     case MM_ACT_TANH:
         for (size_t i = 0; i < count; i++) dy[i] *= 1.0f - y[i] * y[i];

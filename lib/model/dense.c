@@ -28,10 +28,7 @@ static void add_bias_activate(const mm_layer *l, const float *b, float *y, size_
         float *row = y + i * out;
         switch (l->act) {
         case MM_ACT_RELU:
-            for (size_t j = 0; j < out; j++) {
-                float v = row[j] + b[j];
-                row[j] = v > 0.0f ? v : 0.0f;
-            }
+            for (size_t j = 0; j < out; j++) row[j] = fmaxf(row[j] + b[j], 0.0f);
             break;
         case MM_ACT_IDENTITY:
             for (size_t j = 0; j < out; j++) row[j] += b[j];
