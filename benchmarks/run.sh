@@ -1,0 +1,26 @@
+#!/bin/sh
+# Build the benchmark programs (release) and run the side-by-side comparison
+# of mmaint, PyTorch and FANN. Arguments go to compare.py, e.g.
+#   benchmarks/run.sh --reps 3 --no-accuracy
+# Environment: MM_BENCH_BUILD (build dir, default /tmp/build-bench),
+#              PYTHON (default /usr/bin/python3: Debian's, with numpy + torch).
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+src=$(dirname "$here")
+build=${MM_BENCH_BUILD:-/tmp/build-bench}
+python=${PYTHON:-/usr/bin/python3}
+
+if [ ! -f "$build/build.ninja" ]; then
+    meson setup "$build" "$src" --buildtype=release -Dbenchmarks=true
+else
+    meson configure "$build" -Dbuildtype=release -Dbenchmarks=true >/dev/null
+fi
+ninja -C "$build" benchmarks/bench_mmaint benchmarks/bench_fann benchmarks/bench_gemm
+
+"$python" -c 'import torch, numpy' 2>/dev/null || {
+    echo "run.sh: $python lacks torch/numpy (apt-get install python3-torch python3-numpy)" >&2
+    exit 1
+}
+# One thread everywhere.
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 BLIS_NUM_THREADS=1
+exec "$python" "$here/compare.py" --build "$build" --python "$python" "$@"
