@@ -1,0 +1,1396 @@
+/* The model file container (doc/FORMAT.md): a valid safetensors file whose
+ * __metadata__ carries mmaint's format tag, architecture, lineage and a
+ * CRC-32 over a canonical digest of metadata and tensors.
+ *
+ * Reading never trusts the file: the whole file is read into memory, then
+ * every length, offset, dtype, shape and metadata field is checked before any
+ * of it is used, and allocations are bounded by the file's size.
+ * Writing is atomic: temporary file in the same directory, fsync, rename,
+ * fsync of the directory. */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "model/mmfile.h"
+
+#define MMF_MAX_HEADER 100000000u /* the safetensors reference limit */
+#define MMF_MAX_DIMS 8
+#define MMF_MAX_LAYER_DIM ((size_t)1 << 24)
+#define MMF_FORMAT "mmaint"
+#define MMF_VERSION "1"
+#define MMF_CHUNK 16384 /* floats converted per write / checksum chunk */
+/* A JSON parser allocates ~100 bytes per value: bound the values so that a
+ * header of many tiny entries cannot cost gigabytes (~1 KiB per tensor
+ * entry). Real headers have a few values per tensor, thousands of tensors. */
+#define MMF_MAX_JSON_VALUES ((size_t)1 << 20)
+
+/* ------------------------------------------------------------------------
+ * Little-endian conversion (explicit bytes: correct on any host order)
+ * ---------------------------------------------------------------------- */
+
+static uint64_t rd_u64le(const unsigned char *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+static void wr_u64le(unsigned char *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static float rd_f32le(const unsigned char *p) {
+    uint32_t u = (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+                 ((uint32_t)p[3] << 24);
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static void wr_f32le(unsigned char *p, float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    p[0] = (unsigned char)u;
+    p[1] = (unsigned char)(u >> 8);
+    p[2] = (unsigned char)(u >> 16);
+    p[3] = (unsigned char)(u >> 24);
+}
+
+/* ------------------------------------------------------------------------
+ * Checksum: CRC-32 (zlib) over a canonical digest stream (doc/FORMAT.md):
+ *   for each metadata key except "checksum", in byte order of keys:
+ *       'M' key NUL value NUL
+ *   for each tensor, in byte order of names:
+ *       'T' name NUL dtype NUL dims-in-decimal-joined-by-',' NUL raw-bytes
+ * Independent of JSON formatting, key order and data layout, so any correct
+ * safetensors rewriter that keeps names, metadata and bytes keeps it valid.
+ * ---------------------------------------------------------------------- */
+
+static uLong crc_bytes(uLong crc, const void *p, size_t n) {
+    const Bytef *b = p;
+    while (n > 0) {
+        uInt step = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        crc = crc32(crc, b, step);
+        b += step;
+        n -= step;
+    }
+    return crc;
+}
+
+static uLong crc_cstr(uLong crc, const char *s) { return crc_bytes(crc, s, strlen(s) + 1); }
+
+static uLong crc_meta_record(uLong crc, const char *key, const char *value) {
+    crc = crc_bytes(crc, "M", 1);
+    crc = crc_cstr(crc, key);
+    return crc_cstr(crc, value);
+}
+
+static uLong crc_tensor_head(uLong crc, const char *name, const char *dtype,
+                             const uint64_t *shape, size_t ndim) {
+    crc = crc_bytes(crc, "T", 1);
+    crc = crc_cstr(crc, name);
+    crc = crc_cstr(crc, dtype);
+    char num[32];
+    for (size_t i = 0; i < ndim; i++) {
+        int len = snprintf(num, sizeof num, "%s%llu", i ? "," : "", (unsigned long long)shape[i]);
+        crc = crc_bytes(crc, num, (size_t)len);
+    }
+    return crc_bytes(crc, "", 1);
+}
+
+static void format_checksum(char out[16], uLong crc) {
+    snprintf(out, 16, "crc32:%08lx", (unsigned long)(crc & 0xffffffffUL));
+}
+
+static int cmp_str_ptr(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* "[2, 3]" from up to MMF_MAX_DIMS dims. */
+static const char *shape_text(char *buf, size_t cap, const uint64_t *shape, size_t ndim) {
+    size_t pos = 0;
+    pos += (size_t)snprintf(buf, cap, "[");
+    for (size_t i = 0; i < ndim && pos < cap; i++)
+        pos += (size_t)snprintf(buf + pos, cap - pos, "%s%llu", i ? ", " : "",
+                                (unsigned long long)shape[i]);
+    if (pos < cap) snprintf(buf + pos, cap - pos, "]");
+    return buf;
+}
+
+/* ------------------------------------------------------------------------
+ * dtypes of the safetensors specification with whole-byte elements. The
+ * container accepts all of them (so foreign files open and their extra
+ * tensors can be ignored); mm_file_read_f32 accepts only F32.
+ * ---------------------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    unsigned size;
+} dtype_table[] = {
+    {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1}, {"F8_E8M0", 1},
+    {"I16", 2},  {"U16", 2}, {"F16", 2}, {"BF16", 2},    {"I32", 4},     {"U32", 4},
+    {"F32", 4},  {"F64", 8}, {"I64", 8}, {"U64", 8},
+};
+
+static unsigned dtype_size(const char *name) {
+    for (size_t i = 0; i < sizeof dtype_table / sizeof dtype_table[0]; i++)
+        if (strcmp(name, dtype_table[i].name) == 0) return dtype_table[i].size;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Reading
+ * ---------------------------------------------------------------------- */
+
+typedef struct tensor_info {
+    const char *name;  /* key in f->header (borrowed) */
+    const char *dtype; /* borrowed from f->header */
+    unsigned elsize;
+    size_t ndim;
+    uint64_t shape[MMF_MAX_DIMS];
+    size_t begin, end; /* byte range in the data block */
+} tensor_info;
+
+struct mm_file {
+    unsigned char *buf; /* the whole file (owned) */
+    size_t len;
+    const unsigned char *data; /* data block inside buf */
+    size_t data_len;
+    json_t *header;
+    json_t *meta; /* __metadata__ inside header, or NULL */
+    tensor_info *t;
+    size_t nt;
+    size_t *by_name; /* indices into t sorted by name */
+    char *path;      /* for error messages, or NULL */
+};
+
+/* Prefix the current error message with the file's path (if any). */
+static mm_status file_fail(const mm_file *f, mm_status st) {
+    if (f && f->path) return mm_error_prefix(st, "%s", f->path);
+    return st;
+}
+
+static int json_get_index(const json_t *j, long long *out) {
+    if (!json_is_integer(j)) return -1;
+    long long v = (long long)json_integer_value(j);
+    if (v < 0) return -1;
+    *out = v;
+    return 0;
+}
+
+static mm_status parse_tensor(mm_file *f, const char *name, json_t *val, tensor_info *t) {
+    if (name[0] == '\0') return mm_error(MM_E_FORMAT, "a tensor has an empty name");
+    if (!json_is_object(val))
+        return mm_error(MM_E_FORMAT, "tensor %s: header entry must be a JSON object", name);
+    json_t *dt = json_object_get(val, "dtype");
+    json_t *sh = json_object_get(val, "shape");
+    json_t *off = json_object_get(val, "data_offsets");
+    if (!dt) return mm_error(MM_E_FORMAT, "tensor %s: missing \"dtype\"", name);
+    if (!sh) return mm_error(MM_E_FORMAT, "tensor %s: missing \"shape\"", name);
+    if (!off) return mm_error(MM_E_FORMAT, "tensor %s: missing \"data_offsets\"", name);
+    if (json_object_size(val) != 3) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(val, k, v) {
+            if (strcmp(k, "dtype") && strcmp(k, "shape") && strcmp(k, "data_offsets"))
+                return mm_error(MM_E_FORMAT, "tensor %s: unknown field \"%s\"", name, k);
+        }
+    }
+
+    t->name = name;
+    if (!json_is_string(dt))
+        return mm_error(MM_E_FORMAT, "tensor %s: \"dtype\" must be a string", name);
+    t->dtype = json_string_value(dt);
+    t->elsize = dtype_size(t->dtype);
+    if (t->elsize == 0)
+        return mm_error(MM_E_UNSUPPORTED, "tensor %s: unsupported dtype \"%s\"", name, t->dtype);
+
+    if (!json_is_array(sh))
+        return mm_error(MM_E_FORMAT, "tensor %s: \"shape\" must be an array", name);
+    t->ndim = json_array_size(sh);
+    if (t->ndim > MMF_MAX_DIMS)
+        return mm_error(MM_E_UNSUPPORTED, "tensor %s: %zu dimensions (at most %d supported)",
+                        name, t->ndim, MMF_MAX_DIMS);
+    uint64_t count = 1;
+    bool overflow = false;
+    for (size_t i = 0; i < t->ndim; i++) {
+        long long d;
+        if (json_get_index(json_array_get(sh, i), &d) != 0)
+            return mm_error(MM_E_FORMAT, "tensor %s: shape[%zu] must be a non-negative integer",
+                            name, i);
+        t->shape[i] = (uint64_t)d;
+        if (!overflow && t->shape[i] != 0 && count > UINT64_MAX / t->shape[i]) overflow = true;
+        if (!overflow) count *= t->shape[i];
+    }
+    char sbuf[256];
+    if (overflow || count > UINT64_MAX / t->elsize)
+        return mm_error(MM_E_FORMAT, "tensor %s: shape %s is too large (size overflows)", name,
+                        shape_text(sbuf, sizeof sbuf, t->shape, t->ndim));
+    uint64_t nbytes = count * t->elsize;
+
+    long long b, e;
+    if (!json_is_array(off) || json_array_size(off) != 2 ||
+        json_get_index(json_array_get(off, 0), &b) != 0 ||
+        json_get_index(json_array_get(off, 1), &e) != 0)
+        return mm_error(MM_E_FORMAT,
+                        "tensor %s: \"data_offsets\" must be two non-negative integers", name);
+    if (b > e)
+        return mm_error(MM_E_FORMAT, "tensor %s: data_offsets [%lld, %lld] are reversed", name, b,
+                        e);
+    if ((unsigned long long)e > f->data_len)
+        return mm_error(MM_E_FORMAT, "tensor %s: data_offsets [%lld, %lld] past end of data (%zu bytes)",
+                        name, b, e, f->data_len);
+    if ((uint64_t)(e - b) != nbytes)
+        return mm_error(MM_E_FORMAT,
+                        "tensor %s: data_offsets [%lld, %lld] hold %lld bytes but %s %s needs %llu",
+                        name, b, e, e - b, t->dtype, shape_text(sbuf, sizeof sbuf, t->shape, t->ndim),
+                        (unsigned long long)nbytes);
+    t->begin = (size_t)b;
+    t->end = (size_t)e;
+    return MM_OK;
+}
+
+/* qsort has no context argument in C11: the comparators find the file
+ * through this thread-local pointer, set just before each sort, so files
+ * may be opened from many threads at once. */
+static _Thread_local const mm_file *tls_sort_file;
+
+static int cmp_by_offset(const void *a, const void *b) {
+    const tensor_info *ta = &tls_sort_file->t[*(const size_t *)a];
+    const tensor_info *tb = &tls_sort_file->t[*(const size_t *)b];
+    if (ta->begin != tb->begin) return ta->begin < tb->begin ? -1 : 1;
+    if (ta->end != tb->end) return ta->end < tb->end ? -1 : 1;
+    return 0;
+}
+
+static int cmp_by_name(const void *a, const void *b) {
+    return strcmp(tls_sort_file->t[*(const size_t *)a].name,
+                  tls_sort_file->t[*(const size_t *)b].name);
+}
+
+/* Tensors must tile the data block exactly: sorted by offset, each starts
+ * where the previous ended, the first at 0, the last at the end. */
+static mm_status check_layout(mm_file *f) {
+    size_t *idx = mm_malloc_array(f->nt ? f->nt : 1, sizeof *idx);
+    if (!idx) return mm_oom("tensor index");
+    for (size_t i = 0; i < f->nt; i++) idx[i] = i;
+    tls_sort_file = f;
+    qsort(idx, f->nt, sizeof *idx, cmp_by_offset);
+    size_t pos = 0;
+    const tensor_info *last = NULL;
+    mm_status st = MM_OK;
+    for (size_t k = 0; k < f->nt; k++) {
+        const tensor_info *t = &f->t[idx[k]];
+        if (t->begin < pos) {
+            st = mm_error(MM_E_FORMAT,
+                          "tensors %s (data_offsets [%zu, %zu]) and %s (data_offsets [%zu, %zu]) overlap",
+                          last->name, last->begin, last->end, t->name, t->begin, t->end);
+            break;
+        }
+        if (t->begin > pos) {
+            st = mm_error(MM_E_FORMAT,
+                          "bytes [%zu, %zu) of the data block belong to no tensor (before tensor %s)",
+                          pos, t->begin, t->name);
+            break;
+        }
+        if (t->end > t->begin) last = t;
+        pos = t->end;
+    }
+    if (st == MM_OK && pos != f->data_len)
+        st = mm_error(MM_E_FORMAT,
+                      "bytes [%zu, %zu) at the end of the data block belong to no tensor", pos,
+                      f->data_len);
+    free(idx);
+    return st;
+}
+
+static const tensor_info *find_tensor(const mm_file *f, const char *name) {
+    size_t lo = 0, hi = f->nt;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(name, f->t[f->by_name[mid]].name);
+        if (c == 0) return &f->t[f->by_name[mid]];
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
+static mm_status verify_checksum(const mm_file *f, const char *stored) {
+    /* "crc32:" followed by exactly 8 hex digits */
+    bool ok = strlen(stored) == 14 && strncmp(stored, "crc32:", 6) == 0;
+    unsigned long want = 0;
+    for (size_t i = 6; ok && i < 14; i++) {
+        char c = stored[i];
+        unsigned v = (c >= '0' && c <= '9')   ? (unsigned)(c - '0')
+                     : (c >= 'a' && c <= 'f') ? (unsigned)(c - 'a' + 10)
+                     : (c >= 'A' && c <= 'F') ? (unsigned)(c - 'A' + 10)
+                                              : 16u;
+        if (v == 16u) ok = false;
+        want = (want << 4) | v;
+    }
+    if (!ok)
+        return mm_error(MM_E_FORMAT,
+                        "__metadata__.checksum \"%.40s\" is malformed (expected crc32:<8 hex digits>)",
+                        stored);
+
+    uLong crc = crc32(0L, Z_NULL, 0);
+    size_t nkeys = f->meta ? json_object_size(f->meta) : 0;
+    const char **keys = mm_malloc_array(nkeys ? nkeys : 1, sizeof *keys);
+    if (!keys) return mm_oom("metadata keys");
+    size_t nk = 0;
+    if (f->meta) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(f->meta, k, v) {
+            if (strcmp(k, "checksum") != 0) keys[nk++] = k;
+        }
+    }
+    qsort(keys, nk, sizeof *keys, cmp_str_ptr);
+    for (size_t i = 0; i < nk; i++)
+        crc = crc_meta_record(crc, keys[i], json_string_value(json_object_get(f->meta, keys[i])));
+    free(keys);
+    for (size_t i = 0; i < f->nt; i++) {
+        const tensor_info *t = &f->t[f->by_name[i]];
+        crc = crc_tensor_head(crc, t->name, t->dtype, t->shape, t->ndim);
+        crc = crc_bytes(crc, f->data + t->begin, t->end - t->begin);
+    }
+    if ((crc & 0xffffffffUL) != want) {
+        char got[16];
+        format_checksum(got, crc);
+        return mm_error(MM_E_CHECKSUM,
+                        "checksum mismatch: the file records %s but its contents give %s "
+                        "(the file is corrupt)",
+                        stored, got);
+    }
+    return MM_OK;
+}
+
+/* Upper bound on the number of JSON values in text[0..n): one more than the
+ * commas, braces and brackets outside strings. */
+static size_t json_value_bound(const char *text, size_t n) {
+    size_t count = 1;
+    bool in_string = false;
+    for (size_t i = 0; i < n; i++) {
+        char c = text[i];
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == ',' || c == '{' || c == '[') {
+            count++;
+        }
+    }
+    return count;
+}
+
+static mm_status parse_container(mm_file *f) {
+    if (f->len < 8)
+        return mm_error(MM_E_FORMAT, "file is %zu bytes, too short for the 8-byte header length",
+                        f->len);
+    uint64_t n = rd_u64le(f->buf);
+    if (n > MMF_MAX_HEADER)
+        return mm_error(MM_E_FORMAT, "header length %llu exceeds the limit of %u bytes",
+                        (unsigned long long)n, MMF_MAX_HEADER);
+    if (n > f->len - 8)
+        return mm_error(MM_E_FORMAT,
+                        "header length %llu runs past the end of the file (%zu bytes follow the "
+                        "length field)",
+                        (unsigned long long)n, f->len - 8);
+    if (n < 2)
+        return mm_error(MM_E_FORMAT, "header length %llu is too small for a JSON object",
+                        (unsigned long long)n);
+    const char *h = (const char *)f->buf + 8;
+    if (h[0] != '{') return mm_error(MM_E_FORMAT, "header does not begin with '{'");
+    const char *nul = memchr(h, '\0', (size_t)n);
+    if (nul)
+        return mm_error(MM_E_FORMAT, "header contains a NUL byte at header offset %zu",
+                        (size_t)(nul - h));
+    if (json_value_bound(h, (size_t)n) > MMF_MAX_JSON_VALUES)
+        return mm_error(MM_E_FORMAT, "header has more than %zu JSON values", MMF_MAX_JSON_VALUES);
+    json_error_t jerr;
+    f->header = json_loadb(h, (size_t)n, JSON_REJECT_DUPLICATES, &jerr);
+    if (!f->header)
+        return mm_error(MM_E_FORMAT, "header is not valid JSON: %s (header byte %d)", jerr.text,
+                        jerr.position);
+    if (!json_is_object(f->header))
+        return mm_error(MM_E_FORMAT, "header is not a JSON object");
+    f->data = f->buf + 8 + n;
+    f->data_len = f->len - 8 - (size_t)n;
+
+    size_t count = json_object_size(f->header);
+    f->t = mm_calloc_array(count ? count : 1, sizeof *f->t);
+    f->by_name = mm_malloc_array(count ? count : 1, sizeof *f->by_name);
+    if (!f->t || !f->by_name) return mm_oom("tensor table");
+    const char *key;
+    json_t *val;
+    json_object_foreach(f->header, key, val) {
+        if (strcmp(key, "__metadata__") == 0) {
+            if (!json_is_object(val))
+                return mm_error(MM_E_FORMAT, "__metadata__ must be a JSON object");
+            const char *mk;
+            json_t *mv;
+            json_object_foreach(val, mk, mv) {
+                if (!json_is_string(mv))
+                    return mm_error(MM_E_FORMAT, "__metadata__.%s must be a string", mk);
+            }
+            f->meta = val;
+            continue;
+        }
+        mm_status st = parse_tensor(f, key, val, &f->t[f->nt]);
+        if (st != MM_OK) return st;
+        f->nt++;
+    }
+    mm_status st = check_layout(f);
+    if (st != MM_OK) return st;
+    for (size_t i = 0; i < f->nt; i++) f->by_name[i] = i;
+    tls_sort_file = f;
+    qsort(f->by_name, f->nt, sizeof *f->by_name, cmp_by_name);
+
+    /* mmaint files: known version and a matching checksum. Other
+     * safetensors files (no "format": "mmaint") open as plain containers. */
+    const char *fmt = mm_file_meta(f, "format");
+    if (fmt && strcmp(fmt, MMF_FORMAT) == 0) {
+        const char *ver = mm_file_meta(f, "format_version");
+        if (!ver) return mm_error(MM_E_FORMAT, "__metadata__.format_version is missing");
+        if (strcmp(ver, MMF_VERSION) != 0)
+            return mm_error(MM_E_VERSION,
+                            "format_version \"%.40s\" is not supported (this library reads "
+                            "version " MMF_VERSION ")",
+                            ver);
+        const char *ck = mm_file_meta(f, "checksum");
+        if (!ck) return mm_error(MM_E_FORMAT, "__metadata__.checksum is missing");
+        st = verify_checksum(f, ck);
+        if (st != MM_OK) return st;
+    }
+    return MM_OK;
+}
+
+static mm_status file_new(mm_file **out, unsigned char *buf, size_t len, const char *path) {
+    mm_file *f = calloc(1, sizeof *f);
+    if (!f) {
+        free(buf);
+        return mm_oom("model file");
+    }
+    f->buf = buf;
+    f->len = len;
+    if (path) {
+        f->path = mm_strdup(path);
+        if (!f->path) {
+            mm_file_close(f);
+            return mm_oom("path");
+        }
+    }
+    mm_status st = parse_container(f);
+    if (st != MM_OK) {
+        st = file_fail(f, st);
+        mm_file_close(f);
+        return st;
+    }
+    *out = f;
+    return MM_OK;
+}
+
+static mm_status read_whole_file(const char *path, unsigned char **out, size_t *out_len) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return mm_error(MM_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return mm_error(MM_E_IO, "%s: cannot stat: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return mm_error(MM_E_IO, "%s: not a regular file", path);
+    }
+    if (st.st_size < 0 || (uintmax_t)st.st_size >= (uintmax_t)SIZE_MAX) {
+        close(fd);
+        return mm_error(MM_E_IO, "%s: file too large", path);
+    }
+    size_t len = (size_t)st.st_size;
+    unsigned char *buf = malloc(len ? len : 1);
+    if (!buf) {
+        close(fd);
+        return mm_error(MM_E_OUT_OF_MEMORY, "%s: out of memory reading %zu bytes", path, len);
+    }
+    size_t got = 0;
+    while (got < len) {
+        size_t want = len - got > ((size_t)1 << 30) ? ((size_t)1 << 30) : len - got;
+        ssize_t r = read(fd, buf + got, want);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            int e = errno;
+            free(buf);
+            close(fd);
+            return mm_error(MM_E_IO, "%s: read error: %s", path, strerror(e));
+        }
+        if (r == 0) {
+            free(buf);
+            close(fd);
+            return mm_error(MM_E_IO, "%s: file shrank while reading (%zu of %zu bytes)", path,
+                            got, len);
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    *out = buf;
+    *out_len = len;
+    return MM_OK;
+}
+
+mm_status mm_file_open(mm_file **out, const char *path) {
+    if (!out) return mm_null_arg("out");
+    *out = NULL;
+    if (!path) return mm_null_arg("path");
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    mm_status st = read_whole_file(path, &buf, &len);
+    if (st != MM_OK) return st;
+    return file_new(out, buf, len, path);
+}
+
+mm_status mm_file_open_buffer(mm_file **out, const void *data, size_t len) {
+    if (!out) return mm_null_arg("out");
+    *out = NULL;
+    if (!data && len > 0) return mm_null_arg("data");
+    /* Copied: the caller's buffer is only borrowed for this call. */
+    unsigned char *buf = malloc(len ? len : 1);
+    if (!buf) return mm_error(MM_E_OUT_OF_MEMORY, "out of memory copying %zu bytes", len);
+    if (len) memcpy(buf, data, len);
+    return file_new(out, buf, len, NULL);
+}
+
+void mm_file_close(mm_file *f) {
+    if (!f) return;
+    json_decref(f->header);
+    free(f->t);
+    free(f->by_name);
+    free(f->buf);
+    free(f->path);
+    free(f);
+}
+
+const char *mm_file_meta(const mm_file *f, const char *key) {
+    if (!f || !key || !f->meta) return NULL;
+    return json_string_value(json_object_get(f->meta, key));
+}
+
+bool mm_file_has_tensor(const mm_file *f, const char *name) {
+    return f && name && find_tensor(f, name) != NULL;
+}
+
+static mm_status read_f32(const mm_file *f, const char *name, size_t rows, size_t cols,
+                          float *dst) {
+    const tensor_info *t = find_tensor(f, name);
+    if (!t) return mm_error(MM_E_NOT_FOUND, "tensor %s not found", name);
+    if (strcmp(t->dtype, "F32") != 0)
+        return mm_error(MM_E_UNSUPPORTED, "tensor %s: dtype %s is not supported (only F32)", name,
+                        t->dtype);
+    bool ok = (t->ndim == 2 && t->shape[0] == rows && t->shape[1] == cols) ||
+              (t->ndim == 1 && cols == 1 && t->shape[0] == rows);
+    if (!ok) {
+        char sbuf[256];
+        if (cols == 1)
+            return mm_error(MM_E_SHAPE, "tensor %s: shape %s, expected [%zu] or [%zu, 1]", name,
+                            shape_text(sbuf, sizeof sbuf, t->shape, t->ndim), rows, rows);
+        return mm_error(MM_E_SHAPE, "tensor %s: shape %s, expected [%zu, %zu]", name,
+                        shape_text(sbuf, sizeof sbuf, t->shape, t->ndim), rows, cols);
+    }
+    const unsigned char *p = f->data + t->begin;
+    size_t n = (t->end - t->begin) / 4;
+    for (size_t i = 0; i < n; i++) dst[i] = rd_f32le(p + 4 * i);
+    return MM_OK;
+}
+
+mm_status mm_file_read_f32(const mm_file *f, const char *name, size_t rows, size_t cols,
+                           float *dst) {
+    if (!f) return mm_null_arg("f");
+    if (!name) return mm_null_arg("name");
+    if (!dst) return mm_null_arg("dst");
+    mm_status st = read_f32(f, name, rows, cols, dst);
+    return st == MM_OK ? st : file_fail(f, st);
+}
+
+/* ---- architecture ---- */
+
+static mm_status arch_dim(const json_t *obj, const char *key, const char *where, size_t *out) {
+    const json_t *v = json_object_get(obj, key);
+    if (!v) return mm_error(MM_E_FORMAT, "architecture: %s: missing \"%s\"", where, key);
+    if (!json_is_integer(v))
+        return mm_error(MM_E_FORMAT, "architecture: %s: \"%s\" must be an integer", where, key);
+    long long x = (long long)json_integer_value(v);
+    if (x < 1 || (unsigned long long)x > MMF_MAX_LAYER_DIM)
+        return mm_error(MM_E_FORMAT, "architecture: %s: \"%s\" is %lld, outside [1, %zu]", where,
+                        key, x, MMF_MAX_LAYER_DIM);
+    *out = (size_t)x;
+    return MM_OK;
+}
+
+static mm_status arch_string(const json_t *obj, const char *key, const char *where,
+                             const char **out) {
+    const json_t *v = json_object_get(obj, key);
+    if (!v) return mm_error(MM_E_FORMAT, "architecture: %s: missing \"%s\"", where, key);
+    if (!json_is_string(v))
+        return mm_error(MM_E_FORMAT, "architecture: %s: \"%s\" must be a string", where, key);
+    *out = json_string_value(v);
+    return MM_OK;
+}
+
+static bool parse_u64_dec(const char *s, uint64_t *out) {
+    if (!*s || strlen(s) > 20) return false;
+    uint64_t v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9') return false;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10) return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
+static bool parse_u64_hex16(const char *s, uint64_t *out) {
+    if (strlen(s) != 16) return false;
+    uint64_t v = 0;
+    for (; *s; s++) {
+        unsigned d;
+        if (*s >= '0' && *s <= '9')
+            d = (unsigned)(*s - '0');
+        else if (*s >= 'a' && *s <= 'f')
+            d = (unsigned)(*s - 'a' + 10);
+        else
+            return false;
+        v = (v << 4) | d;
+    }
+    *out = v;
+    return true;
+}
+
+typedef struct arch_layer {
+    size_t in, out;
+    mm_activation act;
+} arch_layer;
+
+typedef struct arch_info {
+    size_t input_dim;
+    mm_loss loss;
+    float leaky_slope;
+    uint64_t seed;
+    bool have_rng;
+    mm_rng rng;
+    arch_layer *layers;
+    size_t n_layers;
+} arch_info;
+
+static mm_status parse_architecture(const mm_file *f, arch_info *a) {
+    const char *text = mm_file_meta(f, "architecture");
+    if (!text) return mm_error(MM_E_FORMAT, "__metadata__.architecture is missing");
+    if (json_value_bound(text, strlen(text)) > MMF_MAX_JSON_VALUES)
+        return mm_error(MM_E_FORMAT, "architecture has more than %zu JSON values",
+                        MMF_MAX_JSON_VALUES);
+    json_error_t jerr;
+    json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return mm_error(MM_E_FORMAT, "architecture is not valid JSON: %s (column %d)", jerr.text,
+                        jerr.column);
+    mm_status st = MM_OK;
+    const char *s;
+    if (!json_is_object(root)) {
+        st = mm_error(MM_E_FORMAT, "architecture must be a JSON object");
+        goto done;
+    }
+    if ((st = arch_dim(root, "input_dim", "model", &a->input_dim)) != MM_OK) goto done;
+    if ((st = arch_string(root, "loss", "model", &s)) != MM_OK) goto done;
+    if (mm_loss_from_name(s, &a->loss) != MM_OK) {
+        st = mm_error(MM_E_FORMAT, "architecture: unknown loss \"%.60s\"", s);
+        goto done;
+    }
+    const json_t *slope = json_object_get(root, "leaky_slope");
+    if (!slope || !json_is_number(slope)) {
+        st = mm_error(MM_E_FORMAT, "architecture: \"leaky_slope\" must be a number");
+        goto done;
+    }
+    double sv = json_number_value(slope);
+    a->leaky_slope = (float)sv;
+    if (!(sv >= 0.0 && sv < 1.0) || !(a->leaky_slope < 1.0f)) {
+        st = mm_error(MM_E_FORMAT, "architecture: leaky_slope %g outside [0, 1)", sv);
+        goto done;
+    }
+    if ((st = arch_string(root, "seed", "model", &s)) != MM_OK) goto done;
+    if (!parse_u64_dec(s, &a->seed)) {
+        st = mm_error(MM_E_FORMAT, "architecture: seed \"%.40s\" is not a decimal 64-bit integer",
+                      s);
+        goto done;
+    }
+    const json_t *rng = json_object_get(root, "init_rng");
+    if (rng) {
+        bool ok = json_is_array(rng) && json_array_size(rng) == 4;
+        uint64_t any = 0;
+        for (size_t i = 0; ok && i < 4; i++) {
+            const json_t *w = json_array_get(rng, i);
+            ok = json_is_string(w) && parse_u64_hex16(json_string_value(w), &a->rng.s[i]);
+            if (ok) any |= a->rng.s[i];
+        }
+        if (!ok || any == 0) {
+            st = mm_error(MM_E_FORMAT,
+                          "architecture: \"init_rng\" must be 4 strings of 16 lowercase hex "
+                          "digits, not all zero");
+            goto done;
+        }
+        a->have_rng = true;
+    }
+    const json_t *layers = json_object_get(root, "layers");
+    if (!layers || !json_is_array(layers)) {
+        st = mm_error(MM_E_FORMAT, "architecture: \"layers\" must be an array");
+        goto done;
+    }
+    a->n_layers = json_array_size(layers);
+    a->layers = mm_calloc_array(a->n_layers ? a->n_layers : 1, sizeof *a->layers);
+    if (!a->layers) {
+        st = mm_oom("architecture");
+        goto done;
+    }
+    /* Every parameter must be stored as F32 in the data block, so the
+     * parameter count is bounded by the file: no small file can make us
+     * allocate gigabytes. */
+    uint64_t budget = f->data_len / 4, total = 0;
+    size_t prev = a->input_dim;
+    for (size_t i = 0; i < a->n_layers; i++) {
+        const json_t *l = json_array_get(layers, i);
+        char where[48];
+        snprintf(where, sizeof where, "layer %zu", i);
+        if (!json_is_object(l)) {
+            st = mm_error(MM_E_FORMAT, "architecture: %s must be an object", where);
+            goto done;
+        }
+        if ((st = arch_string(l, "kind", where, &s)) != MM_OK) goto done;
+        if (strcmp(s, "dense") != 0) {
+            st = mm_error(MM_E_UNSUPPORTED, "architecture: %s: layer kind \"%.40s\" not supported",
+                          where, s);
+            goto done;
+        }
+        arch_layer *al = &a->layers[i];
+        if ((st = arch_dim(l, "in", where, &al->in)) != MM_OK) goto done;
+        if ((st = arch_dim(l, "out", where, &al->out)) != MM_OK) goto done;
+        if ((st = arch_string(l, "activation", where, &s)) != MM_OK) goto done;
+        if (mm_activation_from_name(s, &al->act) != MM_OK) {
+            st = mm_error(MM_E_FORMAT, "architecture: %s: unknown activation \"%.40s\"", where, s);
+            goto done;
+        }
+        if (al->in != prev) {
+            st = mm_error(MM_E_FORMAT, "architecture: %s takes %zu inputs but %s gives %zu", where,
+                          al->in, i == 0 ? "input_dim" : "the previous layer", prev);
+            goto done;
+        }
+        prev = al->out;
+        /* in, out <= 2^24: no overflow in uint64 */
+        total += (uint64_t)al->in * al->out + al->out;
+        if (total > budget) {
+            st = mm_error(MM_E_FORMAT,
+                          "architecture: layers 0..%zu need %llu parameters but the data block "
+                          "holds only %zu bytes",
+                          i, (unsigned long long)total, f->data_len);
+            goto done;
+        }
+    }
+done:
+    json_decref(root);
+    return st;
+}
+
+static mm_status build_model(const mm_file *f, mm_model **out) {
+    const char *fmt = mm_file_meta(f, "format");
+    if (!fmt || strcmp(fmt, MMF_FORMAT) != 0)
+        return mm_error(MM_E_FORMAT,
+                        "not an mmaint model file (__metadata__.format is %s%.40s%s, expected "
+                        "\"" MMF_FORMAT "\")",
+                        fmt ? "\"" : "", fmt ? fmt : "missing", fmt ? "\"" : "");
+    arch_info a;
+    memset(&a, 0, sizeof a);
+    mm_status st = parse_architecture(f, &a);
+    if (st != MM_OK) {
+        free(a.layers);
+        return st;
+    }
+    mm_model *m = NULL;
+    st = mm_model_create(&m, a.input_dim, a.seed);
+    if (st != MM_OK) goto fail;
+    m->loss = a.loss;
+    m->leaky_slope = a.leaky_slope;
+    if (a.have_rng) m->init_rng = a.rng;
+    for (size_t i = 0; i < a.n_layers; i++) {
+        mm_layer *l = NULL;
+        st = mm_dense_create(&l, a.layers[i].in, a.layers[i].out, a.layers[i].act, a.leaky_slope,
+                             MM_INIT_AUTO, NULL);
+        if (st != MM_OK) goto fail;
+        st = mm_model_push_layer(m, l);
+        if (st != MM_OK) {
+            l->vt->destroy(l);
+            goto fail;
+        }
+        for (size_t j = 0; j < l->n_params; j++) {
+            mm_param *p = &l->params[j];
+            char name[96];
+            snprintf(name, sizeof name, "layers.%zu.%s", i, p->name);
+            st = read_f32(f, name, p->rows, p->cols, p->data);
+            if (st == MM_E_NOT_FOUND) {
+                st = mm_error(MM_E_FORMAT, "tensor %s is missing (layer %zu is %s %zu -> %zu)",
+                              name, i, l->vt->kind, l->in, l->out);
+                goto fail;
+            }
+            if (st == MM_E_SHAPE) st = MM_E_FORMAT; /* the architecture disagrees with the tensor */
+            if (st != MM_OK) goto fail;
+            size_t n = mm_param_count(p);
+            for (size_t k = 0; k < n; k++) {
+                if (!isfinite(p->data[k])) {
+                    st = mm_error(MM_E_NUMERIC, "tensor %s: element %zu is %s", name, k,
+                                  isnan(p->data[k]) ? "NaN" : "infinite");
+                    goto fail;
+                }
+            }
+        }
+    }
+    const char *lineage = mm_file_meta(f, "lineage");
+    if (lineage && json_value_bound(lineage, strlen(lineage)) > MMF_MAX_JSON_VALUES) {
+        st = mm_error(MM_E_FORMAT, "lineage has more than %zu JSON values", MMF_MAX_JSON_VALUES);
+        goto fail;
+    }
+    st = mm_lineage_set(m, lineage ? lineage : "[]");
+    if (st != MM_OK) goto fail;
+    free(a.layers);
+    *out = m;
+    return MM_OK;
+fail:
+    free(a.layers);
+    mm_model_free(m);
+    return st;
+}
+
+mm_status mm_file_build_model(const mm_file *f, mm_model **out) {
+    if (!out) return mm_null_arg("out");
+    *out = NULL;
+    if (!f) return mm_null_arg("f");
+    mm_status st = build_model(f, out);
+    return st == MM_OK ? st : file_fail(f, st);
+}
+
+/* ------------------------------------------------------------------------
+ * Writing
+ * ---------------------------------------------------------------------- */
+
+typedef struct wtensor {
+    char *name;
+    const float *data;
+    uint64_t shape[2];
+    size_t ndim;
+    size_t count;
+} wtensor;
+
+typedef struct wmeta {
+    char *key, *value;
+} wmeta;
+
+struct mm_file_writer {
+    wtensor *t;
+    size_t nt, cap_t;
+    wmeta *m;
+    size_t nm, cap_m;
+};
+
+mm_status mm_file_writer_create(mm_file_writer **out) {
+    if (!out) return mm_null_arg("out");
+    *out = calloc(1, sizeof **out);
+    return *out ? MM_OK : mm_oom("file writer");
+}
+
+void mm_file_writer_free(mm_file_writer *w) {
+    if (!w) return;
+    for (size_t i = 0; i < w->nt; i++) free(w->t[i].name);
+    for (size_t i = 0; i < w->nm; i++) {
+        free(w->m[i].key);
+        free(w->m[i].value);
+    }
+    free(w->t);
+    free(w->m);
+    free(w);
+}
+
+static bool valid_utf8(const char *s) {
+    json_t *j = json_string(s); /* jansson validates UTF-8 */
+    json_decref(j);
+    return j != NULL;
+}
+
+static bool grow(void **p, size_t *cap, size_t need, size_t elsize) {
+    if (need <= *cap) return true;
+    size_t nc = *cap ? *cap * 2 : 8;
+    while (nc < need) nc *= 2;
+    void *q = realloc(*p, nc * elsize);
+    if (!q) return false;
+    *p = q;
+    *cap = nc;
+    return true;
+}
+
+mm_status mm_file_writer_add_f32(mm_file_writer *w, const char *name, const float *data,
+                                 size_t rows, size_t cols, bool vector) {
+    if (!w) return mm_null_arg("w");
+    if (!name) return mm_null_arg("name");
+    if (!*name || strcmp(name, "__metadata__") == 0 || !valid_utf8(name))
+        return mm_error(MM_E_INVALID_ARGUMENT, "invalid tensor name \"%s\"", name);
+    if (vector && cols != 1)
+        return mm_error(MM_E_INVALID_ARGUMENT, "tensor %s: a vector needs cols == 1, got %zu",
+                        name, cols);
+    size_t count, bytes;
+    if (!mm_mul_ok(rows, cols, &count) || !mm_mul_ok(count, 4, &bytes))
+        return mm_error(MM_E_OUT_OF_RANGE, "tensor %s: %zu x %zu is too large", name, rows, cols);
+    if (count > 0 && !data) return mm_null_arg("data");
+    for (size_t i = 0; i < w->nt; i++)
+        if (strcmp(w->t[i].name, name) == 0)
+            return mm_error(MM_E_INVALID_ARGUMENT, "tensor %s added twice", name);
+    if (!grow((void **)&w->t, &w->cap_t, w->nt + 1, sizeof *w->t)) return mm_oom("tensor list");
+    wtensor *t = &w->t[w->nt];
+    t->name = mm_strdup(name);
+    if (!t->name) return mm_oom("tensor name");
+    t->data = data;
+    t->shape[0] = rows;
+    t->shape[1] = cols;
+    t->ndim = vector ? 1 : 2;
+    t->count = count;
+    w->nt++;
+    return MM_OK;
+}
+
+static bool reserved_meta(const char *key) {
+    return strcmp(key, "format") == 0 || strcmp(key, "format_version") == 0 ||
+           strcmp(key, "checksum") == 0;
+}
+
+mm_status mm_file_writer_add_meta(mm_file_writer *w, const char *key, const char *value) {
+    if (!w) return mm_null_arg("w");
+    if (!key) return mm_null_arg("key");
+    if (!value) return mm_null_arg("value");
+    if (!*key || !valid_utf8(key))
+        return mm_error(MM_E_INVALID_ARGUMENT, "invalid metadata key \"%s\"", key);
+    if (reserved_meta(key))
+        return mm_error(MM_E_INVALID_ARGUMENT,
+                        "metadata key \"%s\" is reserved (written by the library)", key);
+    if (!valid_utf8(value))
+        return mm_error(MM_E_INVALID_ARGUMENT, "metadata %s: value is not valid UTF-8", key);
+    for (size_t i = 0; i < w->nm; i++)
+        if (strcmp(w->m[i].key, key) == 0)
+            return mm_error(MM_E_INVALID_ARGUMENT, "metadata key \"%s\" added twice", key);
+    if (!grow((void **)&w->m, &w->cap_m, w->nm + 1, sizeof *w->m)) return mm_oom("metadata list");
+    wmeta *m = &w->m[w->nm];
+    m->key = mm_strdup(key);
+    m->value = mm_strdup(value);
+    if (!m->key || !m->value) {
+        free(m->key);
+        free(m->value);
+        return mm_oom("metadata");
+    }
+    w->nm++;
+    return MM_OK;
+}
+
+static char *dump_compact(const json_t *j) {
+    return json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+}
+
+static char *architecture_json(const mm_model *model) {
+    json_t *root = json_object();
+    json_t *layers = json_array();
+    json_t *rng = json_array();
+    char *text = NULL;
+    if (!root || !layers || !rng) goto done;
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)model->seed);
+    const char *loss = mm_loss_name(model->loss);
+    for (int i = 0; i < 4; i++) {
+        char hex[17];
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)model->init_rng.s[i]);
+        if (json_array_append_new(rng, json_string(hex)) != 0) goto done;
+    }
+    if (json_object_set_new(root, "input_dim", json_integer((json_int_t)model->input_dim)) ||
+        json_object_set_new(root, "loss", json_string(loss ? loss : "?")) ||
+        json_object_set_new(root, "leaky_slope", json_real((double)model->leaky_slope)) ||
+        json_object_set_new(root, "seed", json_string(seed)) ||
+        json_object_set(root, "init_rng", rng))
+        goto done;
+    for (size_t i = 0; i < model->n_layers; i++) {
+        const mm_layer *l = model->layers[i];
+        const char *act = mm_activation_name(l->act);
+        json_t *o = json_object();
+        if (!o) goto done;
+        if (json_object_set_new(o, "kind", json_string(l->vt->kind)) ||
+            json_object_set_new(o, "in", json_integer((json_int_t)l->in)) ||
+            json_object_set_new(o, "out", json_integer((json_int_t)l->out)) ||
+            json_object_set_new(o, "activation", json_string(act ? act : "?")) ||
+            json_array_append_new(layers, o)) {
+            json_decref(o);
+            goto done;
+        }
+    }
+    if (json_object_set(root, "layers", layers) != 0) goto done;
+    text = dump_compact(root);
+done:
+    json_decref(rng);
+    json_decref(layers);
+    json_decref(root);
+    return text;
+}
+
+mm_status mm_file_writer_add_model(mm_file_writer *w, const mm_model *model) {
+    if (!w) return mm_null_arg("w");
+    if (!model) return mm_null_arg("model");
+    /* A file the loader would refuse must not be written. */
+    for (size_t i = 0; i < model->n_layers; i++) {
+        const mm_layer *l = model->layers[i];
+        if (!mm_activation_name(l->act))
+            return mm_error(MM_E_INTERNAL, "layer %zu has an unknown activation", i);
+        for (size_t j = 0; j < l->n_params; j++) {
+            const mm_param *p = &l->params[j];
+            size_t n = mm_param_count(p);
+            for (size_t k = 0; k < n; k++)
+                if (!isfinite(p->data[k]))
+                    return mm_error(MM_E_NUMERIC,
+                                    "layer %zu %s element %zu is %s; refusing to save a model "
+                                    "that could not be loaded",
+                                    i, p->name, k, isnan(p->data[k]) ? "NaN" : "infinite");
+        }
+    }
+    const char *lineage = model->lineage ? model->lineage : "[]";
+    if (json_value_bound(lineage, strlen(lineage)) > MMF_MAX_JSON_VALUES)
+        return mm_error(MM_E_OUT_OF_RANGE,
+                        "lineage has more than %zu JSON values; readers would refuse the file",
+                        MMF_MAX_JSON_VALUES);
+    char *arch = architecture_json(model);
+    if (!arch) return mm_oom("architecture text");
+    mm_status st = mm_file_writer_add_meta(w, "architecture", arch);
+    free(arch);
+    if (st != MM_OK) return st;
+    st = mm_file_writer_add_meta(w, "lineage", lineage);
+    if (st != MM_OK) return st;
+    for (size_t i = 0; i < model->n_layers; i++) {
+        const mm_layer *l = model->layers[i];
+        for (size_t j = 0; j < l->n_params; j++) {
+            const mm_param *p = &l->params[j];
+            char name[96];
+            snprintf(name, sizeof name, "layers.%zu.%s", i, p->name);
+            bool vector = p->cols == 1 && strcmp(p->name, "weight") != 0;
+            st = mm_file_writer_add_f32(w, name, p->data, p->rows, p->cols, vector);
+            if (st != MM_OK) return st;
+        }
+    }
+    return MM_OK;
+}
+
+static int cmp_wtensor_ptr(const void *a, const void *b) {
+    return strcmp((*(const wtensor *const *)a)->name, (*(const wtensor *const *)b)->name);
+}
+
+static int cmp_wmeta_ptr(const void *a, const void *b) {
+    return strcmp((*(const wmeta *const *)a)->key, (*(const wmeta *const *)b)->key);
+}
+
+/* CRC of a float array as little-endian bytes, converted in chunks. */
+static uLong crc_floats(uLong crc, const float *x, size_t n, unsigned char *chunk) {
+    while (n > 0) {
+        size_t step = n > MMF_CHUNK ? MMF_CHUNK : n;
+        for (size_t i = 0; i < step; i++) wr_f32le(chunk + 4 * i, x[i]);
+        crc = crc_bytes(crc, chunk, 4 * step);
+        x += step;
+        n -= step;
+    }
+    return crc;
+}
+
+static mm_status writer_checksum(const mm_file_writer *w, const wmeta *fixed, size_t nfixed,
+                                 unsigned char *chunk, char out[16]) {
+    size_t nm = w->nm + nfixed;
+    const wmeta **ms = mm_malloc_array(nm ? nm : 1, sizeof *ms);
+    const wtensor **ts = mm_malloc_array(w->nt ? w->nt : 1, sizeof *ts);
+    if (!ms || !ts) {
+        free(ms);
+        free(ts);
+        return mm_oom("checksum index");
+    }
+    for (size_t i = 0; i < nfixed; i++) ms[i] = &fixed[i];
+    for (size_t i = 0; i < w->nm; i++) ms[nfixed + i] = &w->m[i];
+    for (size_t i = 0; i < w->nt; i++) ts[i] = &w->t[i];
+    qsort(ms, nm, sizeof *ms, cmp_wmeta_ptr);
+    qsort(ts, w->nt, sizeof *ts, cmp_wtensor_ptr);
+    uLong crc = crc32(0L, Z_NULL, 0);
+    for (size_t i = 0; i < nm; i++) crc = crc_meta_record(crc, ms[i]->key, ms[i]->value);
+    for (size_t i = 0; i < w->nt; i++) {
+        crc = crc_tensor_head(crc, ts[i]->name, "F32", ts[i]->shape, ts[i]->ndim);
+        crc = crc_floats(crc, ts[i]->data, ts[i]->count, chunk);
+    }
+    format_checksum(out, crc);
+    free(ms);
+    free(ts);
+    return MM_OK;
+}
+
+/* Header JSON text padded with spaces so that 8 + N is a multiple of 8. */
+static mm_status writer_header(const mm_file_writer *w, const wmeta *fixed, size_t nfixed,
+                               const char *checksum, char **out, size_t *out_len) {
+    json_t *root = json_object();
+    json_t *meta = json_object();
+    char *text = NULL;
+    mm_status st = MM_OK;
+    if (!root || !meta) goto oom;
+    for (size_t i = 0; i < nfixed; i++)
+        if (json_object_set_new(meta, fixed[i].key, json_string(fixed[i].value))) goto oom;
+    for (size_t i = 0; i < w->nm; i++)
+        if (json_object_set_new(meta, w->m[i].key, json_string(w->m[i].value))) goto oom;
+    if (json_object_set_new(meta, "checksum", json_string(checksum))) goto oom;
+    if (json_object_set(root, "__metadata__", meta)) goto oom;
+    uint64_t off = 0;
+    for (size_t i = 0; i < w->nt; i++) {
+        const wtensor *t = &w->t[i];
+        uint64_t bytes = (uint64_t)t->count * 4;
+        if (off + bytes < off || off + bytes > (uint64_t)INT64_MAX) {
+            st = mm_error(MM_E_OUT_OF_RANGE, "tensor data exceeds 2^63 bytes");
+            goto done;
+        }
+        json_t *e = json_object();
+        json_t *shape = json_array();
+        json_t *offs = json_array();
+        bool bad = !e || !shape || !offs;
+        for (size_t d = 0; !bad && d < t->ndim; d++)
+            bad = json_array_append_new(shape, json_integer((json_int_t)t->shape[d])) != 0;
+        bad = bad || json_array_append_new(offs, json_integer((json_int_t)off)) != 0 ||
+              json_array_append_new(offs, json_integer((json_int_t)(off + bytes))) != 0;
+        bad = bad || json_object_set_new(e, "dtype", json_string("F32")) != 0;
+        bad = bad || json_object_set(e, "shape", shape) != 0;
+        bad = bad || json_object_set(e, "data_offsets", offs) != 0;
+        bad = bad || json_object_set(root, t->name, e) != 0;
+        json_decref(e);
+        json_decref(shape);
+        json_decref(offs);
+        if (bad) goto oom;
+        off += bytes;
+    }
+    text = dump_compact(root);
+    if (!text) goto oom;
+    size_t len = strlen(text);
+    size_t padded = (len + 7) & ~(size_t)7;
+    if (json_value_bound(text, len) > MMF_MAX_JSON_VALUES) {
+        st = mm_error(MM_E_OUT_OF_RANGE,
+                      "file header would have more than %zu JSON values (too many tensors)",
+                      MMF_MAX_JSON_VALUES);
+        goto done;
+    }
+    if (padded > MMF_MAX_HEADER) {
+        st = mm_error(MM_E_OUT_OF_RANGE,
+                      "file header would be %zu bytes, over the %u-byte limit readers accept "
+                      "(is the lineage or metadata too long?)",
+                      padded, MMF_MAX_HEADER);
+        goto done;
+    }
+    char *p = realloc(text, padded + 1);
+    if (!p) goto oom;
+    text = p;
+    memset(text + len, ' ', padded - len);
+    text[padded] = '\0';
+    *out = text;
+    *out_len = padded;
+    text = NULL;
+    goto done;
+oom:
+    st = mm_oom("file header");
+done:
+    free(text);
+    json_decref(meta);
+    json_decref(root);
+    return st;
+}
+
+static atomic_uint tmp_counter;
+
+/* fsync the directory holding `path`, so the rename itself is durable. */
+static int fsync_parent_dir(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char *dir;
+    if (!slash)
+        dir = mm_strdup(".");
+    else if (slash == path)
+        dir = mm_strdup("/");
+    else {
+        dir = malloc((size_t)(slash - path) + 1);
+        if (dir) {
+            memcpy(dir, path, (size_t)(slash - path));
+            dir[slash - path] = '\0';
+        }
+    }
+    if (!dir) return ENOMEM;
+    int err = 0;
+    int fd = open(dir, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
+    if (fd < 0)
+        err = errno;
+    else {
+        if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS) err = errno;
+        close(fd);
+    }
+    free(dir);
+    return err;
+}
+
+static mm_status write_all(FILE *fp, const void *p, size_t n, const char *tmp) {
+    if (n && fwrite(p, 1, n, fp) != n)
+        return mm_error(MM_E_IO, "cannot write %s: %s", tmp, strerror(errno ? errno : EIO));
+    return MM_OK;
+}
+
+mm_status mm_file_writer_commit(mm_file_writer *w, const char *path) {
+    if (!w) return mm_null_arg("w");
+    if (!path) return mm_null_arg("path");
+    if (!*path) return mm_error(MM_E_INVALID_ARGUMENT, "empty path");
+
+    const wmeta fixed[2] = {{(char *)"format", (char *)MMF_FORMAT},
+                            {(char *)"format_version", (char *)MMF_VERSION}};
+    unsigned char *chunk = malloc(4 * MMF_CHUNK);
+    if (!chunk) return mm_oom("write buffer");
+    char checksum[16];
+    char *header = NULL;
+    size_t hlen = 0;
+    char *tmp = NULL;
+    FILE *fp = NULL;
+    bool created = false;
+    mm_status st = writer_checksum(w, fixed, 2, chunk, checksum);
+    if (st != MM_OK) goto done;
+    st = writer_header(w, fixed, 2, checksum, &header, &hlen);
+    if (st != MM_OK) goto done;
+
+    struct stat target;
+    bool target_exists = stat(path, &target) == 0;
+    if (target_exists && S_ISDIR(target.st_mode)) {
+        st = mm_error(MM_E_IO, "%s is a directory", path);
+        goto done;
+    }
+    size_t tlen = strlen(path) + 64;
+    tmp = malloc(tlen);
+    if (!tmp) {
+        st = mm_oom("temporary path");
+        goto done;
+    }
+    snprintf(tmp, tlen, "%s.tmp.%ld.%u", path, (long)getpid(),
+             atomic_fetch_add(&tmp_counter, 1u));
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        st = mm_error(MM_E_IO, "cannot create temporary file %s: %s", tmp, strerror(errno));
+        goto done;
+    }
+    created = true;
+    if (target_exists && S_ISREG(target.st_mode))
+        (void)fchmod(fd, target.st_mode & 07777); /* keep the mode of the file we replace */
+    fp = fdopen(fd, "wb");
+    if (!fp) {
+        st = mm_error(MM_E_IO, "cannot open %s: %s", tmp, strerror(errno));
+        close(fd);
+        goto done;
+    }
+
+    unsigned char lenbuf[8];
+    wr_u64le(lenbuf, (uint64_t)hlen);
+    errno = 0;
+    if ((st = write_all(fp, lenbuf, 8, tmp)) != MM_OK) goto done;
+    if ((st = write_all(fp, header, hlen, tmp)) != MM_OK) goto done;
+    for (size_t i = 0; i < w->nt; i++) {
+        const float *x = w->t[i].data;
+        size_t n = w->t[i].count;
+        while (n > 0) {
+            size_t step = n > MMF_CHUNK ? MMF_CHUNK : n;
+            for (size_t k = 0; k < step; k++) wr_f32le(chunk + 4 * k, x[k]);
+            if ((st = write_all(fp, chunk, 4 * step, tmp)) != MM_OK) goto done;
+            x += step;
+            n -= step;
+        }
+    }
+    if (fflush(fp) != 0) {
+        st = mm_error(MM_E_IO, "cannot write %s: %s", tmp, strerror(errno));
+        goto done;
+    }
+    if (fsync(fileno(fp)) != 0) {
+        st = mm_error(MM_E_IO, "cannot fsync %s: %s", tmp, strerror(errno));
+        goto done;
+    }
+    int rc = fclose(fp);
+    fp = NULL;
+    if (rc != 0) {
+        st = mm_error(MM_E_IO, "cannot close %s: %s", tmp, strerror(errno));
+        goto done;
+    }
+    if (rename(tmp, path) != 0) {
+        st = mm_error(MM_E_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        goto done;
+    }
+    created = false;
+    int err = fsync_parent_dir(path);
+    if (err != 0)
+        st = mm_error(MM_E_IO, "%s written, but syncing its directory failed: %s", path,
+                      strerror(err));
+
+done:
+    if (fp) fclose(fp);
+    if (created) unlink(tmp);
+    free(tmp);
+    free(header);
+    free(chunk);
+    return st;
+}
+
+/* ------------------------------------------------------------------------
+ * Public API
+ * ---------------------------------------------------------------------- */
+
+mm_status mm_model_save(const mm_model *model, const char *path) {
+    if (!model) return mm_null_arg("model");
+    if (!path) return mm_null_arg("path");
+    mm_file_writer *w;
+    mm_status st = mm_file_writer_create(&w);
+    if (st != MM_OK) return st;
+    st = mm_file_writer_add_model(w, model);
+    if (st == MM_OK) st = mm_file_writer_commit(w, path);
+    mm_file_writer_free(w);
+    if (st != MM_OK) return mm_error_prefix(st, "saving %s", path);
+    return MM_OK;
+}
+
+mm_status mm_model_load(mm_model **out, const char *path) {
+    if (!out) return mm_null_arg("out");
+    *out = NULL;
+    if (!path) return mm_null_arg("path");
+    mm_file *f;
+    mm_status st = mm_file_open(&f, path);
+    if (st != MM_OK) return st;
+    st = mm_file_build_model(f, out);
+    mm_file_close(f);
+    return st;
+}
+
+mm_status mm_model_load_buffer(mm_model **out, const void *data, size_t len) {
+    if (!out) return mm_null_arg("out");
+    *out = NULL;
+    mm_file *f;
+    mm_status st = mm_file_open_buffer(&f, data, len);
+    if (st != MM_OK) return st;
+    st = mm_file_build_model(f, out);
+    mm_file_close(f);
+    return st;
+}
