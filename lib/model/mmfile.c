@@ -708,7 +708,7 @@ static mm_status parse_architecture(const mm_file *f, arch_info *a) {
         return mm_error(MM_E_FORMAT, "architecture is not valid JSON: %s (column %d)", jerr.text,
                         jerr.column);
     mm_status st = MM_OK;
-    const char *s;
+    const char *s = NULL;
     if (!json_is_object(root)) {
         st = mm_error(MM_E_FORMAT, "architecture must be a JSON object");
         goto done;
