@@ -1,0 +1,332 @@
+/* mmaint command-line tool — shared declarations.
+ *
+ * The tool uses only the public API of libmmaint (<mm/mm.h>). Each subcommand
+ * lives in its own cmd_*.c file; this header holds what they share: error
+ * reporting with the exit-code convention, strict number parsing, option
+ * tables for getopt_long (common, data and optimizer flags), data loading with
+ * the Fashion-MNIST default, the progress bar, and the training / online
+ * learning / evaluation loops that `demo` reuses.
+ *
+ * Exit codes: 0 success, 1 runtime error (missing file, corrupt model, numeric
+ * failure), 2 usage error (unknown flag, bad number, bad value).
+ */
+#ifndef MMAINT_CLI_H
+#define MMAINT_CLI_H
+
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* JSON output and lineage pretty-printing use jansson: libmmaint already
+ * depends on it (so the tool adds no dependency), and it gets string escaping,
+ * UTF-8 validation and number formatting right, which hand-written JSON
+ * output tends not to. */
+#include <jansson.h>
+
+#include <mm/mm.h>
+
+enum { CLI_EXIT_OK = 0, CLI_EXIT_RUNTIME = 1, CLI_EXIT_USAGE = 2 };
+
+#define CLI_DEFAULT_FASHION_DIR "/usr/share/datasets/fashion-mnist"
+
+/* ---- per-invocation context ------------------------------------------- */
+typedef struct cli {
+    const char *cmd; /* "train" */
+    char prog[48];   /* "mmaint train": prefix of every message */
+    bool json;       /* --json: one JSON object on stdout, human text on stderr */
+    bool quiet;      /* --quiet: no progress, no per-epoch lines */
+    bool tty;        /* stderr is a terminal: draw a progress bar */
+    FILE *out;       /* human-readable results: stdout, or stderr with --json */
+} cli;
+
+void cli_init(cli *c, const char *cmd);
+
+/* Messages on stderr, prefixed with c->prog. They return the exit code. */
+int cli_usage_error(const cli *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+int cli_runtime_error(const cli *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* "<prog>: <context>: <library detail message>"; exit 1 (runtime) or 2 (usage). */
+int cli_lib_error(const cli *c, mm_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int cli_lib_usage_error(const cli *c, mm_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Detail message of the last library error, or the status text. */
+const char *cli_lib_message(mm_status st);
+/* Human lines (progress, notes) unless --quiet. Goes to c->out. */
+void cli_say(const cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- strict number parsing: 0 on success, else prints and returns 2 ---- */
+int cli_parse_double(const cli *c, const char *flag, const char *text, double *out);
+int cli_parse_size(const cli *c, const char *flag, const char *text, size_t *out);
+int cli_parse_long(const cli *c, const char *flag, const char *text, long *out);
+/* "1", "0", "true", "false", "yes", "no", "on", "off"; NULL (bare flag) is 1. */
+int cli_parse_bool(const cli *c, const char *flag, const char *text, bool *out);
+
+/* ---- small utilities --------------------------------------------------- */
+double cli_now(void); /* monotonic seconds */
+void cli_format_duration(double seconds, char *buf, size_t cap); /* "1:05", "1:02:03" */
+void cli_format_bytes(uint64_t bytes, char *buf, size_t cap);     /* "1.2 MiB" */
+/* Size of a file in bytes, or -1. */
+long long cli_file_size(const char *path);
+bool cli_file_exists(const char *path);
+/* JSON helpers: NaN/Inf become null (jansson refuses them). */
+json_t *cli_json_num(double v);
+/* Print a JSON value (pretty) and a newline to stdout; decrefs it. */
+void cli_json_print(json_t *value);
+/* Ctrl-C: the first SIGINT sets a flag that loops poll; the second kills. */
+void cli_install_sigint(void);
+bool cli_interrupted(void);
+
+/* ---- option tables ----------------------------------------------------- */
+typedef struct cli_optdef {
+    const char *name; /* long name without "--" */
+    int has_arg;      /* no_argument, required_argument, optional_argument */
+    int id;           /* value returned for it */
+    const char *arg;  /* "N", "FILE" (for help), NULL if none */
+    const char *help; /* one line; NULL hides it from the help text */
+} cli_optdef;
+
+#define CLI_MAX_OPTS 160
+
+typedef struct cli_opts {
+    struct option longopts[CLI_MAX_OPTS + 1];
+    cli_optdef defs[CLI_MAX_OPTS];
+    size_t n;
+    char namebuf[CLI_MAX_OPTS][40]; /* storage for generated names */
+} cli_opts;
+
+/* Option ids shared by several commands. Optimizer settings generated from
+ * the library's setting names use CLI_OPT_PARAM_BASE + mm_opt_param. */
+enum {
+    CLI_OPT_HELP = 'h',
+    CLI_OPT_JSON = 1000,
+    CLI_OPT_QUIET,
+    CLI_OPT_THREADS,
+    CLI_OPT_OUT,
+    /* data */
+    CLI_OPT_TRAIN_IMAGES,
+    CLI_OPT_TRAIN_LABELS,
+    CLI_OPT_TRAIN_CSV,
+    CLI_OPT_VAL_IMAGES,
+    CLI_OPT_VAL_LABELS,
+    CLI_OPT_VAL_CSV,
+    CLI_OPT_TEST_IMAGES,
+    CLI_OPT_TEST_LABELS,
+    CLI_OPT_TEST_CSV,
+    CLI_OPT_IMAGES,
+    CLI_OPT_LABELS,
+    CLI_OPT_CSV,
+    CLI_OPT_LABEL_COLUMN,
+    CLI_OPT_VAL_SPLIT,
+    CLI_OPT_OFFSET,
+    CLI_OPT_LIMIT,
+    CLI_OPT_DATA_DIR,
+    /* optimizer */
+    CLI_OPT_OPTIMIZER,
+    CLI_OPT_SET,
+    CLI_OPT_LR,
+    /* first id of commands' own options */
+    CLI_OPT_CMD_BASE = 1100,
+    CLI_OPT_PARAM_BASE = 2000
+};
+
+void cli_opts_init(cli_opts *o);
+/* Append definitions; a name already present is skipped (first wins). */
+void cli_opts_add(cli_opts *o, const cli_optdef *defs, size_t n);
+void cli_opts_add_common(cli_opts *o, bool with_json);
+void cli_opts_add_out(cli_opts *o, const char *help);
+/* Data flags. `roles` is a bit set of (1 << CLI_ROLE_*); `primary` is the role
+ * that --images/--labels/--csv, --offset/--limit refer to. */
+void cli_opts_add_data(cli_opts *o, unsigned roles, int primary);
+/* --optimizer, --lr, friendly flags with help (with fit_flags also --epochs,
+ * --batch-size, --seed, --patience), --set, and a hidden --<name> flag for
+ * every other library setting. */
+void cli_opts_add_optimizer(cli_opts *o, bool fit_flags);
+/* Parse the next option: 1 = got one (*id, *arg set), 0 = done (positional
+ * arguments are argv[optind..argc)), -1 = error (message printed; exit 2). */
+int cli_getopt(const cli *c, int argc, char **argv, const cli_opts *o, int *id,
+               const char **arg);
+/* The flag cli_getopt returned last, as spelled in full ("--epochs"). */
+const char *cli_current_flag(void);
+/* Print the option list of `o` for help texts. */
+void cli_opts_print_help(const cli_opts *o, FILE *f);
+/* List the library's optimizer settings (names and ranges). */
+void cli_print_optimizer_settings(FILE *f);
+/* Handle options every command shares (--json, --quiet, --threads):
+ * 1 if handled (then *rc is 0, or 2 after a usage error), 0 if not. */
+int cli_common_option(cli *c, int id, const char *arg, int *rc);
+
+/* ---- data -------------------------------------------------------------- */
+enum { CLI_ROLE_TRAIN = 0, CLI_ROLE_VAL = 1, CLI_ROLE_TEST = 2, CLI_ROLE_COUNT = 3 };
+#define CLI_ROLE_BIT(r) (1u << (r))
+
+typedef struct cli_data_src {
+    const char *images, *labels, *csv;
+} cli_data_src;
+
+typedef struct cli_data_cfg {
+    cli_data_src src[CLI_ROLE_COUNT];
+    int primary;            /* role of --images/--labels/--csv/--offset/--limit */
+    int label_column;       /* library convention (-1 none, -2 last, ...) */
+    double val_split;       /* 0 = none */
+    size_t offset, limit;   /* slice of the primary dataset; limit 0 = all */
+    const char *data_dir;   /* Fashion-MNIST directory */
+} cli_data_cfg;
+
+void cli_data_init(cli_data_cfg *d, int primary);
+/* 1 if the option was a data option (then *rc is 0 or 2), 0 otherwise. */
+int cli_data_option(const cli *c, cli_data_cfg *d, int id, const char *arg, int *rc);
+/* True if any source was given for a role. */
+bool cli_data_given(const cli_data_cfg *d, int role);
+/* Load the dataset of a role. With no source for the role and use_default,
+ * load the Fashion-MNIST split (train for CLI_ROLE_TRAIN/VAL, t10k for TEST).
+ * *out is NULL (and 0 returned) when the role has no source and no default.
+ * Applies --offset/--limit to the primary role. `desc` receives a short
+ * description for messages and lineage. Returns an exit code. */
+int cli_data_load(const cli *c, const cli_data_cfg *d, int role, bool use_default,
+                  mm_dataset **out, char *desc, size_t desc_cap);
+/* Fashion-MNIST files of a split ("train" or "t10k") in dir; exit code. */
+int cli_load_fashion(const cli *c, const char *dir, const char *split, mm_dataset **out);
+const char *cli_fashion_dir(const cli_data_cfg *d);
+/* Check that a labelled dataset fits a model: width and label range. */
+int cli_check_data_fits(const cli *c, const mm_model *m, const mm_dataset *ds,
+                        const char *what);
+
+/* ---- optimizer settings ------------------------------------------------ */
+#define CLI_MAX_SETTINGS 64
+
+typedef struct cli_setting {
+    mm_opt_param param;
+    double value;
+    char flag[48]; /* as the user spelled it, for messages: "--momentum" */
+} cli_setting;
+
+typedef struct cli_optim_cfg {
+    bool kind_given;
+    mm_optim_kind kind;
+    cli_setting set[CLI_MAX_SETTINGS];
+    size_t n;
+} cli_optim_cfg;
+
+void cli_optim_init(cli_optim_cfg *oc, mm_optim_kind default_kind);
+/* 1 if the option was an optimizer option (then *rc is 0 or 2), 0 otherwise. */
+int cli_optim_option(const cli *c, cli_optim_cfg *oc, int id, const char *arg, int *rc);
+/* The last value given for a setting. */
+bool cli_optim_lookup(const cli_optim_cfg *oc, mm_opt_param p, double *value);
+/* Remove a setting (so that a command can handle it itself). */
+void cli_optim_remove(cli_optim_cfg *oc, mm_opt_param p);
+/* Apply every setting in setting order (so momentum precedes nesterov).
+ * Errors are usage errors (2) naming the flag. */
+int cli_optim_apply(const cli *c, const cli_optim_cfg *oc, mm_optimizer *opt);
+/* JSON object of an optimizer's kind and current settings (for lineage). */
+json_t *cli_optimizer_json(const mm_optimizer *opt);
+
+/* ---- progress bar ------------------------------------------------------ */
+typedef struct cli_progress {
+    const cli *c;
+    double last_draw;
+    bool drawn;
+    int last_width;
+} cli_progress;
+
+void cli_progress_init(cli_progress *p, const cli *c);
+/* Draw "label [#####.....]  42%  ETA 0:12  1234 samples/s  extra" on stderr
+ * if it is a terminal, at most ~10 times per second (force draws anyway). */
+void cli_progress_draw(cli_progress *p, const char *label, double fraction, double elapsed,
+                       double rate, const char *extra, bool force);
+/* Erase the bar so that a normal line can be printed. */
+void cli_progress_clear(cli_progress *p);
+
+/* ---- training, evaluation and online learning (shared with demo) ------- */
+typedef struct cli_fit_summary {
+    unsigned epochs_run;
+    double train_loss, train_accuracy, val_loss, val_accuracy;
+    double learning_rate, samples_per_second, seconds;
+    uint64_t steps;
+    bool stopped_early;
+    json_t *epochs; /* array of per-epoch objects (owned; may be NULL) */
+} cli_fit_summary;
+
+/* Run mm_optimizer_fit with the progress bar and per-epoch lines. */
+int cli_fit(const cli *c, mm_optimizer *opt, const mm_dataset *train, const mm_dataset *val,
+            cli_fit_summary *summary);
+
+typedef struct cli_eval_result {
+    double loss, accuracy, samples_per_second, seconds;
+    size_t n, classes;
+    uint64_t *confusion; /* classes*classes, row = true label, col = predicted; owned */
+} cli_eval_result;
+
+/* Loss, accuracy and (with want_confusion) the confusion matrix. */
+int cli_evaluate(const cli *c, const mm_model *m, const mm_dataset *ds, bool want_confusion,
+                 cli_eval_result *r);
+void cli_eval_result_free(cli_eval_result *r);
+void cli_print_confusion(FILE *f, const cli_eval_result *r);
+json_t *cli_confusion_json(const cli_eval_result *r);
+
+typedef struct cli_online_stats {
+    size_t seen;            /* samples processed (predicted, then learned from) */
+    size_t correct;         /* predictions that were right, all samples */
+    size_t window_correct;  /* right predictions among the last `window` */
+    size_t window_fill;     /* samples in the window (<= window) */
+    size_t skipped;         /* updates refused as non-finite */
+    double loss_sum;        /* sum of per-sample losses before each update */
+    double seconds;
+} cli_online_stats;
+
+/* Called every `every` samples (and not at the end): return an exit code,
+ * non-zero stops the run. */
+typedef int (*cli_online_checkpoint_fn)(void *user, const cli_online_stats *st);
+
+typedef struct cli_online_cfg {
+    size_t window;        /* rolling accuracy window, default 1000 */
+    size_t report_every;  /* print a line every N samples; 0 = never */
+    size_t every;         /* checkpoint callback every N samples; 0 = never */
+    cli_online_checkpoint_fn checkpoint;
+    void *user;
+    const char *label;    /* progress bar label */
+} cli_online_cfg;
+
+/* Predict-then-learn over samples [start, start+count) of ds, one at a time. */
+int cli_online(const cli *c, mm_optimizer *opt, const mm_dataset *ds, size_t start,
+               size_t count, const cli_online_cfg *cfg, cli_online_stats *st);
+double cli_online_rolling(const cli_online_stats *st);
+double cli_online_progressive(const cli_online_stats *st);
+json_t *cli_online_json(const cli_online_stats *st, size_t window);
+
+/* Append an "online_update" lineage event for samples [first, first+samples)
+ * of the stream, with the running statistics. Exit code. */
+int cli_record_update(const cli *c, mm_model *model, const mm_optimizer *opt, const char *parent,
+                      const char *data_desc, size_t first, size_t samples,
+                      const cli_online_stats *st, size_t window);
+
+/* "784-256-128-10:relu" for uniform models, else per-layer activations. */
+void cli_arch_string(const mm_model *m, char *buf, size_t cap);
+/* Load a model file (exit code, message names the file). */
+int cli_load_model(const cli *c, const char *path, mm_model **out);
+
+/* Print text wrapped at 80 columns; the first line starts at column `col`,
+ * continuation lines are indented by `indent` spaces. Ends with a newline. */
+void cli_print_wrapped(FILE *f, const char *text, int col, int indent);
+
+/* Pretty-print a lineage JSON array (text) as a numbered list. */
+void cli_print_lineage(FILE *f, const char *lineage_json, const char *indent);
+
+/* ---- subcommands ------------------------------------------------------- */
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_update(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+
+void help_train(FILE *f);
+void help_eval(FILE *f);
+void help_update(FILE *f);
+void help_info(FILE *f);
+void help_demo(FILE *f);
+
+#endif /* MMAINT_CLI_H */

@@ -1,0 +1,408 @@
+/* mmaint demo — the model maintenance story on Fashion-MNIST, as a list of
+ * steps: train and deploy v1, keep updating it online as new data arrives
+ * (saving a new version every few thousand samples), and summarise.
+ *
+ * Each step is a function over a shared context; adding a step (prune,
+ * quantize, export...) means writing one function and one table row. Steps
+ * that produce a model file call demo_add_version, and the summary table
+ * lists every version whatever step made it.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+enum { OPT_QUICK = CLI_OPT_CMD_BASE, OPT_SEED };
+
+#define DEMO_MAX_VERSIONS 64
+
+typedef struct demo_version {
+    char name[16];         /* "v1" */
+    char path[1100];       /* DIR/model-v1.mmf */
+    char made_by[96];      /* "train adam, 3 epochs on 50000" */
+    size_t online_samples; /* online samples learned so far */
+    size_t samples_seen;   /* distinct samples learned from: training + online */
+    double test_accuracy;
+    long long file_size;
+} demo_version;
+
+typedef struct demo_ctx {
+    cli *c;
+    const char *out_dir;
+    const char *data_dir;
+    bool quick;
+    uint64_t seed;
+    /* plan */
+    size_t train_n;      /* the first train_n training images train v1 */
+    size_t stream_start; /* images from here on are held back (50000) */
+    size_t stream_n;     /* stream_n of them arrive one at a time */
+    size_t every;     /* a new version every `every` samples */
+    unsigned epochs;
+    double online_lr;
+    /* state */
+    mm_dataset *all, *train, *stream, *test;
+    mm_model *model; /* the deployed model, updated in place */
+    demo_version versions[DEMO_MAX_VERSIONS];
+    size_t nversions;
+    cli_online_stats online;
+    json_t *json;
+} demo_ctx;
+
+typedef struct demo_step {
+    const char *name;
+    const char *title;
+    int (*run)(demo_ctx *d);
+} demo_step;
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static int mkdir_p(const cli *c, const char *dir) {
+    char buf[1024];
+    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf)
+        return cli_usage_error(c, "--out: path too long");
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return cli_runtime_error(c, "creating %s: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        return cli_runtime_error(c, "creating %s: %s", buf, strerror(errno));
+    struct stat sb;
+    if (stat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return cli_runtime_error(c, "%s is not a directory", buf);
+    return 0;
+}
+
+static int test_accuracy(demo_ctx *d, double *acc) {
+    cli_eval_result r;
+    int rc = cli_evaluate(d->c, d->model, d->test, false, &r);
+    if (rc == 0) *acc = r.accuracy;
+    return rc;
+}
+
+/* Save the deployed model as the next version and measure it. */
+static int demo_add_version(demo_ctx *d, const char *made_by, demo_version **out) {
+    if (d->nversions >= DEMO_MAX_VERSIONS) return cli_runtime_error(d->c, "too many versions");
+    demo_version *v = &d->versions[d->nversions];
+    memset(v, 0, sizeof *v);
+    snprintf(v->name, sizeof v->name, "v%zu", d->nversions + 1);
+    snprintf(v->path, sizeof v->path, "%s/model-v%zu.mmf", d->out_dir, d->nversions + 1);
+    snprintf(v->made_by, sizeof v->made_by, "%s", made_by);
+    v->online_samples = d->online.seen;
+    v->samples_seen = d->train_n + d->online.seen;
+    mm_status st = mm_model_save(d->model, v->path);
+    if (st != MM_OK) return cli_lib_error(d->c, st, "saving %s", v->path);
+    v->file_size = cli_file_size(v->path);
+    int rc = test_accuracy(d, &v->test_accuracy);
+    if (rc) return rc;
+    d->nversions++;
+    if (out) *out = v;
+    return 0;
+}
+
+static const char *last_version_path(const demo_ctx *d) {
+    return d->nversions ? d->versions[d->nversions - 1].path : NULL;
+}
+
+/* Versions live side by side in one directory: lineage names the parent by
+ * its file name, so the directory can move. */
+static const char *last_version_file(const demo_ctx *d) {
+    const char *p = last_version_path(d);
+    const char *slash = p ? strrchr(p, '/') : NULL;
+    return slash ? slash + 1 : p;
+}
+
+/* ---- steps ------------------------------------------------------------- */
+
+static int step_data(demo_ctx *d) {
+    int rc = cli_load_fashion(d->c, d->data_dir, "train", &d->all);
+    if (rc) return rc;
+    if ((rc = cli_load_fashion(d->c, d->data_dir, "t10k", &d->test))) return rc;
+    size_t n = mm_dataset_size(d->all);
+    if (n < d->stream_start + d->stream_n)
+        return cli_runtime_error(d->c, "%s: only %zu training images, the demo needs %zu", d->data_dir, n,
+                                 d->stream_start + d->stream_n);
+    size_t held_back = n - d->stream_start;
+    mm_status st = mm_dataset_slice(d->all, 0, d->train_n, &d->train);
+    if (st == MM_OK) st = mm_dataset_slice(d->all, d->stream_start, d->stream_n, &d->stream);
+    if (st != MM_OK) return cli_lib_error(d->c, st, "splitting the training set");
+    mm_dataset_free(d->all); /* the slices are copies */
+    d->all = NULL;
+    cli_say(d->c,
+            "Fashion-MNIST from %s: %zu training images, %zu test images.\n"
+            "Training v1 on the first %zu; the last %zu are held back as \"new data arriving after\n"
+            "deployment\"%s.\n",
+            d->data_dir, n, mm_dataset_size(d->test), d->train_n, held_back,
+            d->stream_n < held_back || d->train_n < d->stream_start ? " (--quick: a part of each)" : "");
+    return 0;
+}
+
+static int step_train(demo_ctx *d) {
+    const cli *c = d->c;
+    mm_status st = mm_model_create_from_spec(&d->model, "784-256-128-10:relu", d->seed);
+    if (st != MM_OK) return cli_lib_error(c, st, "creating the model");
+    mm_optimizer *opt = NULL;
+    st = mm_optimizer_create(&opt, d->model, MM_OPTIM_ADAM);
+    if (st == MM_OK) st = mm_optimizer_set(opt, MM_OPT_LEARNING_RATE, 1e-3);
+    if (st == MM_OK) st = mm_optimizer_set(opt, MM_OPT_BATCH_SIZE, 64);
+    if (st == MM_OK) st = mm_optimizer_set(opt, MM_OPT_EPOCHS, d->epochs);
+    if (st == MM_OK) st = mm_optimizer_set(opt, MM_OPT_SEED, (double)d->seed);
+    if (st != MM_OK) {
+        mm_optimizer_free(opt);
+        return cli_lib_error(c, st, "setting up the optimizer");
+    }
+    cli_say(c, "784-256-128-10 relu, %zu parameters; Adam lr 1e-3, batch 64, %u epoch(s), %s kernels\n",
+            mm_model_num_params(d->model), d->epochs, mm_backend_name());
+    cli_fit_summary fs;
+    memset(&fs, 0, sizeof fs);
+    int rc = cli_fit(c, opt, d->train, NULL, &fs);
+    if (rc) {
+        mm_optimizer_free(opt);
+        return rc;
+    }
+    mm_optimizer_free(opt);
+    /* The library's fit event holds the optimizer and statistics. */
+    json_t *ev = json_object();
+    char data[64];
+    snprintf(data, sizeof data, "fashion-mnist/train[0:%zu]", d->train_n);
+    json_object_set_new(ev, "data", json_string(data));
+    json_object_set_new(ev, "samples", json_integer((json_int_t)d->train_n));
+    json_object_set_new(ev, "tool", json_string("mmaint demo " MM_VERSION_STRING));
+    char *detail = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(ev);
+    st = mm_model_add_lineage(d->model, "train", detail);
+    free(detail);
+    if (st != MM_OK) return cli_lib_error(c, st, "recording lineage");
+
+    char made_by[96];
+    snprintf(made_by, sizeof made_by, "train: adam, %u epoch(s)", fs.epochs_run);
+    demo_version *v;
+    if ((rc = demo_add_version(d, made_by, &v))) return rc;
+    char size[32];
+    cli_format_bytes((uint64_t)(v->file_size < 0 ? 0 : v->file_size), size, sizeof size);
+    cli_say(c, "v1: test accuracy %.4f; deployed as %s (%s)\n", v->test_accuracy, v->path, size);
+    json_t *tj = json_object();
+    json_object_set_new(tj, "samples", json_integer((json_int_t)d->train_n));
+    json_object_set_new(tj, "epochs", json_integer(fs.epochs_run));
+    json_object_set_new(tj, "train_loss", cli_json_num(fs.train_loss));
+    json_object_set_new(tj, "train_accuracy", cli_json_num(fs.train_accuracy));
+    json_object_set_new(tj, "samples_per_second", cli_json_num(fs.samples_per_second));
+    json_object_set_new(tj, "seconds", cli_json_num(fs.seconds));
+    json_object_set_new(tj, "test_accuracy", cli_json_num(v->test_accuracy));
+    json_object_set_new(d->json, "train", tj);
+    return 0;
+}
+
+typedef struct online_ctx {
+    demo_ctx *d;
+    mm_optimizer *opt;
+    size_t last; /* samples at the previous version */
+} online_ctx;
+
+static int online_checkpoint(void *user, const cli_online_stats *st) {
+    online_ctx *oc = user;
+    demo_ctx *d = oc->d;
+    d->online = *st;
+    char data[64];
+    snprintf(data, sizeof data, "fashion-mnist/train[%zu:%zu]", d->stream_start, d->stream_start + d->stream_n);
+    int rc = cli_record_update(d->c, d->model, oc->opt, last_version_file(d), data, d->stream_start + oc->last,
+                               st->seen - oc->last, st, 1000);
+    if (rc) return rc;
+    char made_by[96];
+    snprintf(made_by, sizeof made_by, "online update: sgd, +%zu", st->seen - oc->last);
+    demo_version *v;
+    if ((rc = demo_add_version(d, made_by, &v))) return rc;
+    oc->last = st->seen;
+    cli_say(d->c, "%s after %zu new samples: rolling acc %.4f, test accuracy %.4f -> %s\n", v->name, st->seen,
+            cli_online_rolling(st), v->test_accuracy, v->path);
+    return 0;
+}
+
+static int step_online(demo_ctx *d) {
+    const cli *c = d->c;
+    mm_optimizer *opt = NULL;
+    mm_status st = mm_optimizer_create(&opt, d->model, MM_OPTIM_SGD);
+    if (st == MM_OK) st = mm_optimizer_set(opt, MM_OPT_LEARNING_RATE, d->online_lr);
+    if (st != MM_OK) {
+        mm_optimizer_free(opt);
+        return cli_lib_error(c, st, "setting up the online optimizer");
+    }
+    cli_say(c, "%zu new samples arrive one at a time; each is predicted, then learned from\n"
+               "(SGD lr %g); a new version is saved every %zu samples.\n",
+            d->stream_n, d->online_lr, d->every);
+    online_ctx oc = {d, opt, 0};
+    cli_online_cfg cfg = {1000, 0, d->every, online_checkpoint, &oc, "online"};
+    cli_online_stats s;
+    int rc = cli_online(c, opt, d->stream, 0, d->stream_n, &cfg, &s);
+    if (rc == 0 && oc.last != s.seen) rc = online_checkpoint(&oc, &s);
+    mm_optimizer_free(opt);
+    if (rc) return rc;
+    d->online = s;
+    cli_say(c, "online: %zu samples, progressive accuracy %.4f, rolling accuracy (last 1000) %.4f, %.0f samples/s\n",
+            s.seen, cli_online_progressive(&s), cli_online_rolling(&s),
+            s.seconds > 0 ? (double)s.seen / s.seconds : 0.0);
+    json_object_set_new(d->json, "online", cli_online_json(&s, 1000));
+    return 0;
+}
+
+static int step_summary(demo_ctx *d) {
+    FILE *f = d->c->out;
+    json_t *vs = json_array();
+    {
+        fprintf(f, "%-7s %-13s %7s  %-32s %8s %10s\n", "version", "file", "samples", "made by", "test acc",
+                "size");
+    }
+    for (size_t i = 0; i < d->nversions; i++) {
+        const demo_version *v = &d->versions[i];
+        char size[32];
+        cli_format_bytes((uint64_t)(v->file_size < 0 ? 0 : v->file_size), size, sizeof size);
+        const char *base = strrchr(v->path, '/');
+        base = base ? base + 1 : v->path;
+        fprintf(f, "%-7s %-13s %7zu  %-32s %8.4f %10s\n", v->name, base, v->samples_seen, v->made_by,
+                v->test_accuracy, size);
+        json_t *vj = json_object();
+        json_object_set_new(vj, "version", json_string(v->name));
+        json_object_set_new(vj, "file", json_string(v->path));
+        json_object_set_new(vj, "made_by", json_string(v->made_by));
+        json_object_set_new(vj, "samples_seen", json_integer((json_int_t)v->samples_seen));
+        json_object_set_new(vj, "online_samples", json_integer((json_int_t)v->online_samples));
+        json_object_set_new(vj, "test_accuracy", cli_json_num(v->test_accuracy));
+        json_object_set_new(vj, "file_size", json_integer(v->file_size));
+        json_array_append_new(vs, vj);
+    }
+    json_object_set_new(d->json, "versions", vs);
+    const char *lineage = mm_model_lineage(d->model);
+    {
+        fprintf(f, "\nlineage of %s:\n", last_version_path(d) ? last_version_path(d) : "the model");
+        cli_print_lineage(f, lineage, "  ");
+    }
+    json_error_t jerr;
+    json_t *lj = json_loads(lineage, 0, &jerr);
+    json_object_set_new(d->json, "lineage", lj ? lj : json_string(lineage));
+    return 0;
+}
+
+static const demo_step demo_steps[] = {
+    {"data", "Data", step_data},
+    {"train", "Train and deploy v1", step_train},
+    {"online", "Online updates on the held-back data", step_online},
+    {"summary", "Summary", step_summary},
+};
+
+/* ---- command ----------------------------------------------------------- */
+
+static void demo_opts(cli_opts *o) {
+    static const cli_optdef own[] = {
+        {"quick", no_argument, OPT_QUICK, NULL, "a small, fast run (fewer samples, 1 epoch) for tests"},
+        {"seed", required_argument, OPT_SEED, "N", "seed for initialisation and shuffling (default 42)"},
+        {"data-dir", required_argument, CLI_OPT_DATA_DIR, "DIR",
+         "Fashion-MNIST directory (env MM_FASHION_DIR, default " CLI_DEFAULT_FASHION_DIR ")"},
+    };
+    cli_opts_init(o);
+    cli_opts_add_out(o, "directory for the model versions (default demo-out)");
+    cli_opts_add(o, own, sizeof own / sizeof own[0]);
+    cli_opts_add_common(o, true);
+}
+
+void help_demo(FILE *f) {
+    cli_opts o;
+    demo_opts(&o);
+    fprintf(f, "Usage: mmaint demo [--out DIR] [--quick] [options]\n"
+               "Model maintenance on Fashion-MNIST: train 784-256-128-10 (relu, Adam lr 1e-3,\n"
+               "batch 64, 3 epochs) on the first 50000 training images and save it as\n"
+               "DIR/model-v1.mmf; then update the deployed model online on the 10000 held-back\n"
+               "images, one at a time (predict, then learn; SGD), saving model-v2.mmf, ...\n"
+               "every 2500 samples with their lineage; finally a summary table.\n\n"
+               "Steps:");
+    for (size_t i = 0; i < sizeof demo_steps / sizeof demo_steps[0]; i++)
+        fprintf(f, "%s %s", i ? "," : "", demo_steps[i].name);
+    fprintf(f, "\n\nOptions:\n");
+    cli_opts_print_help(&o, f);
+}
+
+int cmd_demo(int argc, char **argv) {
+    cli c;
+    cli_init(&c, "demo");
+    demo_ctx d;
+    memset(&d, 0, sizeof d);
+    d.c = &c;
+    d.out_dir = "demo-out";
+    d.seed = 42;
+    cli_data_cfg data; /* only for --data-dir */
+    cli_data_init(&data, CLI_ROLE_TRAIN);
+    cli_opts o;
+    demo_opts(&o);
+    int id, rc;
+    const char *arg;
+    while ((rc = cli_getopt(&c, argc, argv, &o, &id, &arg)) == 1) {
+        int r = 0;
+        if (id == CLI_OPT_HELP) {
+            help_demo(stdout);
+            return 0;
+        }
+        if (cli_common_option(&c, id, arg, &r)) {
+            if (r) return r;
+            continue;
+        }
+        switch (id) {
+        case CLI_OPT_OUT: d.out_dir = arg; break;
+        case CLI_OPT_DATA_DIR: data.data_dir = arg; break;
+        case OPT_QUICK: d.quick = true; break;
+        case OPT_SEED: {
+            size_t s;
+            if ((r = cli_parse_size(&c, "--seed", arg, &s)) != 0) return r;
+            d.seed = s;
+            break;
+        }
+        default: return cli_usage_error(&c, "unhandled option %s", cli_current_flag());
+        }
+    }
+    if (rc < 0) return CLI_EXIT_USAGE;
+    if (optind < argc) return cli_usage_error(&c, "unexpected argument '%s'", argv[optind]);
+    d.data_dir = cli_fashion_dir(&data);
+    d.stream_start = 50000;
+    if (d.quick) {
+        d.train_n = 5000;
+        d.stream_n = 2000;
+        d.every = 500;
+        d.epochs = 1;
+    } else {
+        d.train_n = 50000;
+        d.stream_n = 10000;
+        d.every = 2500;
+        d.epochs = 3;
+    }
+    d.online_lr = 1e-3; /* 0.01 degrades v1 here: one-sample steps are noisy */
+    if ((rc = mkdir_p(&c, d.out_dir))) return rc;
+
+    d.json = json_object();
+    json_object_set_new(d.json, "command", json_string("demo"));
+    json_object_set_new(d.json, "out_dir", json_string(d.out_dir));
+    json_object_set_new(d.json, "quick", json_boolean(d.quick));
+    size_t nsteps = sizeof demo_steps / sizeof demo_steps[0];
+    double t0 = cli_now();
+    for (size_t i = 0; i < nsteps && rc == 0; i++) {
+        if (!c.quiet) fprintf(c.out, "%s== [%zu/%zu] %s ==\n", i ? "\n" : "", i + 1, nsteps, demo_steps[i].title);
+        rc = demo_steps[i].run(&d);
+    }
+    if (rc == 0) {
+        json_object_set_new(d.json, "seconds", cli_json_num(cli_now() - t0));
+        cli_say(&c, "\ndone in %.1f s; models in %s/\n", cli_now() - t0, d.out_dir);
+        if (c.json) {
+            cli_json_print(d.json);
+            d.json = NULL;
+        }
+    }
+    json_decref(d.json);
+    mm_model_free(d.model);
+    mm_dataset_free(d.all);
+    mm_dataset_free(d.train);
+    mm_dataset_free(d.stream);
+    mm_dataset_free(d.test);
+    return rc;
+}
