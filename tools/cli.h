@@ -222,6 +222,8 @@ void cli_optim_remove(cli_optim_cfg *oc, mm_opt_param p);
 /* Apply every setting in setting order (so momentum precedes nesterov).
  * Errors are usage errors (2) naming the flag. */
 int cli_optim_apply(const cli *c, const cli_optim_cfg *oc, mm_optimizer *opt);
+/* The configured (base) learning rate; the schedule scales it per step. */
+double cli_base_lr(const mm_optimizer *opt);
 /* JSON object of an optimizer's kind and current settings (for lineage). */
 json_t *cli_optimizer_json(const mm_optimizer *opt);
 

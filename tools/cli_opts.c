@@ -556,12 +556,21 @@ int cli_optim_apply(const cli *c, const cli_optim_cfg *oc, mm_optimizer *opt) {
     return 0;
 }
 
+double cli_base_lr(const mm_optimizer *opt) {
+    double lr;
+    if (mm_optimizer_get(opt, MM_OPT_LEARNING_RATE, &lr) != MM_OK) {
+        mm_clear_error();
+        return mm_optimizer_current_lr(opt);
+    }
+    return lr;
+}
+
 json_t *cli_optimizer_json(const mm_optimizer *opt) {
     json_t *o = json_object();
     mm_optim_kind kind = mm_optimizer_kind(opt);
     const char *kname = mm_optim_kind_name(kind);
     json_object_set_new(o, "optimizer", json_string(kname ? kname : "?"));
-    json_object_set_new(o, "learning_rate", cli_json_num(mm_optimizer_current_lr(opt)));
+    json_object_set_new(o, "learning_rate", cli_json_num(cli_base_lr(opt)));
     /* Only the settings that are in effect, with natural types. */
     double v;
     if (kind == MM_OPTIM_SGD && mm_optimizer_get(opt, MM_OPT_MOMENTUM, &v) == MM_OK && v > 0) {

@@ -298,13 +298,13 @@ static const demo_step demo_steps[] = {
 
 static void demo_opts(cli_opts *o) {
     static const cli_optdef own[] = {
+        {"out", required_argument, CLI_OPT_OUT, "DIR", "directory for the model versions (default demo-out)"},
         {"quick", no_argument, OPT_QUICK, NULL, "a small, fast run (fewer samples, 1 epoch) for tests"},
         {"seed", required_argument, OPT_SEED, "N", "seed for initialisation and shuffling (default 42)"},
         {"data-dir", required_argument, CLI_OPT_DATA_DIR, "DIR",
          "Fashion-MNIST directory (env MM_FASHION_DIR, default " CLI_DEFAULT_FASHION_DIR ")"},
     };
     cli_opts_init(o);
-    cli_opts_add_out(o, "directory for the model versions (default demo-out)");
     cli_opts_add(o, own, sizeof own / sizeof own[0]);
     cli_opts_add_common(o, true);
 }

@@ -132,7 +132,7 @@ int cmd_info(int argc, char **argv) {
         if (opt)
             printf("optimizer:   %s state present (%llu steps, lr %g)\n",
                    mm_optim_kind_name(mm_optimizer_kind(opt)),
-                   (unsigned long long)mm_optimizer_steps(opt), mm_optimizer_current_lr(opt));
+                   (unsigned long long)mm_optimizer_steps(opt), cli_base_lr(opt));
         else if (opt_problem)
             printf("optimizer:   state present but unreadable: %s\n", opt_problem_buf);
         else

@@ -204,7 +204,7 @@ static int run_train(cli *c, train_args *a) {
             mm_dataset_size(train), mm_dataset_dim(train), mm_dataset_num_classes(train));
     if (val) cli_say(c, "validation: %s, %zu samples\n", val_desc, mm_dataset_size(val));
     if (test) cli_say(c, "test: %s, %zu samples\n", test_desc, mm_dataset_size(test));
-    double lr = mm_optimizer_current_lr(opt), bs = 0, ep = 0;
+    double lr = cli_base_lr(opt), bs = 0, ep = 0;
     mm_optimizer_get(opt, MM_OPT_BATCH_SIZE, &bs);
     mm_optimizer_get(opt, MM_OPT_EPOCHS, &ep);
     mm_clear_error();

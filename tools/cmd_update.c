@@ -53,7 +53,7 @@ void help_update(FILE *f) {
     fputc('\n', f);
     cli_print_optimizer_settings(f);
     fprintf(f, "\nExample:\n"
-               "  mmaint update model.mmf --csv new.csv --optimizer sgd --lr 0.005 --out model-v2.mmf\n");
+               "  mmaint update model.mmf --csv new.csv --optimizer sgd --lr 0.001 --out model-v2.mmf\n");
 }
 
 int cli_record_update(const cli *c, mm_model *model, const mm_optimizer *opt, const char *parent,
@@ -206,10 +206,9 @@ int cmd_update(int argc, char **argv) {
     if (resumed)
         cli_say(&c, "optimizer: continuing %s state from %s (%llu steps), lr %g\n",
                 mm_optim_kind_name(mm_optimizer_kind(opt)), in,
-                (unsigned long long)mm_optimizer_steps(opt), mm_optimizer_current_lr(opt));
+                (unsigned long long)mm_optimizer_steps(opt), cli_base_lr(opt));
     else
-        cli_say(&c, "optimizer: new %s, lr %g\n", mm_optim_kind_name(mm_optimizer_kind(opt)),
-                mm_optimizer_current_lr(opt));
+        cli_say(&c, "optimizer: new %s, lr %g\n", mm_optim_kind_name(mm_optimizer_kind(opt)), cli_base_lr(opt));
     cli_say(&c, "data: %s, %zu samples, one at a time (predict, then learn)\n", desc, mm_dataset_size(ds));
     if (test) {
         cli_eval_result r;
