@@ -51,35 +51,31 @@ static double time_block(op_fn fn, void *ctx, size_t per) {
     return (bench_now() - s) / (double)per;
 }
 
-#define NBLOCKS 7
+#define NBLOCKS 9
 
-/* Median seconds per call of fn over NBLOCKS blocks of ~g_seconds/NBLOCKS. */
-static double time_op(op_fn fn, void *ctx) {
-    size_t per = calibrate(fn, ctx, g_seconds / NBLOCKS);
-    double blocks[NBLOCKS];
-    for (int b = 0; b < NBLOCKS; b++) blocks[b] = time_block(fn, ctx, per);
-    qsort(blocks, NBLOCKS, sizeof blocks[0], bench_cmp_double);
-    return blocks[NBLOCKS / 2];
+/* The same for nf functions, their blocks interleaved in a rotating order so
+ * that machine noise hits all alike; medians into t[]. */
+static void time_multi(int nf, op_fn *fns, void *ctx, double *t) {
+    size_t per[4];
+    double blk[4][NBLOCKS];
+    for (int f = 0; f < nf; f++) per[f] = calibrate(fns[f], ctx, g_seconds / NBLOCKS);
+    for (int i = 0; i < NBLOCKS; i++)
+        for (int j = 0; j < nf; j++) {
+            int f = (i + j) % nf;
+            blk[f][i] = time_block(fns[f], ctx, per[f]);
+        }
+    for (int f = 0; f < nf; f++) {
+        qsort(blk[f], NBLOCKS, sizeof blk[f][0], bench_cmp_double);
+        t[f] = blk[f][NBLOCKS / 2];
+    }
 }
 
-/* The same for two functions, their blocks alternating (A B B A A B ...), so
- * that machine noise hits both alike; medians into *ta, *tb. */
 static void time_pair(op_fn fa, op_fn fb, void *ctx, double *ta, double *tb) {
-    size_t pa = calibrate(fa, ctx, g_seconds / NBLOCKS), pb = calibrate(fb, ctx, g_seconds / NBLOCKS);
-    double a[NBLOCKS], b[NBLOCKS];
-    for (int i = 0; i < NBLOCKS; i++) {
-        if (i % 2 == 0) {
-            a[i] = time_block(fa, ctx, pa);
-            b[i] = time_block(fb, ctx, pb);
-        } else {
-            b[i] = time_block(fb, ctx, pb);
-            a[i] = time_block(fa, ctx, pa);
-        }
-    }
-    qsort(a, NBLOCKS, sizeof a[0], bench_cmp_double);
-    qsort(b, NBLOCKS, sizeof b[0], bench_cmp_double);
-    *ta = a[NBLOCKS / 2];
-    *tb = b[NBLOCKS / 2];
+    op_fn fns[2] = {fa, fb};
+    double t[2];
+    time_multi(2, fns, ctx, t);
+    *ta = t[0];
+    *tb = t[1];
 }
 
 typedef struct gemm_ctx {
@@ -204,7 +200,10 @@ static void model_breakdown(size_t n, mm_optim_kind kind, double lr) {
     for (size_t i = 0; i < n * 784; i++) x[i] = (float)rand() / (float)RAND_MAX;
     for (size_t i = 0; i < n; i++) y[i] = (int32_t)(i % 10);
     model_ctx c = {m, o, x, y, out, n};
-    double t_f = time_op(run_fwd, &c), t_b = time_op(run_bwd, &c), t_s = time_op(run_step, &c);
+    op_fn fns[3] = {run_fwd, run_bwd, run_step};
+    double t[3];
+    time_multi(3, fns, &c, t);
+    double t_f = t[0], t_b = t[1], t_s = t[2];
     double fl = 2.0 * (784.0 * 256 + 256.0 * 128 + 128.0 * 10) * (double)n;
     /* backward FLOPs: fwd + dW for all layers + dX for layers 2 and 3 */
     double fl_b = fl * 2 + 2.0 * (256.0 * 128 + 128.0 * 10) * (double)n;

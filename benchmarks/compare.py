@@ -108,8 +108,8 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=os.environ.get("MM_BENCH_BUILD", "/tmp/build-bench"))
     ap.add_argument("--python", default="/usr/bin/python3")
-    ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--seconds", type=float, default=1.5,
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--seconds", type=float, default=1.0,
                     help="timed seconds per measurement (train_epoch is one epoch)")
     ap.add_argument("--only", default="", help="comma-separated subset of benchmarks")
     ap.add_argument("--no-gemm", action="store_true")

@@ -10,12 +10,15 @@ src=$(dirname "$here")
 build=${MM_BENCH_BUILD:-/tmp/build-bench}
 python=${PYTHON:-/usr/bin/python3}
 
-if [ ! -f "$build/build.ninja" ]; then
-    meson setup "$build" "$src" --buildtype=release -Dbenchmarks=true
-else
-    meson configure "$build" -Dbuildtype=release -Dbenchmarks=true >/dev/null
-fi
-ninja -C "$build" benchmarks/bench_mmaint benchmarks/bench_fann benchmarks/bench_gemm
+# Build output goes to stderr: stdout is the report.
+{
+    if [ ! -f "$build/build.ninja" ]; then
+        meson setup "$build" "$src" --buildtype=release -Dbenchmarks=true
+    else
+        meson configure "$build" -Dbuildtype=release -Dbenchmarks=true
+    fi
+    ninja -C "$build" benchmarks/bench_mmaint benchmarks/bench_fann benchmarks/bench_gemm
+} 1>&2
 
 "$python" -c 'import torch, numpy' 2>/dev/null || {
     echo "run.sh: $python lacks torch/numpy (apt-get install python3-torch python3-numpy)" >&2
