@@ -1,0 +1,171 @@
+/* Internals of mm_optimizer shared by optimizer.c, the algorithm files
+ * (sgd.c, adam.c), schedule.c, fit.c and state.c. Never installed.
+ *
+ * An optimizer walks the model's trainable tensors (model->layers[l]->params[j]
+ * with a non-NULL grad) as a flat list of "slots". Each slot owns the
+ * algorithm's state tensors for that parameter (momentum buffer; Adam's m and
+ * v), 64-byte aligned, allocated on the first step that needs them.
+ *
+ * Decisions worth knowing:
+ *  - Settings live in a double array indexed by mm_opt_param.
+ *  - The model's layer structure is recorded at create time; if layers or
+ *    parameter shapes change afterwards (structured pruning, add_dense), step
+ *    and fit fail with MM_E_STATE: create a new optimizer for the new model.
+ *  - Nesterov with momentum 0 is accepted by the setters (settings may be
+ *    given in any order) and refused at step time with MM_E_STATE.
+ *  - Gradient clipping does not modify the model's gradient buffers: the clip
+ *    factor is folded into the update (torch.nn.utils.clip_grad_norm_ scales
+ *    the .grad tensors in place; the resulting weights are the same).
+ *  - Finiteness: inputs are checked before the backward pass (a NaN input
+ *    does not always show in the loss: relu maps NaN to 0); the loss is
+ *    checked by mm_model_backward; the gradients by one vectorised read-only
+ *    pass over the exponent bits (integer ops, so -ffast-math cannot remove
+ *    it) before anything is written, or, with clipping on, by the global norm
+ *    that clipping needs anyway. A non-finite gradient therefore never
+ *    reaches weights or optimizer state. (The pass costs ~10% of an online
+ *    SGD step; folding it into the update would need an exact undo, which
+ *    float arithmetic does not give.)
+ *  - Adam's and SGD momentum's state is flushed to zero when subnormal
+ *    (mm_opt_ftz).
+ */
+#ifndef MM_OPTIM_INTERNAL_H
+#define MM_OPTIM_INTERNAL_H
+
+#include <float.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/model_internal.h"
+#include "mm/mm_optimizer.h"
+
+#define MM_OPT_PARAM_FIRST 1
+#define MM_OPT_PARAM_LAST 20 /* MM_OPT_RESTORE_BEST */
+#define MM_OPT_PARAM_COUNT (MM_OPT_PARAM_LAST + 1)
+#define MM_OPT_BIT(p) (1u << (unsigned)(p))
+#define MM_OPTIM_MAX_STATE 2
+
+/* Runtime dispatch of the element loops. Each hot loop is written once in
+ * portable C (blocked so it vectorises at -O2: GCC's "very cheap" cost model
+ * refuses loops whose trip count is unknown) and, on x86-64 with GCC or
+ * clang, compiled a second time for AVX2 via the target attribute; the AVX2
+ * copy is used when the CPU has it (checked once per process, see
+ * mm_opt_simd_avx2). Define MM_OPT_PORTABLE_ONLY to build only the portable
+ * copy. Neither copy enables FMA, so nothing can be contracted and both give
+ * bit-identical results. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(MM_OPT_PORTABLE_ONLY)
+#  define MM_OPT_X86 1
+#  define MM_OPT_AVX2 __attribute__((target("avx2")))
+/* True if the AVX2 copies may be used (CPU support, env MM_OPT_SIMD != "0"). */
+bool mm_opt_simd_avx2(void);
+#else
+#  define MM_OPT_X86 0
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#  define MM_OPT_INLINE static inline __attribute__((always_inline))
+#else
+#  define MM_OPT_INLINE static inline
+#endif
+
+/* Optimizer state is flushed to zero when it becomes subnormal. A momentum
+ * or moment buffer whose gradient stays 0 (a dead relu unit) decays into the
+ * subnormal range and then sticks there (0.9 * tiny rounds back to tiny),
+ * and subnormal arithmetic costs ~100 cycles per element on x86: measured
+ * 2.5x slower Adam steps on a 784-256-128-10 model. A subnormal buffer value
+ * (< 1.2e-38) moves no weight of normal size, so zeroing it changes nothing
+ * visible; both loop copies flush the same way, so results stay
+ * bit-identical. Used as x = mm_opt_ftz(x). */
+MM_OPT_INLINE float mm_opt_ftz(float x) { return fabsf(x) < FLT_MIN ? 0.0f : x; }
+
+/* Block width of the element loops. */
+#define MM_VBLOCK 16
+
+/* Per-step constants computed once by the algorithm's prepare(), so the
+ * element loops do float arithmetic only. */
+typedef struct mm_opt_step_ctx {
+    float neg_lr;  /* -lr */
+    float gscale;  /* clip factor (1 when not clipping) */
+    float wd;      /* weight decay for params with decay = true */
+    float c[8];    /* algorithm-specific */
+    int variant;   /* algorithm-specific loop selection */
+} mm_opt_step_ctx;
+
+/* One algorithm: a static const table. */
+typedef struct mm_optim_algo {
+    mm_optim_kind kind;
+    const char *name;
+    double default_lr;
+    double default_weight_decay;
+    uint32_t uses; /* MM_OPT_BIT()s of the algorithm-specific settings it reads */
+    size_t n_state;
+    const char *state_names[MM_OPTIM_MAX_STATE];
+    /* Does the next step need state tensors? (SGD without momentum does
+     * not.) NULL = always. */
+    bool (*needs_state)(const mm_optimizer *opt);
+    /* Step-time validation of combined settings; NULL = none. */
+    mm_status (*validate)(const mm_optimizer *opt);
+    /* Fill ctx for the update numbered t (1-based) with learning rate lr. */
+    void (*prepare)(const mm_optimizer *opt, double lr, uint64_t t, mm_opt_step_ctx *ctx);
+    /* Update n elements of one parameter tensor. state[] has n_state
+     * pointers (NULL when needs_state said no). */
+    void (*update)(const mm_opt_step_ctx *ctx, float *p, const float *g, float *const *state,
+                   size_t n, bool decay);
+} mm_optim_algo;
+
+extern const mm_optim_algo mm_optim_algo_sgd;
+extern const mm_optim_algo mm_optim_algo_adam;
+extern const mm_optim_algo mm_optim_algo_adamw;
+
+typedef struct mm_opt_slot {
+    size_t layer, index; /* model->layers[layer]->params[index] */
+    size_t rows, cols;
+    float *state[MM_OPTIM_MAX_STATE];
+} mm_opt_slot;
+
+struct mm_optimizer {
+    const mm_optim_algo *algo;
+    mm_model *model;
+    double set[MM_OPT_PARAM_COUNT]; /* settings indexed by mm_opt_param */
+    uint64_t step;        /* updates done */
+    uint64_t epoch;       /* completed fit epochs (drives shuffling) */
+    uint64_t sched_total; /* cosine horizon derived by the last fit (TOTAL_STEPS 0) */
+    size_t n_layers;      /* model->n_layers when created */
+    mm_opt_slot *slots;
+    size_t n_slots;
+    bool has_state;       /* slots' state tensors are allocated */
+};
+
+/* Settings table (optimizer.c). */
+bool mm_opt_param_valid(int param);
+bool mm_opt_param_is_integer(mm_opt_param param);
+/* Does this optimizer's algorithm use `param`? */
+bool mm_opt_param_applies(const mm_optimizer *opt, mm_opt_param param);
+
+/* Learning rate of the update that follows `step` updates (schedule.c). */
+double mm_opt_schedule_lr(const mm_optimizer *opt, uint64_t step);
+
+/* Allocate state tensors (zeroed) for every slot if not done yet. */
+mm_status mm_opt_ensure_state(mm_optimizer *opt);
+
+/* The parameter a slot refers to (after mm_opt_check_model succeeded). */
+static inline mm_param *mm_opt_slot_param(const mm_optimizer *opt, const mm_opt_slot *s) {
+    return &opt->model->layers[s->layer]->params[s->index];
+}
+
+/* MM_E_STATE if the model's layers no longer match the slots. */
+mm_status mm_opt_check_model(const mm_optimizer *opt);
+
+/* The body of mm_optimizer_step (fit calls it per mini-batch, after
+ * validating its arguments once). */
+mm_status mm_opt_step_impl(mm_optimizer *opt, const float *x, const int32_t *labels,
+                           const float *targets, size_t n, double *loss);
+
+/* Element loops shared by the algorithms (optimizer.c). */
+/* Returns false if any g[i] is NaN or infinite. */
+bool mm_opt_all_finite(const float *g, size_t n);
+/* Sum of g[i]^2 (float lanes, combined in double); NaN/Inf propagate. */
+double mm_opt_sum_squares(const float *g, size_t n);
+
+#endif

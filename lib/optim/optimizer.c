@@ -1,0 +1,444 @@
+/* mm_optimizer: settings, the parameter walk, gradient checks and the step
+ * driver. The algorithms are vtables (sgd.c, adam.c); schedules are in
+ * schedule.c, batch learning in fit.c, save/load in state.c. See
+ * optim_internal.h for the decisions that shape this file. */
+#include <float.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "optim/optim_internal.h"
+
+/* ---- settings table ---------------------------------------------------- */
+
+typedef struct param_info {
+    const char *name;
+    double lo, hi;     /* as documented */
+    bool lo_open, hi_open;
+    bool integer;
+    bool algo_specific; /* applies only if the algorithm's `uses` has it */
+    double def;         /* default (lr and weight decay come from the algorithm) */
+} param_info;
+
+#define TWO53 9007199254740992.0
+
+static const param_info params[MM_OPT_PARAM_COUNT] = {
+    [MM_OPT_LEARNING_RATE] = {"learning_rate", 0, 1e3, true, false, false, false, 1e-3},
+    [MM_OPT_MOMENTUM] = {"momentum", 0, 1, false, true, false, true, 0},
+    [MM_OPT_NESTEROV] = {"nesterov", 0, 1, false, false, true, true, 0},
+    [MM_OPT_WEIGHT_DECAY] = {"weight_decay", 0, 10, false, false, false, false, 0},
+    [MM_OPT_BETA1] = {"beta1", 0, 1, false, true, false, true, 0.9},
+    [MM_OPT_BETA2] = {"beta2", 0, 1, false, true, false, true, 0.999},
+    [MM_OPT_EPSILON] = {"epsilon", 0, 1, true, false, false, true, 1e-8},
+    [MM_OPT_CLIP_NORM] = {"clip_norm", 0, 1e9, false, false, false, false, 0},
+    [MM_OPT_SCHEDULE] = {"schedule", 0, 3, false, false, true, false, MM_SCHEDULE_CONSTANT},
+    [MM_OPT_STEP_SIZE] = {"step_size", 1, 1e12, false, false, true, false, 1000},
+    [MM_OPT_GAMMA] = {"gamma", 0, 1, true, false, false, false, 0.1},
+    [MM_OPT_WARMUP_STEPS] = {"warmup_steps", 0, 1e12, false, false, true, false, 0},
+    [MM_OPT_TOTAL_STEPS] = {"total_steps", 0, 1e12, false, false, true, false, 0},
+    [MM_OPT_MIN_LR] = {"min_lr", 0, 1e3, false, false, false, false, 0},
+    [MM_OPT_BATCH_SIZE] = {"batch_size", 1, 1e7, false, false, true, false, 64},
+    [MM_OPT_EPOCHS] = {"epochs", 1, 1e6, false, false, true, false, 1},
+    [MM_OPT_SEED] = {"seed", 0, TWO53, false, false, true, false, 0},
+    [MM_OPT_SHUFFLE] = {"shuffle", 0, 1, false, false, true, false, 1},
+    [MM_OPT_PATIENCE] = {"patience", 0, 1e6, false, false, true, false, 0},
+    [MM_OPT_RESTORE_BEST] = {"restore_best", 0, 1, false, false, true, false, 1},
+};
+
+bool mm_opt_param_valid(int param) {
+    return param >= MM_OPT_PARAM_FIRST && param <= MM_OPT_PARAM_LAST && params[param].name;
+}
+
+bool mm_opt_param_is_integer(mm_opt_param param) {
+    return mm_opt_param_valid((int)param) && params[param].integer;
+}
+
+bool mm_opt_param_applies(const mm_optimizer *opt, mm_opt_param param) {
+    if (!mm_opt_param_valid((int)param)) return false;
+    if (!params[param].algo_specific) return true;
+    return (opt->algo->uses & MM_OPT_BIT(param)) != 0;
+}
+
+const char *mm_opt_param_name(mm_opt_param param) {
+    return mm_opt_param_valid((int)param) ? params[param].name : NULL;
+}
+
+mm_status mm_opt_param_from_name(const char *name, mm_opt_param *out) {
+    if (!name) return mm_null_arg("name");
+    if (!out) return mm_null_arg("out");
+    for (int p = MM_OPT_PARAM_FIRST; p <= MM_OPT_PARAM_LAST; p++) {
+        if (params[p].name && strcmp(params[p].name, name) == 0) {
+            *out = (mm_opt_param)p;
+            return MM_OK;
+        }
+    }
+    return mm_error(MM_E_INVALID_ARGUMENT, "unknown optimizer setting '%s'", name);
+}
+
+static const mm_optim_algo *const algos[] = {&mm_optim_algo_sgd, &mm_optim_algo_adam,
+                                             &mm_optim_algo_adamw};
+#define N_ALGOS (sizeof algos / sizeof algos[0])
+
+static const mm_optim_algo *algo_for(mm_optim_kind kind) {
+    for (size_t i = 0; i < N_ALGOS; i++)
+        if (algos[i]->kind == kind) return algos[i];
+    return NULL;
+}
+
+const char *mm_optim_kind_name(mm_optim_kind kind) {
+    const mm_optim_algo *a = algo_for(kind);
+    return a ? a->name : NULL;
+}
+
+mm_status mm_optim_kind_from_name(const char *name, mm_optim_kind *out) {
+    if (!name) return mm_null_arg("name");
+    if (!out) return mm_null_arg("out");
+    for (size_t i = 0; i < N_ALGOS; i++) {
+        if (strcmp(algos[i]->name, name) == 0) {
+            *out = algos[i]->kind;
+            return MM_OK;
+        }
+    }
+    return mm_error(MM_E_INVALID_ARGUMENT, "unknown optimizer '%s' (expected sgd, adam or adamw)",
+                    name);
+}
+
+/* Open ends are turned into the nearest representable double inside the
+ * range, so the reported bounds are a true closed range. */
+mm_status mm_opt_param_bounds(mm_opt_param param, double *lo, double *hi) {
+    if (!mm_opt_param_valid((int)param))
+        return mm_error(MM_E_INVALID_ARGUMENT, "unknown optimizer setting %d", (int)param);
+    const param_info *pi = &params[param];
+    if (lo) *lo = pi->lo_open ? nextafter(pi->lo, INFINITY) : pi->lo;
+    if (hi) *hi = pi->hi_open ? nextafter(pi->hi, -INFINITY) : pi->hi;
+    return MM_OK;
+}
+
+static bool in_range(const param_info *pi, double v) {
+    if (!(v == v)) return false; /* NaN */
+    if (pi->lo_open ? !(v > pi->lo) : !(v >= pi->lo)) return false;
+    if (pi->hi_open ? !(v < pi->hi) : !(v <= pi->hi)) return false;
+    return true;
+}
+
+/* ---- create / free / accessors ---------------------------------------- */
+
+static void free_state(mm_optimizer *opt) {
+    for (size_t i = 0; i < opt->n_slots; i++)
+        for (size_t s = 0; s < MM_OPTIM_MAX_STATE; s++) {
+            mm_free_floats(opt->slots[i].state[s]);
+            opt->slots[i].state[s] = NULL;
+        }
+    opt->has_state = false;
+}
+
+mm_status mm_optimizer_create(mm_optimizer **out, mm_model *model, mm_optim_kind kind) {
+    if (!out) return mm_null_arg("out");
+    *out = NULL;
+    if (!model) return mm_null_arg("model");
+    const mm_optim_algo *algo = algo_for(kind);
+    if (!algo)
+        return mm_error(MM_E_INVALID_ARGUMENT, "unknown optimizer kind %d (expected %d..%d)",
+                        (int)kind, (int)MM_OPTIM_SGD, (int)MM_OPTIM_ADAMW);
+    if (model->n_layers == 0)
+        return mm_error(MM_E_INVALID_ARGUMENT, "the model has no layers to optimize");
+
+    size_t n_slots = 0;
+    for (size_t l = 0; l < model->n_layers; l++)
+        for (size_t j = 0; j < model->layers[l]->n_params; j++)
+            if (model->layers[l]->params[j].grad) n_slots++;
+    if (n_slots == 0)
+        return mm_error(MM_E_INVALID_ARGUMENT, "the model has no trainable parameters");
+
+    mm_optimizer *opt = calloc(1, sizeof *opt);
+    if (!opt) return mm_oom("optimizer");
+    opt->slots = calloc(n_slots, sizeof *opt->slots);
+    if (!opt->slots) {
+        free(opt);
+        return mm_oom("optimizer parameter list");
+    }
+    opt->algo = algo;
+    opt->model = model;
+    opt->n_layers = model->n_layers;
+    size_t k = 0;
+    for (size_t l = 0; l < model->n_layers; l++) {
+        const mm_layer *ly = model->layers[l];
+        for (size_t j = 0; j < ly->n_params; j++) {
+            if (!ly->params[j].grad) continue;
+            opt->slots[k].layer = l;
+            opt->slots[k].index = j;
+            opt->slots[k].rows = ly->params[j].rows;
+            opt->slots[k].cols = ly->params[j].cols;
+            k++;
+        }
+    }
+    opt->n_slots = n_slots;
+    for (int p = MM_OPT_PARAM_FIRST; p <= MM_OPT_PARAM_LAST; p++) opt->set[p] = params[p].def;
+    opt->set[MM_OPT_LEARNING_RATE] = algo->default_lr;
+    opt->set[MM_OPT_WEIGHT_DECAY] = algo->default_weight_decay;
+    *out = opt;
+    return MM_OK;
+}
+
+void mm_optimizer_free(mm_optimizer *opt) {
+    if (!opt) return;
+    if (opt->slots) free_state(opt);
+    free(opt->slots);
+    free(opt);
+}
+
+mm_status mm_optimizer_set(mm_optimizer *opt, mm_opt_param param, double value) {
+    if (!opt) return mm_null_arg("optimizer");
+    if (!mm_opt_param_valid((int)param))
+        return mm_error(MM_E_INVALID_ARGUMENT, "unknown optimizer setting %d", (int)param);
+    const param_info *pi = &params[param];
+    if (!mm_opt_param_applies(opt, param))
+        return mm_error(MM_E_UNSUPPORTED, "setting %s is not used by the %s optimizer", pi->name,
+                        opt->algo->name);
+    if (!in_range(pi, value))
+        return mm_error(MM_E_OUT_OF_RANGE, "%s must be in %c%.17g, %.17g%c, got %.10g", pi->name,
+                        pi->lo_open ? '(' : '[', pi->lo, pi->hi, pi->hi_open ? ')' : ']', value);
+    if (pi->integer && value != floor(value))
+        return mm_error(MM_E_INVALID_ARGUMENT, "%s must be an integer, got %.10g", pi->name, value);
+    opt->set[param] = value;
+    return MM_OK;
+}
+
+mm_status mm_optimizer_get(const mm_optimizer *opt, mm_opt_param param, double *value) {
+    if (!opt) return mm_null_arg("optimizer");
+    if (!value) return mm_null_arg("value");
+    if (!mm_opt_param_valid((int)param))
+        return mm_error(MM_E_INVALID_ARGUMENT, "unknown optimizer setting %d", (int)param);
+    if (!mm_opt_param_applies(opt, param))
+        return mm_error(MM_E_UNSUPPORTED, "setting %s is not used by the %s optimizer",
+                        params[param].name, opt->algo->name);
+    *value = opt->set[param];
+    return MM_OK;
+}
+
+mm_optim_kind mm_optimizer_kind(const mm_optimizer *opt) {
+    return opt ? opt->algo->kind : (mm_optim_kind)0;
+}
+
+mm_model *mm_optimizer_model(const mm_optimizer *opt) { return opt ? opt->model : NULL; }
+
+uint64_t mm_optimizer_steps(const mm_optimizer *opt) { return opt ? opt->step : 0; }
+
+double mm_optimizer_current_lr(const mm_optimizer *opt) {
+    return opt ? mm_opt_schedule_lr(opt, opt->step) : NAN;
+}
+
+/* ---- model walk -------------------------------------------------------- */
+
+mm_status mm_opt_check_model(const mm_optimizer *opt) {
+    const mm_model *m = opt->model;
+    if (m->n_layers != opt->n_layers)
+        return mm_error(MM_E_STATE,
+                        "the model had %zu layers when the optimizer was created and has %zu now; "
+                        "create a new optimizer",
+                        opt->n_layers, m->n_layers);
+    size_t k = 0;
+    for (size_t l = 0; l < m->n_layers; l++) {
+        const mm_layer *ly = m->layers[l];
+        for (size_t j = 0; j < ly->n_params; j++) {
+            const mm_param *p = &ly->params[j];
+            if (!p->grad) continue;
+            const mm_opt_slot *s = k < opt->n_slots ? &opt->slots[k] : NULL;
+            if (!s || s->layer != l || s->index != j || s->rows != p->rows || s->cols != p->cols)
+                return mm_error(MM_E_STATE,
+                                "layer %zu %s (%zu x %zu) changed since the optimizer was "
+                                "created; create a new optimizer",
+                                l, p->name, p->rows, p->cols);
+            k++;
+        }
+    }
+    if (k != opt->n_slots)
+        return mm_error(MM_E_STATE,
+                        "the model's trainable parameters changed since the optimizer was "
+                        "created; create a new optimizer");
+    return MM_OK;
+}
+
+mm_status mm_opt_ensure_state(mm_optimizer *opt) {
+    if (opt->has_state || opt->algo->n_state == 0) return MM_OK;
+    for (size_t i = 0; i < opt->n_slots; i++) {
+        mm_opt_slot *s = &opt->slots[i];
+        size_t count;
+        if (!mm_mul_ok(s->rows, s->cols, &count)) return mm_oom("optimizer state");
+        for (size_t k = 0; k < opt->algo->n_state; k++) {
+            if (s->state[k]) continue;
+            s->state[k] = mm_alloc_floats_zero(count);
+            if (!s->state[k]) {
+                free_state(opt);
+                return mm_oom("optimizer state");
+            }
+        }
+    }
+    opt->has_state = true;
+    return MM_OK;
+}
+
+/* ---- gradient checks --------------------------------------------------- */
+
+/* An IEEE single is NaN or infinite iff its exponent bits are all ones:
+ * (bits & 0x7f800000) + 0x00800000 then carries into bit 31. Integer
+ * operations only, so this stays correct under -ffast-math, and the block
+ * loop vectorises at -O2. */
+MM_OPT_INLINE bool all_finite_body(const float *restrict g, size_t n) {
+    uint32_t acc[MM_VBLOCK] = {0};
+    size_t i = 0;
+    for (; i + MM_VBLOCK <= n; i += MM_VBLOCK)
+        for (size_t j = 0; j < MM_VBLOCK; j++) {
+            uint32_t b;
+            memcpy(&b, &g[i + j], sizeof b);
+            acc[j] |= (b & 0x7f800000u) + 0x00800000u;
+        }
+    uint32_t r = 0;
+    for (; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, &g[i], sizeof b);
+        r |= (b & 0x7f800000u) + 0x00800000u;
+    }
+    for (size_t j = 0; j < MM_VBLOCK; j++) r |= acc[j];
+    return (r & 0x80000000u) == 0;
+}
+
+/* Squares summed in float lanes over chunks of 1024 elements, chunks summed
+ * in double: accurate, and no double arithmetic per element. */
+MM_OPT_INLINE double sum_squares_body(const float *restrict g, size_t n) {
+    double total = 0.0;
+    size_t i = 0;
+    while (i < n) {
+        size_t end = n - i > 1024 ? i + 1024 : n;
+        float acc[MM_VBLOCK] = {0};
+        for (; i + MM_VBLOCK <= end; i += MM_VBLOCK)
+            for (size_t j = 0; j < MM_VBLOCK; j++) acc[j] += g[i + j] * g[i + j];
+        float tail = 0.0f;
+        for (; i < end; i++) tail += g[i] * g[i];
+        double s = tail;
+        for (size_t j = 0; j < MM_VBLOCK; j++) s += acc[j];
+        total += s;
+    }
+    return total;
+}
+
+#if MM_OPT_X86
+MM_OPT_AVX2 static bool all_finite_avx2(const float *restrict g, size_t n) {
+    return all_finite_body(g, n);
+}
+MM_OPT_AVX2 static double sum_squares_avx2(const float *restrict g, size_t n) {
+    return sum_squares_body(g, n);
+}
+#endif
+
+bool mm_opt_all_finite(const float *g, size_t n) {
+#if MM_OPT_X86
+    if (mm_opt_simd_avx2()) return all_finite_avx2(g, n);
+#endif
+    return all_finite_body(g, n);
+}
+
+double mm_opt_sum_squares(const float *g, size_t n) {
+#if MM_OPT_X86
+    if (mm_opt_simd_avx2()) return sum_squares_avx2(g, n);
+#endif
+    return sum_squares_body(g, n);
+}
+
+/* 1 if the AVX2 loops may be used: CPU support, and MM_OPT_SIMD is not "0"
+ * (a switch for tests that compare the portable loops with the SIMD ones;
+ * both give bit-identical results). Decided once per process. */
+#if MM_OPT_X86
+bool mm_opt_simd_avx2(void) {
+    static atomic_int level = -1;
+    int v = atomic_load_explicit(&level, memory_order_relaxed);
+    if (v < 0) {
+        const char *env = getenv("MM_OPT_SIMD");
+        __builtin_cpu_init();
+        v = (env && strcmp(env, "0") == 0) ? 0 : (__builtin_cpu_supports("avx2") ? 1 : 0);
+        atomic_store_explicit(&level, v, memory_order_relaxed);
+    }
+    return v == 1;
+}
+#endif
+
+/* ---- the step ---------------------------------------------------------- */
+
+mm_status mm_opt_step_impl(mm_optimizer *opt, const float *x, const int32_t *labels,
+                           const float *targets, size_t n, double *loss) {
+    mm_status st = mm_opt_check_model(opt);
+    if (st != MM_OK) return st;
+    if (opt->algo->validate && (st = opt->algo->validate(opt)) != MM_OK) return st;
+    bool need_state = opt->algo->n_state > 0 &&
+                      (!opt->algo->needs_state || opt->algo->needs_state(opt));
+    if (need_state && (st = mm_opt_ensure_state(opt)) != MM_OK) return st;
+
+    /* A NaN input does not always surface in the loss or the gradients
+     * (relu maps NaN to 0; BLIS may skip 0 * NaN), so inputs are checked
+     * here; the cost is one read of n * input_dim floats. */
+    const size_t dim = opt->model->input_dim;
+    size_t count;
+    if (!mm_mul_ok(n, dim, &count))
+        return mm_error(MM_E_INVALID_ARGUMENT, "batch of %zu samples is too large", n);
+    if (!mm_opt_all_finite(x, count)) {
+        size_t bad = 0;
+        while (bad + 1 < n && mm_opt_all_finite(x + bad * dim, dim)) bad++;
+        return mm_error(MM_E_NUMERIC,
+                        "input sample %zu has a NaN or infinite feature; no update was made", bad);
+    }
+
+    double value = NAN;
+    st = mm_model_backward(opt->model, x, labels, targets, n, &value);
+    if (loss) *loss = value;
+    if (st != MM_OK) return st;
+
+    float gscale = 1.0f;
+    const double clip = opt->set[MM_OPT_CLIP_NORM];
+    if (clip > 0.0) {
+        double ss = 0.0;
+        for (size_t i = 0; i < opt->n_slots; i++) {
+            const mm_param *p = mm_opt_slot_param(opt, &opt->slots[i]);
+            ss += mm_opt_sum_squares(p->grad, mm_param_count(p));
+        }
+        if (!isfinite(ss))
+            return mm_error(MM_E_NUMERIC,
+                            "gradient norm is not finite (NaN, Inf or overflow); no update was "
+                            "made");
+        /* As torch.nn.utils.clip_grad_norm_. */
+        double coef = clip / (sqrt(ss) + 1e-6);
+        if (coef < 1.0) gscale = (float)coef;
+    } else {
+        for (size_t i = 0; i < opt->n_slots; i++) {
+            const mm_opt_slot *s = &opt->slots[i];
+            const mm_param *p = mm_opt_slot_param(opt, s);
+            if (!mm_opt_all_finite(p->grad, mm_param_count(p)))
+                return mm_error(MM_E_NUMERIC,
+                                "gradient of layer %zu %s is not finite (NaN or Inf); no update "
+                                "was made",
+                                s->layer, p->name);
+        }
+    }
+
+    mm_opt_step_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    opt->algo->prepare(opt, mm_opt_schedule_lr(opt, opt->step), opt->step + 1, &ctx);
+    ctx.gscale = gscale;
+    for (size_t i = 0; i < opt->n_slots; i++) {
+        mm_opt_slot *s = &opt->slots[i];
+        mm_param *p = mm_opt_slot_param(opt, s);
+        opt->algo->update(&ctx, p->data, p->grad, need_state ? s->state : NULL,
+                          mm_param_count(p), p->decay);
+    }
+    opt->step++;
+    return MM_OK;
+}
+
+mm_status mm_optimizer_step(mm_optimizer *opt, const float *x, const int32_t *labels,
+                            const float *targets, size_t n, double *loss) {
+    if (loss) *loss = NAN;
+    if (!opt) return mm_null_arg("optimizer");
+    if (!x) return mm_null_arg("x");
+    if (n == 0) return mm_error(MM_E_INVALID_ARGUMENT, "a step needs at least one sample");
+    return mm_opt_step_impl(opt, x, labels, targets, n, loss);
+}
