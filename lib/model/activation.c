@@ -39,7 +39,7 @@ void mm_activation_forward(mm_activation act, float slope, float *y, size_t coun
     case MM_ACT_IDENTITY:
         break;
     case MM_ACT_RELU:
-        for (size_t i = 0; i < count; i++) y[i] = fmaxf(y[i], 0.0f);
+        for (size_t i = 0; i < count; i++) y[i] = y[i] < 0.0f ? 0.0f : y[i]; /* NaN stays */
         break;
     case MM_ACT_LEAKY_RELU:
         for (size_t i = 0; i < count; i++) y[i] = y[i] > 0.0f ? y[i] : slope * y[i];

@@ -28,7 +28,12 @@ static void add_bias_activate(const mm_layer *l, const float *b, float *y, size_
         float *row = y + i * out;
         switch (l->act) {
         case MM_ACT_RELU:
-            for (size_t j = 0; j < out; j++) row[j] = fmaxf(row[j] + b[j], 0.0f);
+            /* written so NaN propagates (as in PyTorch) and it still
+             * vectorises to a max instruction */
+            for (size_t j = 0; j < out; j++) {
+                float v = row[j] + b[j];
+                row[j] = v < 0.0f ? 0.0f : v;
+            }
             break;
         case MM_ACT_IDENTITY:
             for (size_t j = 0; j < out; j++) row[j] += b[j];
@@ -52,26 +57,47 @@ static void dense_forward(const mm_layer *layer, const mm_kernels *k, const floa
     add_bias_activate(layer, d->b, y, n);
 }
 
+/* db (=|+=) alpha * column sums of dZ */
+static void bias_grad(float *db, const float *dz, size_t n, size_t out, float alpha,
+                      bool accumulate) {
+    for (size_t i = 0; i < n; i++) {
+        const float *row = dz + i * out;
+        if (i == 0 && !accumulate)
+            for (size_t j = 0; j < out; j++) db[j] = alpha * row[j];
+        else
+            for (size_t j = 0; j < out; j++) db[j] += alpha * row[j];
+    }
+}
+
 static void dense_backward(mm_layer *layer, const mm_kernels *k, const float *x, const float *y,
-                           float *dy, float *dx, size_t n) {
+                           float *dy, float *dx, size_t n, bool param_grads) {
     dense_layer *d = (dense_layer *)layer;
     const size_t in = layer->in, out = layer->out;
     mm_activation_backward(layer->act, layer->leaky_slope, y, dy, n * out);
-    /* db = column sums of dZ */
-    memcpy(d->db, dy, out * sizeof(float));
-    for (size_t i = 1; i < n; i++) {
-        const float *row = dy + i * out;
-        for (size_t j = 0; j < out; j++) d->db[j] += row[j];
-    }
-    /* dW = dZ^T X (out x in) */
-    k->sgemm(true, false, out, in, n, 1.0f, dy, out, x, in, 0.0f, d->dw, in);
-    /* dX = dZ W (n x in) */
+    /* dX = dZ W (n x in), with W before any update */
     if (dx) {
         if (n == 1)
             k->sgemv(true, out, in, 1.0f, d->w, in, dy, 0.0f, dx);
         else
             k->sgemm(false, false, n, in, out, 1.0f, dy, out, d->w, in, 0.0f, dx, in);
     }
+    if (param_grads) {
+        bias_grad(d->db, dy, n, out, 1.0f, false);
+        /* dW = dZ^T X (out x in) */
+        k->sgemm(true, false, out, in, n, 1.0f, dy, out, x, in, 0.0f, d->dw, in);
+    }
+}
+
+/* W += neg_lr * dZ^T X and b += neg_lr * colsum(dZ), in one pass over W. */
+static void dense_apply_sgd(mm_layer *layer, const mm_kernels *k, const float *x,
+                            const float *delta, size_t n, float neg_lr) {
+    dense_layer *d = (dense_layer *)layer;
+    const size_t in = layer->in, out = layer->out;
+    if (n == 1)
+        k->sger(out, in, neg_lr, delta, x, d->w, in);
+    else
+        k->sgemm(true, false, out, in, n, neg_lr, delta, out, x, in, 1.0f, d->w, in);
+    bias_grad(d->b, delta, n, out, neg_lr, true);
 }
 
 static size_t dense_param_bytes(const mm_layer *layer) {
@@ -99,6 +125,7 @@ static const mm_layer_vtable dense_vtable = {
     .clone = dense_clone,
     .forward = dense_forward,
     .backward = dense_backward,
+    .apply_sgd = dense_apply_sgd,
     .param_bytes = dense_param_bytes,
 };
 

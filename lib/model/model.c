@@ -43,10 +43,11 @@ static void free_caches(mm_model *m) {
         for (size_t l = 1; l <= m->n_layers; l++) mm_free_floats(m->acts[l]);
         free(m->acts);
     }
-    mm_free_floats(m->grad_a);
-    mm_free_floats(m->grad_b);
-    m->acts = NULL;
-    m->grad_a = m->grad_b = NULL;
+    if (m->deltas) {
+        for (size_t l = 0; l < m->n_layers; l++) mm_free_floats(m->deltas[l]);
+        free(m->deltas);
+    }
+    m->acts = m->deltas = NULL;
     m->cache_n = 0;
 }
 
@@ -400,27 +401,25 @@ static mm_status ensure_caches(mm_model *m, size_t n) {
     if (m->acts && m->cache_n >= n) return MM_OK;
     free_caches(m);
     m->acts = calloc(m->n_layers + 1, sizeof *m->acts);
-    if (!m->acts) return mm_oom("activation caches");
-    size_t width = mm_model_max_width(m);
-    for (size_t l = 1; l <= m->n_layers; l++) {
-        m->acts[l] = mm_alloc_floats(n * m->layers[l - 1]->out);
-        if (!m->acts[l]) {
-            free_caches(m);
-            return mm_oom("activation caches");
-        }
-    }
-    m->grad_a = mm_alloc_floats(n * width);
-    m->grad_b = mm_alloc_floats(n * width);
-    if (!m->grad_a || !m->grad_b) {
+    m->deltas = calloc(m->n_layers, sizeof *m->deltas);
+    if (!m->acts || !m->deltas) {
         free_caches(m);
-        return mm_oom("gradient buffers");
+        return mm_oom("training caches");
+    }
+    for (size_t l = 0; l < m->n_layers; l++) {
+        m->acts[l + 1] = mm_alloc_floats(n * m->layers[l]->out);
+        m->deltas[l] = mm_alloc_floats(n * m->layers[l]->out);
+        if (!m->acts[l + 1] || !m->deltas[l]) {
+            free_caches(m);
+            return mm_oom("training caches");
+        }
     }
     m->cache_n = n;
     return MM_OK;
 }
 
-mm_status mm_model_backward(mm_model *m, const float *x, const int32_t *labels,
-                            const float *targets, size_t n, double *loss) {
+mm_status mm_model_backprop(mm_model *m, const float *x, const int32_t *labels,
+                            const float *targets, size_t n, bool param_grads, double *loss) {
     mm_status st = check_batch(m, x, n, x);
     if (st != MM_OK) return st;
     st = mm_check_targets(m, labels, targets, n);
@@ -432,21 +431,35 @@ mm_status mm_model_backward(mm_model *m, const float *x, const int32_t *labels,
     m->acts[0] = (float *)(uintptr_t)x; /* read only; never freed */
     for (size_t l = 0; l < L; l++) m->layers[l]->vt->forward(m->layers[l], k, m->acts[l], m->acts[l + 1], n);
     double value = mm_loss_compute(m->loss, m->acts[L], labels, targets, n,
-                                   m->layers[L - 1]->out, m->grad_a, NULL);
+                                   m->layers[L - 1]->out, m->deltas[L - 1], NULL);
     if (loss) *loss = value;
     if (!isfinite(value))
         return mm_error(MM_E_NUMERIC, "loss is not finite (%g): check inputs, learning rate and "
                                       "weights for NaN/Inf; gradient clipping may help",
                         value);
-    float *dy = m->grad_a, *dx = m->grad_b;
-    for (size_t l = L; l-- > 0;) {
-        m->layers[l]->vt->backward(m->layers[l], k, m->acts[l], m->acts[l + 1], dy,
-                                   l > 0 ? dx : NULL, n);
-        float *t = dy;
-        dy = dx;
-        dx = t;
-    }
+    /* deltas[l] enters as dLoss/d(output of l) and leaves as the delta;
+     * layer l writes dLoss/d(its input) into deltas[l - 1]. */
+    for (size_t l = L; l-- > 0;)
+        m->layers[l]->vt->backward(m->layers[l], k, m->acts[l], m->acts[l + 1], m->deltas[l],
+                                   l > 0 ? m->deltas[l - 1] : NULL, n, param_grads);
     return MM_OK;
+}
+
+mm_status mm_model_backward(mm_model *m, const float *x, const int32_t *labels,
+                            const float *targets, size_t n, double *loss) {
+    return mm_model_backprop(m, x, labels, targets, n, true, loss);
+}
+
+bool mm_model_can_apply_sgd(const mm_model *m) {
+    for (size_t l = 0; l < m->n_layers; l++)
+        if (!m->layers[l]->vt->apply_sgd) return false;
+    return true;
+}
+
+void mm_model_apply_sgd(mm_model *m, size_t n, float neg_lr) {
+    const mm_kernels *k = mm_kernels_get();
+    for (size_t l = 0; l < m->n_layers; l++)
+        m->layers[l]->vt->apply_sgd(m->layers[l], k, m->acts[l], m->deltas[l], n, neg_lr);
 }
 
 /* snprintf into a growing position, counting what the full text needs. */

@@ -35,10 +35,16 @@ typedef struct mm_layer_vtable {
     void (*forward)(const mm_layer *layer, const mm_kernels *k, const float *x, float *y,
                     size_t n);
     /* Given the forward input x, output y and dy = dLoss/dy (n x out,
-     * overwritten with dLoss/dpre-activation), overwrite the parameter
-     * gradients and write dx = dLoss/dx (n x in) when dx != NULL. */
+     * overwritten with the delta dLoss/dpre-activation), write
+     * dx = dLoss/dx (n x in) when dx != NULL, and overwrite the parameter
+     * gradients when param_grads. */
     void (*backward)(mm_layer *layer, const mm_kernels *k, const float *x, const float *y,
-                     float *dy, float *dx, size_t n);
+                     float *dy, float *dx, size_t n, bool param_grads);
+    /* Optional (NULL = not supported): plain SGD straight from the deltas,
+     * params += neg_lr * dLoss/dparams, without writing gradient buffers:
+     * one pass over the weights instead of three for online learning. */
+    void (*apply_sgd)(mm_layer *layer, const mm_kernels *k, const float *x, const float *delta,
+                      size_t n, float neg_lr);
     /* Bytes the parameters take as stored. */
     size_t (*param_bytes)(const mm_layer *layer);
 } mm_layer_vtable;
@@ -62,11 +68,13 @@ struct mm_model {
     mm_rng init_rng; /* continues across add_dense calls */
     char *lineage;   /* JSON array text, never NULL */
 
-    /* Training caches (mm_model_backward): acts[l] is the output of layer
-     * l-1 for l >= 1 (n x width); two gradient buffers of n x max_width. */
+    /* Training caches (mm_model_backward): acts[l] is the input of layer l
+     * (acts[0] the caller's x, acts[l] for l >= 1 the output of layer l-1);
+     * deltas[l] is dLoss/d(pre-activation) of layer l, n x out. Sized for
+     * cache_n samples. */
     size_t cache_n;
     float **acts;
-    float *grad_a, *grad_b;
+    float **deltas;
 };
 
 /* Dense layer constructor (weights uninitialised when rng is NULL). */
@@ -98,6 +106,19 @@ mm_status mm_lineage_append(mm_model *model, const char *op, const char *detail_
 
 /* Replace the lineage array wholesale (used by load); takes a JSON array text. */
 mm_status mm_lineage_set(mm_model *model, const char *array_json);
+
+/* Forward and backward over a batch that leaves the deltas (and acts) in
+ * the caches; with param_grads also every parameter gradient. Loss as
+ * mm_model_backward. */
+mm_status mm_model_backprop(mm_model *model, const float *x, const int32_t *labels,
+                            const float *targets, size_t n, bool param_grads, double *loss);
+
+/* True if every layer supports the fused SGD update. */
+bool mm_model_can_apply_sgd(const mm_model *model);
+
+/* After mm_model_backprop over n samples: params += neg_lr * gradient for
+ * every layer, straight from the cached deltas. */
+void mm_model_apply_sgd(mm_model *model, size_t n, float neg_lr);
 
 /* Append a layer that is already built (takes ownership on success). */
 mm_status mm_model_push_layer(mm_model *model, mm_layer *layer);

@@ -365,6 +365,50 @@ bool mm_opt_simd_avx2(void) {
 
 /* ---- the step ---------------------------------------------------------- */
 
+/* Plain SGD (no momentum, weight decay or clipping) needs no gradient
+ * buffers: the layers update their weights straight from the backpropagated
+ * deltas, one pass over the weights instead of three. This is the online
+ * learning hot path. */
+static bool fused_sgd_applies(const mm_optimizer *opt) {
+    return opt->algo->kind == MM_OPTIM_SGD && opt->set[MM_OPT_MOMENTUM] == 0.0 &&
+           opt->set[MM_OPT_WEIGHT_DECAY] == 0.0 && opt->set[MM_OPT_CLIP_NORM] == 0.0 &&
+           mm_model_can_apply_sgd(opt->model);
+}
+
+static float max_abs(const float *v, size_t n) {
+    float m = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        float a = fabsf(v[i]);
+        m = a > m ? a : m;
+    }
+    return m;
+}
+
+static mm_status fused_sgd_step(mm_optimizer *opt, size_t n) {
+    const mm_model *m = opt->model;
+    const float lr = (float)mm_opt_schedule_lr(opt, opt->step);
+    /* The gradient of layer l is delta_l^T x_l. Deltas and inputs are small
+     * (n x width), so check them instead of the gradients: all finite, and
+     * no product lr * n * |delta| * |x| that could overflow the weights. */
+    for (size_t l = 0; l < m->n_layers; l++) {
+        const mm_layer *ly = m->layers[l];
+        if (!mm_opt_all_finite(m->deltas[l], n * ly->out))
+            return mm_error(MM_E_NUMERIC,
+                            "gradient of layer %zu is not finite (NaN or Inf); no update was made",
+                            l);
+        double bound = (double)lr * (double)n * (double)max_abs(m->deltas[l], n * ly->out) *
+                       fmax(1.0, (double)max_abs(m->acts[l], n * ly->in));
+        if (!(bound < 1e30))
+            return mm_error(MM_E_NUMERIC,
+                            "update of layer %zu would overflow (gradient too large); lower the "
+                            "learning rate or enable gradient clipping; no update was made",
+                            l);
+    }
+    mm_model_apply_sgd(opt->model, n, -lr);
+    opt->step++;
+    return MM_OK;
+}
+
 mm_status mm_opt_step_impl(mm_optimizer *opt, const float *x, const int32_t *labels,
                            const float *targets, size_t n, double *loss) {
     mm_status st = mm_opt_check_model(opt);
@@ -389,6 +433,12 @@ mm_status mm_opt_step_impl(mm_optimizer *opt, const float *x, const int32_t *lab
     }
 
     double value = NAN;
+    if (fused_sgd_applies(opt)) {
+        st = mm_model_backprop(opt->model, x, labels, targets, n, false, &value);
+        if (loss) *loss = value;
+        if (st != MM_OK) return st;
+        return fused_sgd_step(opt, n);
+    }
     st = mm_model_backward(opt->model, x, labels, targets, n, &value);
     if (loss) *loss = value;
     if (st != MM_OK) return st;
