@@ -34,7 +34,9 @@ typedef enum mm_schedule {
     MM_SCHEDULE_CONSTANT = 0,
     MM_SCHEDULE_STEP = 1,        /* lr * gamma^floor(step / step_size) */
     MM_SCHEDULE_EXPONENTIAL = 2, /* lr * gamma^step */
-    MM_SCHEDULE_COSINE = 3       /* linear warmup, then cosine decay to min_lr at total_steps */
+    MM_SCHEDULE_COSINE = 3       /* warmup lr*(step+1)/warmup_steps, then cosine decay to
+                                    min_lr at total_steps, then min_lr; total_steps 0 =
+                                    the end of the current fit */
 } mm_schedule;
 
 /* Settings. Values never renumber; new settings are appended. All values are
@@ -97,8 +99,13 @@ MM_API double mm_optimizer_current_lr(const mm_optimizer *opt);
 
 /* Online learning: one forward/backward pass over n samples and one update.
  * Targets as for mm_model_evaluate. *loss (may be NULL) receives the mean loss
- * before the update. MM_E_NUMERIC, and no update, if the loss or gradient is
- * not finite. */
+ * before the update. MM_E_NUMERIC, and no update, if an input, the loss or a
+ * gradient is not finite (or the update would overflow). MM_E_STATE if
+ * Nesterov is on with momentum 0, or if the model's layers changed since the
+ * optimizer was created (create a new optimizer then).
+ * Plain SGD (no momentum, weight decay or clipping) takes a fused path that
+ * updates weights straight from the backpropagated deltas; it leaves the
+ * model's gradient buffers (mm_model_get_gradients) untouched. */
 MM_API mm_status mm_optimizer_step(mm_optimizer *opt, const float *x, const int32_t *labels,
                                    const float *targets, size_t n, double *loss);
 
