@@ -21,9 +21,11 @@ static void utc_now(char buf[32]) {
     if (strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) snprintf(buf, 32, "1970-01-01T00:00:00Z");
 }
 
-/* Dump compactly, keeping key order and full double precision. */
+/* Dump compactly, keeping key order. Lineage is a human-readable record:
+ * 10 significant digits keep metrics readable (0.8793 rather than
+ * 0.87933333300000005) and are stable when re-dumped. */
 static char *dump_compact(const json_t *j) {
-    return json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+    return json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
 }
 
 mm_status mm_lineage_append(mm_model *model, const char *op, const char *detail_json) {
