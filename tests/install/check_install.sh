@@ -1,7 +1,10 @@
 #!/bin/sh
-# usage: check_install.sh SOURCE_ROOT BUILD_ROOT PREFIX LIBDIR
+# usage: check_install.sh SOURCE_ROOT BUILD_ROOT PREFIX LIBDIR [SANITIZE]
 set -eu
-src=$1 build=$2 prefix=$3 libdir=$4
+src=$1 build=$2 prefix=$3 libdir=$4 sanitize=${5:-none}
+# A sanitizer build of the library needs consumers built the same way.
+CC="${CC:-cc}"
+[ "$sanitize" = none ] || CC="$CC -fsanitize=$sanitize"
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 meson install -C "$build" --destdir "$stage" --no-rebuild --quiet
@@ -13,10 +16,10 @@ test -f "$stage$prefix/include/mm/mm.h"
 test -f "$stage$prefix/include/mm/mm_version.h"
 # Headers of internal modules must not be installed.
 ! find "$stage" -name '*_internal.h' | grep -q .
-${CC:-cc} -o "$stage/consumer" "$src/tests/install/consumer.c" $(pkg-config --cflags --libs mmaint)
+$CC -o "$stage/consumer" "$src/tests/install/consumer.c" $(pkg-config --cflags --libs mmaint)
 LD_LIBRARY_PATH="$stage$libdir" "$stage/consumer"
 # Static linking works too.
-${CC:-cc} -o "$stage/consumer-static" "$src/tests/install/consumer.c" \
+$CC -o "$stage/consumer-static" "$src/tests/install/consumer.c" \
   $(pkg-config --cflags mmaint) "$stage$libdir/libmmaint.a" $(pkg-config --libs --static mmaint | sed 's/-lmmaint//')
 "$stage/consumer-static"
 # Only mm_* symbols are exported, and none that Debian's OSSP mm (libmm) owns.
