@@ -1,0 +1,24 @@
+/* Internals shared by the pruner (pruner.c, criteria.c, shrink.c) and the
+ * sparse layer kind (sparse.c). Never installed. */
+#ifndef MM_PRUNE_INTERNAL_H
+#define MM_PRUNE_INTERNAL_H
+
+#include "model/model_internal.h"
+#include "mm/mm_pruner.h"
+
+/* ---- sparse layer kind (sparse.c) ------------------------------------ */
+
+/* Build a sparse layer holding the non-zero (unmasked) weights of a dense
+ * layer: same in/out/activation/bias, same outputs. The dense layer is only
+ * read. The sparse layer is trainable (its stored values are a parameter)
+ * and saves/loads through the layer-kind hooks. */
+mm_status mm_sparse_from_dense(const mm_layer *dense, mm_layer **out);
+
+/* Is the sparse kernel expected to beat dense for this layer shape and
+ * number of stored weights at batch size 1 and 256? The policy behind
+ * MM_PRUNE_FORMAT_AUTO; documented with the measurements it rests on. */
+bool mm_sparse_worthwhile(size_t in, size_t out, size_t nnz);
+
+extern const mm_layer_kind mm_sparse_kind;
+
+#endif
