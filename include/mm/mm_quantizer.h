@@ -1,0 +1,133 @@
+/* mmaint — mm_quantizer: int8 (and fp16/bf16) models that are accurate and
+ * really faster.
+ *
+ * Quantizing swaps a model's dense layers for quantized layer kinds with
+ * their own kernels (int8 x int8 -> int32 with run-time CPU dispatch:
+ * AVX-512 VNNI, AVX2, portable C). Schemes are vtables:
+ *
+ *   MM_QUANT_INT8_WEIGHT_ONLY  int8 weights, float activations
+ *   MM_QUANT_INT8_DYNAMIC      int8 weights; activations quantized per batch
+ *                              at run time from their observed range
+ *   MM_QUANT_INT8_STATIC       int8 weights and activations; activation ranges
+ *                              from calibration (mm_quantizer_calibrate)
+ *   MM_QUANT_FP16, MM_QUANT_BF16  16-bit weight storage, float arithmetic
+ *
+ * Weights are quantized per output channel (default) or per tensor,
+ * symmetric (default) or asymmetric with a zero point; activations
+ * symmetric or asymmetric. Static calibration observers: min-max,
+ * moving-average min-max, percentile, and MSE- or entropy-optimal ranges
+ * from a histogram.
+ *
+ * Accuracy-aware mode (mm_quantizer_apply_with_tolerance) quantizes,
+ * measures the drop on an evaluation set, and returns the most sensitive
+ * layers to float one at a time until the tolerated drop is met; the report
+ * says which layers stayed float and why.
+ *
+ * A quantized layer keeps float master weights by default
+ * (MM_QUANT_KEEP_MASTER), so optimizers can still update it: the master is
+ * updated and the int8 copy re-quantized after each step.
+ *
+ * Thread safety: a quantizer is used by one thread at a time; apply mutates
+ * the model (exclusive access); inference on a quantized model is as
+ * thread-safe as on a float one.
+ */
+#ifndef MM_QUANTIZER_H
+#define MM_QUANTIZER_H
+
+#include "mm_common.h"
+#include "mm_model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mm_quantizer mm_quantizer;
+
+typedef enum mm_quant_scheme {
+    MM_QUANT_INT8_WEIGHT_ONLY = 1,
+    MM_QUANT_INT8_DYNAMIC = 2,
+    MM_QUANT_INT8_STATIC = 3,
+    MM_QUANT_FP16 = 4,
+    MM_QUANT_BF16 = 5
+} mm_quant_scheme;
+
+typedef enum mm_quant_observer {
+    MM_OBSERVER_MINMAX = 0,
+    MM_OBSERVER_MOVING_MINMAX = 1, /* exponential moving average of batch min/max */
+    MM_OBSERVER_PERCENTILE = 2,    /* MM_QUANT_PERCENTILE of |x| (histogram) */
+    MM_OBSERVER_MSE = 3,           /* range minimising quantization MSE (histogram) */
+    MM_OBSERVER_ENTROPY = 4        /* range minimising KL divergence (histogram), as TensorRT */
+} mm_quant_observer;
+
+/* Settings (doubles; integer settings integral). Never renumbered. */
+typedef enum mm_quant_param {
+    MM_QUANT_PER_CHANNEL = 1,     /* 0/1 weight scales per output channel, default 1 */
+    MM_QUANT_WEIGHT_SYMMETRIC = 2,/* 0/1, default 1 */
+    MM_QUANT_ACT_SYMMETRIC = 3,   /* 0/1 activation quantization symmetric, default 0 */
+    MM_QUANT_OBSERVER = 4,        /* an mm_quant_observer, default minmax */
+    MM_QUANT_PERCENTILE = 5,      /* (50, 100], default 99.99 */
+    MM_QUANT_AVERAGING = 6,       /* moving-average constant (0, 1], default 0.01 */
+    MM_QUANT_BINS = 7,            /* histogram bins [128, 65536], default 2048 */
+    MM_QUANT_KEEP_MASTER = 8,     /* 0/1 keep float master weights, default 1 */
+    MM_QUANT_MAX_DROP = 9,        /* tolerated accuracy drop, [0, 1], default 0.003 */
+    MM_QUANT_DROP_RELATIVE = 10   /* 0/1: MAX_DROP is relative to float accuracy, default 0 */
+} mm_quant_param;
+
+MM_API const char *mm_quant_scheme_name(mm_quant_scheme s);
+MM_API mm_status mm_quant_scheme_from_name(const char *name, mm_quant_scheme *out);
+MM_API const char *mm_quant_observer_name(mm_quant_observer o);
+MM_API mm_status mm_quant_observer_from_name(const char *name, mm_quant_observer *out);
+MM_API const char *mm_quant_param_name(mm_quant_param p);
+MM_API mm_status mm_quant_param_from_name(const char *name, mm_quant_param *out);
+MM_API mm_status mm_quant_param_bounds(mm_quant_param p, double *lo, double *hi);
+
+/* Create a quantizer; the caller owns *out. */
+MM_API mm_status mm_quantizer_create(mm_quantizer **out, mm_quant_scheme scheme);
+/* NULL is a no-op. */
+MM_API void mm_quantizer_free(mm_quantizer *q);
+
+MM_API mm_status mm_quantizer_set(mm_quantizer *q, mm_quant_param param, double value);
+MM_API mm_status mm_quantizer_get(const mm_quantizer *q, mm_quant_param param, double *value);
+MM_API mm_quant_scheme mm_quantizer_scheme(const mm_quantizer *q);
+
+/* Leave layer `index` in float (enabled = 0) or quantize it (1, default). */
+MM_API mm_status mm_quantizer_set_layer(mm_quantizer *q, size_t index, int enabled);
+
+/* Feed n calibration samples (x: n*input_dim floats) through the float
+ * model, updating the observers of every layer's input. May be called
+ * several times (a few hundred samples in all is typical). Required by
+ * MM_QUANT_INT8_STATIC. MM_E_NUMERIC for NaN/Inf inputs. */
+MM_API mm_status mm_quantizer_calibrate(mm_quantizer *q, const mm_model *model, const float *x,
+                                        size_t n);
+
+/* Quantize the enabled layers of `model` in place (their kind changes).
+ * MM_E_STATE if static quantization is not calibrated for this model,
+ * MM_E_NUMERIC if a weight is NaN/Inf, MM_E_UNSUPPORTED for a layer kind
+ * the scheme cannot quantize. */
+MM_API mm_status mm_quantizer_apply(mm_quantizer *q, mm_model *model);
+
+/* Accuracy-aware quantization: quantize, evaluate on (x, labels, n), and
+ * while the drop exceeds MM_QUANT_MAX_DROP return the layer whose float
+ * version recovers most accuracy to float, one at a time. *accuracy_out
+ * (may be NULL) receives the final accuracy. The report tells what stayed
+ * float and why. */
+MM_API mm_status mm_quantizer_apply_with_tolerance(mm_quantizer *q, mm_model *model,
+                                                   const float *x, const int32_t *labels,
+                                                   size_t n, double *accuracy_out);
+
+/* Quantization-aware training: make the enabled dense layers fake-quantize
+ * their weights (and, for static, activations) in forward with a
+ * straight-through estimator in backward; train with any mm_optimizer; then
+ * mm_quantizer_apply converts. */
+MM_API mm_status mm_quantizer_prepare_qat(mm_quantizer *q, mm_model *model);
+
+/* Per-layer report of the last apply: JSON text {"layers":[{"index":..,
+ * "kind":..,"quantized":true|false,"reason":..,"accuracy_if_float":..}],
+ * "float_accuracy":..,"quantized_accuracy":..}. Owned by the quantizer,
+ * valid until its next call. "" before any apply. */
+MM_API const char *mm_quantizer_report(const mm_quantizer *q);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MM_QUANTIZER_H */
