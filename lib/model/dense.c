@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/mmfile.h"
 #include "model/model_internal.h"
 
 typedef struct dense_layer {
@@ -119,6 +120,35 @@ static mm_status dense_clone(const mm_layer *layer, mm_layer **out) {
     return MM_OK;
 }
 
+/* Model files: no fields beyond the generic ones; tensors
+ * layers.<i>.weight [out, in] and layers.<i>.bias [out], F32. */
+static mm_status dense_save(const mm_layer *layer, size_t index, json_t *entry,
+                            mm_file_writer *w) {
+    (void)entry;
+    return mm_file_save_params(layer, index, w);
+}
+
+static mm_status dense_load(const mm_file *f, size_t index, const json_t *entry, size_t in,
+                            size_t out, mm_activation act, float leaky_slope, mm_layer **res) {
+    (void)entry;
+    *res = NULL;
+    const mm_param_shape shapes[] = {{"weight", out, in}, {"bias", out, 1}};
+    mm_status st = mm_file_check_params_shape(f, index, "dense", shapes, 2);
+    if (st != MM_OK) return st; /* checked before allocating */
+    mm_layer *l = NULL;
+    st = mm_dense_create(&l, in, out, act, leaky_slope, MM_INIT_AUTO, NULL);
+    if (st != MM_OK) return st;
+    st = mm_file_load_params(f, index, l);
+    if (st != MM_OK) {
+        dense_destroy(l);
+        return st;
+    }
+    *res = l;
+    return MM_OK;
+}
+
+const mm_layer_kind mm_dense_kind = {.kind = "dense", .load = dense_load};
+
 static const mm_layer_vtable dense_vtable = {
     .kind = "dense",
     .destroy = dense_destroy,
@@ -127,6 +157,7 @@ static const mm_layer_vtable dense_vtable = {
     .backward = dense_backward,
     .apply_sgd = dense_apply_sgd,
     .param_bytes = dense_param_bytes,
+    .save = dense_save,
 };
 
 static mm_status dense_alloc(dense_layer **out, size_t in, size_t units) {

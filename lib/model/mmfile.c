@@ -23,11 +23,11 @@
 #include "model/mmfile.h"
 
 #define MMF_MAX_HEADER 100000000u /* the safetensors reference limit */
-#define MMF_MAX_DIMS 8
+#define MMF_MAX_DIMS MM_FILE_MAX_DIMS
 #define MMF_MAX_LAYER_DIM ((size_t)1 << 24)
 #define MMF_FORMAT "mmaint"
 #define MMF_VERSION "1"
-#define MMF_CHUNK 16384 /* floats converted per write / checksum chunk */
+#define MMF_CHUNK 16384 /* elements (<= 4 bytes) converted per write / checksum chunk */
 /* A JSON parser allocates ~100 bytes per value: bound the values so that a
  * header of many tiny entries cannot cost gigabytes (~1 KiB per tensor
  * entry). Real headers have a few values per tensor, thousands of tensors. */
@@ -55,13 +55,50 @@ static float rd_f32le(const unsigned char *p) {
     return f;
 }
 
-static void wr_f32le(unsigned char *p, float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    p[0] = (unsigned char)u;
-    p[1] = (unsigned char)(u >> 8);
-    p[2] = (unsigned char)(u >> 16);
-    p[3] = (unsigned char)(u >> 24);
+/* n elements of elsize (1, 2 or 4) bytes from host order to little-endian
+ * bytes. Elements go through uint16_t / uint32_t (memcpy: any alignment,
+ * and F32 / F16 / BF16 bit patterns alike), so any host order works. */
+static void host_to_le(unsigned char *dst, const void *src, size_t n, unsigned elsize) {
+    const unsigned char *s = src;
+    if (elsize == 1) {
+        memcpy(dst, s, n);
+    } else if (elsize == 2) {
+        for (size_t i = 0; i < n; i++) {
+            uint16_t u;
+            memcpy(&u, s + 2 * i, 2);
+            dst[2 * i] = (unsigned char)u;
+            dst[2 * i + 1] = (unsigned char)(u >> 8);
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            uint32_t u;
+            memcpy(&u, s + 4 * i, 4);
+            dst[4 * i] = (unsigned char)u;
+            dst[4 * i + 1] = (unsigned char)(u >> 8);
+            dst[4 * i + 2] = (unsigned char)(u >> 16);
+            dst[4 * i + 3] = (unsigned char)(u >> 24);
+        }
+    }
+}
+
+/* The inverse of host_to_le. */
+static void le_to_host(void *dst, const unsigned char *src, size_t n, unsigned elsize) {
+    unsigned char *d = dst;
+    if (elsize == 1) {
+        memcpy(d, src, n);
+    } else if (elsize == 2) {
+        for (size_t i = 0; i < n; i++) {
+            uint16_t u = (uint16_t)(src[2 * i] | (src[2 * i + 1] << 8));
+            memcpy(d + 2 * i, &u, 2);
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            const unsigned char *p = src + 4 * i;
+            uint32_t u = (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+                         ((uint32_t)p[3] << 24);
+            memcpy(d + 4 * i, &u, 4);
+        }
+    }
 }
 
 /* ------------------------------------------------------------------------
@@ -146,6 +183,32 @@ static unsigned dtype_size(const char *name) {
     return 0;
 }
 
+/* The subset mmaint reads and writes (mm_dtype), indexed by the enum. */
+static const struct {
+    const char *name;
+    unsigned size;
+} mm_dtypes[] = {
+    [MM_DTYPE_F32] = {"F32", 4}, [MM_DTYPE_F16] = {"F16", 2}, [MM_DTYPE_BF16] = {"BF16", 2},
+    [MM_DTYPE_I8] = {"I8", 1},   [MM_DTYPE_U8] = {"U8", 1},   [MM_DTYPE_I16] = {"I16", 2},
+    [MM_DTYPE_U16] = {"U16", 2}, [MM_DTYPE_I32] = {"I32", 4}, [MM_DTYPE_U32] = {"U32", 4},
+};
+#define N_MM_DTYPES (sizeof mm_dtypes / sizeof mm_dtypes[0])
+
+static bool dtype_valid(mm_dtype d) { return (unsigned)d < N_MM_DTYPES; }
+
+const char *mm_dtype_name(mm_dtype dtype) {
+    return dtype_valid(dtype) ? mm_dtypes[dtype].name : NULL;
+}
+
+size_t mm_dtype_size(mm_dtype dtype) { return dtype_valid(dtype) ? mm_dtypes[dtype].size : 0; }
+
+/* The mm_dtype of a safetensors dtype name, or -1. */
+static int dtype_from_name(const char *name) {
+    for (size_t i = 0; i < N_MM_DTYPES; i++)
+        if (strcmp(name, mm_dtypes[i].name) == 0) return (int)i;
+    return -1;
+}
+
 /* ------------------------------------------------------------------------
  * Reading
  * ---------------------------------------------------------------------- */
@@ -153,6 +216,7 @@ static unsigned dtype_size(const char *name) {
 typedef struct tensor_info {
     const char *name;  /* key in f->header (borrowed) */
     const char *dtype; /* borrowed from f->header */
+    int mdtype;        /* its mm_dtype, or -1 (other safetensors dtypes) */
     unsigned elsize;
     size_t ndim;
     uint64_t shape[MMF_MAX_DIMS];
@@ -172,9 +236,14 @@ struct mm_file {
     char *path;      /* for error messages, or NULL */
 };
 
+/* The file mm_file_build_model is building from on this thread: the layer
+ * kinds' loaders call the public reading functions, whose errors must not
+ * get the path prefix twice. */
+static _Thread_local const mm_file *tls_building;
+
 /* Prefix the current error message with the file's path (if any). */
 static mm_status file_fail(const mm_file *f, mm_status st) {
-    if (f && f->path) return mm_error_prefix(st, "%s", f->path);
+    if (f && f->path && f != tls_building) return mm_error_prefix(st, "%s", f->path);
     return st;
 }
 
@@ -210,6 +279,7 @@ static mm_status parse_tensor(mm_file *f, const char *name, json_t *val, tensor_
         return mm_error(MM_E_FORMAT, "tensor %s: \"dtype\" must be a string", name);
     t->dtype = json_string_value(dt);
     t->elsize = dtype_size(t->dtype);
+    t->mdtype = dtype_from_name(t->dtype);
     if (t->elsize == 0)
         return mm_error(MM_E_UNSUPPORTED, "tensor %s: unsupported dtype \"%s\"", name, t->dtype);
 
@@ -593,10 +663,10 @@ bool mm_file_has_tensor(const mm_file *f, const char *name) {
     return f && name && find_tensor(f, name) != NULL;
 }
 
-static mm_status read_f32(const mm_file *f, const char *name, size_t rows, size_t cols,
-                          float *dst) {
-    const tensor_info *t = find_tensor(f, name);
-    if (!t) return mm_error(MM_E_NOT_FOUND, "tensor %s not found", name);
+/* An F32 tensor of shape rows x cols (cols == 1 also accepts a 1-d
+ * [rows]): MM_E_UNSUPPORTED for another dtype, MM_E_SHAPE otherwise. */
+static mm_status check_f32_shape(const tensor_info *t, const char *name, size_t rows,
+                                 size_t cols) {
     if (strcmp(t->dtype, "F32") != 0)
         return mm_error(MM_E_UNSUPPORTED, "tensor %s: dtype %s is not supported (only F32)", name,
                         t->dtype);
@@ -610,6 +680,15 @@ static mm_status read_f32(const mm_file *f, const char *name, size_t rows, size_
         return mm_error(MM_E_SHAPE, "tensor %s: shape %s, expected [%zu, %zu]", name,
                         shape_text(sbuf, sizeof sbuf, t->shape, t->ndim), rows, cols);
     }
+    return MM_OK;
+}
+
+static mm_status read_f32(const mm_file *f, const char *name, size_t rows, size_t cols,
+                          float *dst) {
+    const tensor_info *t = find_tensor(f, name);
+    if (!t) return mm_error(MM_E_NOT_FOUND, "tensor %s not found", name);
+    mm_status st = check_f32_shape(t, name, rows, cols);
+    if (st != MM_OK) return st;
     const unsigned char *p = f->data + t->begin;
     size_t n = (t->end - t->begin) / 4;
     for (size_t i = 0; i < n; i++) dst[i] = rd_f32le(p + 4 * i);
@@ -622,6 +701,143 @@ mm_status mm_file_read_f32(const mm_file *f, const char *name, size_t rows, size
     if (!name) return mm_null_arg("name");
     if (!dst) return mm_null_arg("dst");
     mm_status st = read_f32(f, name, rows, cols, dst);
+    return st == MM_OK ? st : file_fail(f, st);
+}
+
+/* A tensor whose dtype is an mm_dtype. */
+static mm_status find_typed_tensor(const mm_file *f, const char *name, const tensor_info **out) {
+    const tensor_info *t = find_tensor(f, name);
+    if (!t) return mm_error(MM_E_NOT_FOUND, "tensor %s not found", name);
+    if (t->mdtype < 0)
+        return mm_error(MM_E_UNSUPPORTED,
+                        "tensor %s: dtype %s is not supported (mmaint reads F32 F16 BF16 I8 U8 "
+                        "I16 U16 I32 U32)",
+                        name, t->dtype);
+    *out = t;
+    return MM_OK;
+}
+
+mm_status mm_file_tensor_info(const mm_file *f, const char *name, mm_dtype *dtype,
+                              uint64_t shape[MMF_MAX_DIMS], size_t *ndim) {
+    if (!f) return mm_null_arg("f");
+    if (!name) return mm_null_arg("name");
+    const tensor_info *t = NULL;
+    mm_status st = find_typed_tensor(f, name, &t);
+    if (st != MM_OK) return file_fail(f, st);
+    if (dtype) *dtype = (mm_dtype)t->mdtype;
+    if (shape && t->ndim) memcpy(shape, t->shape, t->ndim * sizeof *shape);
+    if (ndim) *ndim = t->ndim;
+    return MM_OK;
+}
+
+static mm_status read_tensor(const mm_file *f, const char *name, mm_dtype dtype,
+                             const uint64_t *shape, size_t ndim, void *dst) {
+    if (!dtype_valid(dtype))
+        return mm_error(MM_E_INVALID_ARGUMENT, "tensor %s: unknown dtype %d requested", name,
+                        (int)dtype);
+    if (ndim > MMF_MAX_DIMS)
+        return mm_error(MM_E_INVALID_ARGUMENT, "tensor %s: %zu dimensions requested (at most %d)",
+                        name, ndim, MMF_MAX_DIMS);
+    if (ndim > 0 && !shape) return mm_null_arg("shape");
+    const tensor_info *t = NULL;
+    mm_status st = find_typed_tensor(f, name, &t);
+    if (st != MM_OK) return st;
+    if (t->mdtype != (int)dtype)
+        return mm_error(MM_E_FORMAT, "tensor %s: dtype %s, expected %s", name, t->dtype,
+                        mm_dtypes[dtype].name);
+    bool same = t->ndim == ndim;
+    for (size_t i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
+    if (!same) {
+        char have[256], want[256];
+        return mm_error(MM_E_FORMAT, "tensor %s: shape %s, expected %s", name,
+                        shape_text(have, sizeof have, t->shape, t->ndim),
+                        shape_text(want, sizeof want, shape, ndim));
+    }
+    size_t bytes = t->end - t->begin;
+    if (bytes == 0) return MM_OK;
+    if (!dst) return mm_null_arg("dst");
+    le_to_host(dst, f->data + t->begin, bytes / t->elsize, t->elsize);
+    return MM_OK;
+}
+
+mm_status mm_file_read_tensor(const mm_file *f, const char *name, mm_dtype dtype,
+                              const uint64_t *shape, size_t ndim, void *dst) {
+    if (!f) return mm_null_arg("f");
+    if (!name) return mm_null_arg("name");
+    mm_status st = read_tensor(f, name, dtype, shape, ndim, dst);
+    return st == MM_OK ? st : file_fail(f, st);
+}
+
+/* ---- layer parameters ---- */
+
+#define MMF_NAME_CAP 128
+
+static mm_status param_tensor_name(char name[MMF_NAME_CAP], size_t index, const char *pname) {
+    int n = snprintf(name, MMF_NAME_CAP, "layers.%zu.%s", index, pname);
+    if (n < 0 || n >= MMF_NAME_CAP)
+        return mm_error(MM_E_INTERNAL, "layer %zu: parameter name \"%.40s\" too long", index,
+                        pname);
+    return MM_OK;
+}
+
+static mm_status check_params_shape(const mm_file *f, size_t index, const char *kind,
+                                    const mm_param_shape *params, size_t n) {
+    for (size_t j = 0; j < n; j++) {
+        const mm_param_shape *ps = &params[j];
+        char name[MMF_NAME_CAP];
+        mm_status st = param_tensor_name(name, index, ps->name);
+        if (st != MM_OK) return st;
+        const tensor_info *t = find_tensor(f, name);
+        if (!t) {
+            if (ps->cols == 1)
+                return mm_error(MM_E_FORMAT,
+                                "tensor %s is missing (layer %zu is %s, needs F32 [%zu])", name,
+                                index, kind, ps->rows);
+            return mm_error(MM_E_FORMAT,
+                            "tensor %s is missing (layer %zu is %s, needs F32 [%zu, %zu])", name,
+                            index, kind, ps->rows, ps->cols);
+        }
+        st = check_f32_shape(t, name, ps->rows, ps->cols);
+        if (st == MM_E_SHAPE) st = MM_E_FORMAT; /* the architecture disagrees with the tensor */
+        if (st != MM_OK) return st;
+    }
+    return MM_OK;
+}
+
+mm_status mm_file_check_params_shape(const mm_file *f, size_t index, const char *kind,
+                                     const mm_param_shape *params, size_t n) {
+    if (!f) return mm_null_arg("f");
+    if (!kind) return mm_null_arg("kind");
+    if (n > 0 && !params) return mm_null_arg("params");
+    mm_status st = check_params_shape(f, index, kind, params, n);
+    return st == MM_OK ? st : file_fail(f, st);
+}
+
+static mm_status load_params(const mm_file *f, size_t index, mm_layer *l) {
+    for (size_t j = 0; j < l->n_params; j++) {
+        mm_param *p = &l->params[j];
+        char name[MMF_NAME_CAP];
+        mm_status st = param_tensor_name(name, index, p->name);
+        if (st != MM_OK) return st;
+        st = read_f32(f, name, p->rows, p->cols, p->data);
+        if (st == MM_E_NOT_FOUND)
+            return mm_error(MM_E_FORMAT, "tensor %s is missing (layer %zu is %s %zu -> %zu)", name,
+                            index, l->vt->kind, l->in, l->out);
+        if (st == MM_E_SHAPE) st = MM_E_FORMAT; /* the architecture disagrees with the tensor */
+        if (st != MM_OK) return st;
+        size_t n = mm_param_count(p);
+        for (size_t k = 0; k < n; k++)
+            if (!isfinite(p->data[k]))
+                return mm_error(MM_E_NUMERIC, "tensor %s: element %zu is %s", name, k,
+                                isnan(p->data[k]) ? "NaN" : "infinite");
+    }
+    return MM_OK;
+}
+
+mm_status mm_file_load_params(const mm_file *f, size_t index, mm_layer *layer) {
+    if (!f) return mm_null_arg("f");
+    if (!layer) return mm_null_arg("layer");
+    mm_status st = load_params(f, index, layer);
     return st == MM_OK ? st : file_fail(f, st);
 }
 
@@ -681,11 +897,14 @@ static bool parse_u64_hex16(const char *s, uint64_t *out) {
 }
 
 typedef struct arch_layer {
+    const mm_layer_kind *kind;
+    const json_t *entry; /* inside arch_info.root */
     size_t in, out;
     mm_activation act;
 } arch_layer;
 
 typedef struct arch_info {
+    json_t *root; /* the parsed architecture (owned): the entries point into it */
     size_t input_dim;
     mm_loss loss;
     float leaky_slope;
@@ -696,6 +915,14 @@ typedef struct arch_info {
     size_t n_layers;
 } arch_info;
 
+static void arch_info_free(arch_info *a) {
+    free(a->layers);
+    json_decref(a->root);
+}
+
+/* The generic checks of every layer entry (kind known, dims, chaining,
+ * activation), before any layer is built. What a kind needs beyond these
+ * (its tensors, its own fields) its loader checks, before allocating. */
 static mm_status parse_architecture(const mm_file *f, arch_info *a) {
     const char *text = mm_file_meta(f, "architecture");
     if (!text) return mm_error(MM_E_FORMAT, "__metadata__.architecture is missing");
@@ -707,35 +934,25 @@ static mm_status parse_architecture(const mm_file *f, arch_info *a) {
     if (!root)
         return mm_error(MM_E_FORMAT, "architecture is not valid JSON: %s (column %d)", jerr.text,
                         jerr.column);
-    mm_status st = MM_OK;
+    a->root = root;
     const char *s = NULL;
-    if (!json_is_object(root)) {
-        st = mm_error(MM_E_FORMAT, "architecture must be a JSON object");
-        goto done;
-    }
-    if ((st = arch_dim(root, "input_dim", "model", &a->input_dim)) != MM_OK) goto done;
-    if ((st = arch_string(root, "loss", "model", &s)) != MM_OK) goto done;
-    if (mm_loss_from_name(s, &a->loss) != MM_OK) {
-        st = mm_error(MM_E_FORMAT, "architecture: unknown loss \"%.60s\"", s);
-        goto done;
-    }
+    mm_status st;
+    if (!json_is_object(root)) return mm_error(MM_E_FORMAT, "architecture must be a JSON object");
+    if ((st = arch_dim(root, "input_dim", "model", &a->input_dim)) != MM_OK) return st;
+    if ((st = arch_string(root, "loss", "model", &s)) != MM_OK) return st;
+    if (mm_loss_from_name(s, &a->loss) != MM_OK)
+        return mm_error(MM_E_FORMAT, "architecture: unknown loss \"%.60s\"", s);
     const json_t *slope = json_object_get(root, "leaky_slope");
-    if (!slope || !json_is_number(slope)) {
-        st = mm_error(MM_E_FORMAT, "architecture: \"leaky_slope\" must be a number");
-        goto done;
-    }
+    if (!slope || !json_is_number(slope))
+        return mm_error(MM_E_FORMAT, "architecture: \"leaky_slope\" must be a number");
     double sv = json_number_value(slope);
     a->leaky_slope = (float)sv;
-    if (!(sv >= 0.0 && sv < 1.0) || !(a->leaky_slope < 1.0f)) {
-        st = mm_error(MM_E_FORMAT, "architecture: leaky_slope %g outside [0, 1)", sv);
-        goto done;
-    }
-    if ((st = arch_string(root, "seed", "model", &s)) != MM_OK) goto done;
-    if (!parse_u64_dec(s, &a->seed)) {
-        st = mm_error(MM_E_FORMAT, "architecture: seed \"%.40s\" is not a decimal 64-bit integer",
-                      s);
-        goto done;
-    }
+    if (!(sv >= 0.0 && sv < 1.0) || !(a->leaky_slope < 1.0f))
+        return mm_error(MM_E_FORMAT, "architecture: leaky_slope %g outside [0, 1)", sv);
+    if ((st = arch_string(root, "seed", "model", &s)) != MM_OK) return st;
+    if (!parse_u64_dec(s, &a->seed))
+        return mm_error(MM_E_FORMAT,
+                        "architecture: seed \"%.40s\" is not a decimal 64-bit integer", s);
     const json_t *rng = json_object_get(root, "init_rng");
     if (rng) {
         bool ok = json_is_array(rng) && json_array_size(rng) == 4;
@@ -745,71 +962,44 @@ static mm_status parse_architecture(const mm_file *f, arch_info *a) {
             ok = json_is_string(w) && parse_u64_hex16(json_string_value(w), &a->rng.s[i]);
             if (ok) any |= a->rng.s[i];
         }
-        if (!ok || any == 0) {
-            st = mm_error(MM_E_FORMAT,
-                          "architecture: \"init_rng\" must be 4 strings of 16 lowercase hex "
-                          "digits, not all zero");
-            goto done;
-        }
+        if (!ok || any == 0)
+            return mm_error(MM_E_FORMAT,
+                            "architecture: \"init_rng\" must be 4 strings of 16 lowercase hex "
+                            "digits, not all zero");
         a->have_rng = true;
     }
     const json_t *layers = json_object_get(root, "layers");
-    if (!layers || !json_is_array(layers)) {
-        st = mm_error(MM_E_FORMAT, "architecture: \"layers\" must be an array");
-        goto done;
-    }
+    if (!layers || !json_is_array(layers))
+        return mm_error(MM_E_FORMAT, "architecture: \"layers\" must be an array");
     a->n_layers = json_array_size(layers);
     a->layers = mm_calloc_array(a->n_layers ? a->n_layers : 1, sizeof *a->layers);
-    if (!a->layers) {
-        st = mm_oom("architecture");
-        goto done;
-    }
-    /* Every parameter must be stored as F32 in the data block, so the
-     * parameter count is bounded by the file: no small file can make us
-     * allocate gigabytes. */
-    uint64_t budget = f->data_len / 4, total = 0;
+    if (!a->layers) return mm_oom("architecture");
     size_t prev = a->input_dim;
     for (size_t i = 0; i < a->n_layers; i++) {
         const json_t *l = json_array_get(layers, i);
         char where[48];
         snprintf(where, sizeof where, "layer %zu", i);
-        if (!json_is_object(l)) {
-            st = mm_error(MM_E_FORMAT, "architecture: %s must be an object", where);
-            goto done;
-        }
-        if ((st = arch_string(l, "kind", where, &s)) != MM_OK) goto done;
-        if (strcmp(s, "dense") != 0) {
-            st = mm_error(MM_E_UNSUPPORTED, "architecture: %s: layer kind \"%.40s\" not supported",
-                          where, s);
-            goto done;
-        }
+        if (!json_is_object(l))
+            return mm_error(MM_E_FORMAT, "architecture: %s must be an object", where);
         arch_layer *al = &a->layers[i];
-        if ((st = arch_dim(l, "in", where, &al->in)) != MM_OK) goto done;
-        if ((st = arch_dim(l, "out", where, &al->out)) != MM_OK) goto done;
-        if ((st = arch_string(l, "activation", where, &s)) != MM_OK) goto done;
-        if (mm_activation_from_name(s, &al->act) != MM_OK) {
-            st = mm_error(MM_E_FORMAT, "architecture: %s: unknown activation \"%.40s\"", where, s);
-            goto done;
-        }
-        if (al->in != prev) {
-            st = mm_error(MM_E_FORMAT, "architecture: %s takes %zu inputs but %s gives %zu", where,
-                          al->in, i == 0 ? "input_dim" : "the previous layer", prev);
-            goto done;
-        }
+        al->entry = l;
+        if ((st = arch_string(l, "kind", where, &s)) != MM_OK) return st;
+        al->kind = mm_layer_kind_find(s);
+        if (!al->kind)
+            return mm_error(MM_E_UNSUPPORTED,
+                            "architecture: %s: layer kind \"%.40s\" not supported", where, s);
+        if ((st = arch_dim(l, "in", where, &al->in)) != MM_OK) return st;
+        if ((st = arch_dim(l, "out", where, &al->out)) != MM_OK) return st;
+        if ((st = arch_string(l, "activation", where, &s)) != MM_OK) return st;
+        if (mm_activation_from_name(s, &al->act) != MM_OK)
+            return mm_error(MM_E_FORMAT, "architecture: %s: unknown activation \"%.40s\"", where,
+                            s);
+        if (al->in != prev)
+            return mm_error(MM_E_FORMAT, "architecture: %s takes %zu inputs but %s gives %zu",
+                            where, al->in, i == 0 ? "input_dim" : "the previous layer", prev);
         prev = al->out;
-        /* in, out <= 2^24: no overflow in uint64 */
-        total += (uint64_t)al->in * al->out + al->out;
-        if (total > budget) {
-            st = mm_error(MM_E_FORMAT,
-                          "architecture: layers 0..%zu need %llu parameters but the data block "
-                          "holds only %zu bytes",
-                          i, (unsigned long long)total, f->data_len);
-            goto done;
-        }
     }
-done:
-    json_decref(root);
-    return st;
+    return MM_OK;
 }
 
 static mm_status build_model(const mm_file *f, mm_model **out) {
@@ -821,47 +1011,28 @@ static mm_status build_model(const mm_file *f, mm_model **out) {
                         fmt ? "\"" : "", fmt ? fmt : "missing", fmt ? "\"" : "");
     arch_info a;
     memset(&a, 0, sizeof a);
-    mm_status st = parse_architecture(f, &a);
-    if (st != MM_OK) {
-        free(a.layers);
-        return st;
-    }
     mm_model *m = NULL;
+    mm_status st = parse_architecture(f, &a);
+    if (st != MM_OK) goto fail;
     st = mm_model_create(&m, a.input_dim, a.seed);
     if (st != MM_OK) goto fail;
     m->loss = a.loss;
     m->leaky_slope = a.leaky_slope;
     if (a.have_rng) m->init_rng = a.rng;
     for (size_t i = 0; i < a.n_layers; i++) {
+        const arch_layer *al = &a.layers[i];
         mm_layer *l = NULL;
-        st = mm_dense_create(&l, a.layers[i].in, a.layers[i].out, a.layers[i].act, a.leaky_slope,
-                             MM_INIT_AUTO, NULL);
-        if (st != MM_OK) goto fail;
-        st = mm_model_push_layer(m, l);
+        /* the loader checks its tensors against the file before allocating */
+        st = al->kind->load(f, i, al->entry, al->in, al->out, al->act, a.leaky_slope, &l);
+        if (st == MM_OK &&
+            (!l || l->in != al->in || l->out != al->out || l->act != al->act ||
+             strcmp(l->vt->kind, al->kind->kind) != 0))
+            st = mm_error(MM_E_INTERNAL, "layer %zu: the %s loader built a different layer", i,
+                          al->kind->kind);
+        if (st == MM_OK) st = mm_model_push_layer(m, l);
         if (st != MM_OK) {
-            l->vt->destroy(l);
+            if (l) l->vt->destroy(l);
             goto fail;
-        }
-        for (size_t j = 0; j < l->n_params; j++) {
-            mm_param *p = &l->params[j];
-            char name[96];
-            snprintf(name, sizeof name, "layers.%zu.%s", i, p->name);
-            st = read_f32(f, name, p->rows, p->cols, p->data);
-            if (st == MM_E_NOT_FOUND) {
-                st = mm_error(MM_E_FORMAT, "tensor %s is missing (layer %zu is %s %zu -> %zu)",
-                              name, i, l->vt->kind, l->in, l->out);
-                goto fail;
-            }
-            if (st == MM_E_SHAPE) st = MM_E_FORMAT; /* the architecture disagrees with the tensor */
-            if (st != MM_OK) goto fail;
-            size_t n = mm_param_count(p);
-            for (size_t k = 0; k < n; k++) {
-                if (!isfinite(p->data[k])) {
-                    st = mm_error(MM_E_NUMERIC, "tensor %s: element %zu is %s", name, k,
-                                  isnan(p->data[k]) ? "NaN" : "infinite");
-                    goto fail;
-                }
-            }
         }
     }
     const char *lineage = mm_file_meta(f, "lineage");
@@ -871,11 +1042,11 @@ static mm_status build_model(const mm_file *f, mm_model **out) {
     }
     st = mm_lineage_set(m, lineage ? lineage : "[]");
     if (st != MM_OK) goto fail;
-    free(a.layers);
+    arch_info_free(&a);
     *out = m;
     return MM_OK;
 fail:
-    free(a.layers);
+    arch_info_free(&a);
     mm_model_free(m);
     return st;
 }
@@ -884,7 +1055,10 @@ mm_status mm_file_build_model(const mm_file *f, mm_model **out) {
     if (!out) return mm_null_arg("out");
     *out = NULL;
     if (!f) return mm_null_arg("f");
+    const mm_file *outer = tls_building;
+    tls_building = f; /* loaders' errors get the path prefix once, below */
     mm_status st = build_model(f, out);
+    tls_building = outer;
     return st == MM_OK ? st : file_fail(f, st);
 }
 
@@ -894,10 +1068,12 @@ mm_status mm_file_build_model(const mm_file *f, mm_model **out) {
 
 typedef struct wtensor {
     char *name;
-    const float *data;
-    uint64_t shape[2];
+    mm_dtype dtype;
+    const void *data; /* host order, borrowed until commit */
+    uint64_t shape[MMF_MAX_DIMS];
     size_t ndim;
-    size_t count;
+    size_t count; /* elements; count * elsize fits in size_t */
+    unsigned elsize;
 } wtensor;
 
 typedef struct wmeta {
@@ -946,32 +1122,84 @@ static bool grow(void **p, size_t *cap, size_t need, size_t elsize) {
     return true;
 }
 
-mm_status mm_file_writer_add_f32(mm_file_writer *w, const char *name, const float *data,
-                                 size_t rows, size_t cols, bool vector) {
+mm_status mm_file_writer_add_tensor(mm_file_writer *w, const char *name, mm_dtype dtype,
+                                    const void *data, const uint64_t *shape, size_t ndim) {
     if (!w) return mm_null_arg("w");
     if (!name) return mm_null_arg("name");
     if (!*name || strcmp(name, "__metadata__") == 0 || !valid_utf8(name))
         return mm_error(MM_E_INVALID_ARGUMENT, "invalid tensor name \"%s\"", name);
-    if (vector && cols != 1)
-        return mm_error(MM_E_INVALID_ARGUMENT, "tensor %s: a vector needs cols == 1, got %zu",
-                        name, cols);
-    size_t count, bytes;
-    if (!mm_mul_ok(rows, cols, &count) || !mm_mul_ok(count, 4, &bytes))
-        return mm_error(MM_E_OUT_OF_RANGE, "tensor %s: %zu x %zu is too large", name, rows, cols);
+    if (!dtype_valid(dtype))
+        return mm_error(MM_E_INVALID_ARGUMENT, "tensor %s: unknown dtype %d", name, (int)dtype);
+    if (ndim > MMF_MAX_DIMS)
+        return mm_error(MM_E_INVALID_ARGUMENT, "tensor %s: %zu dimensions (at most %d)", name,
+                        ndim, MMF_MAX_DIMS);
+    if (ndim > 0 && !shape) return mm_null_arg("shape");
+    unsigned elsize = mm_dtypes[dtype].size;
+    size_t count = 1, bytes;
+    bool fits = true;
+    for (size_t i = 0; i < ndim; i++) {
+        /* each dimension must be a JSON integer readers accept, even where
+         * another dimension is 0 */
+        if (shape[i] > (uint64_t)INT64_MAX || shape[i] > (uint64_t)SIZE_MAX) fits = false;
+        else if (fits && !mm_mul_ok(count, (size_t)shape[i], &count)) fits = false;
+    }
+    if (!fits || !mm_mul_ok(count, elsize, &bytes)) {
+        char sbuf[256];
+        return mm_error(MM_E_OUT_OF_RANGE, "tensor %s: %s %s is too large", name,
+                        mm_dtypes[dtype].name, shape_text(sbuf, sizeof sbuf, shape, ndim));
+    }
     if (count > 0 && !data) return mm_null_arg("data");
     for (size_t i = 0; i < w->nt; i++)
         if (strcmp(w->t[i].name, name) == 0)
             return mm_error(MM_E_INVALID_ARGUMENT, "tensor %s added twice", name);
     if (!grow((void **)&w->t, &w->cap_t, w->nt + 1, sizeof *w->t)) return mm_oom("tensor list");
     wtensor *t = &w->t[w->nt];
+    memset(t, 0, sizeof *t);
     t->name = mm_strdup(name);
     if (!t->name) return mm_oom("tensor name");
+    t->dtype = dtype;
     t->data = data;
-    t->shape[0] = rows;
-    t->shape[1] = cols;
-    t->ndim = vector ? 1 : 2;
+    for (size_t i = 0; i < ndim; i++) t->shape[i] = shape[i];
+    t->ndim = ndim;
     t->count = count;
+    t->elsize = elsize;
     w->nt++;
+    return MM_OK;
+}
+
+mm_status mm_file_writer_add_f32(mm_file_writer *w, const char *name, const float *data,
+                                 size_t rows, size_t cols, bool vector) {
+    if (!w) return mm_null_arg("w");
+    if (!name) return mm_null_arg("name");
+    if (vector && cols != 1)
+        return mm_error(MM_E_INVALID_ARGUMENT, "tensor %s: a vector needs cols == 1, got %zu",
+                        name, cols);
+    const uint64_t shape[2] = {rows, cols};
+    return mm_file_writer_add_tensor(w, name, MM_DTYPE_F32, data, shape, vector ? 1 : 2);
+}
+
+mm_status mm_file_save_params(const mm_layer *layer, size_t index, mm_file_writer *w) {
+    if (!layer) return mm_null_arg("layer");
+    if (!w) return mm_null_arg("w");
+    for (size_t j = 0; j < layer->n_params; j++) {
+        const mm_param *p = &layer->params[j];
+        size_t n = mm_param_count(p);
+        for (size_t k = 0; k < n; k++)
+            if (!isfinite(p->data[k]))
+                return mm_error(MM_E_NUMERIC,
+                                "layer %zu %s element %zu is %s; refusing to save a model "
+                                "that could not be loaded",
+                                index, p->name, k, isnan(p->data[k]) ? "NaN" : "infinite");
+    }
+    for (size_t j = 0; j < layer->n_params; j++) {
+        const mm_param *p = &layer->params[j];
+        char name[MMF_NAME_CAP];
+        mm_status st = param_tensor_name(name, index, p->name);
+        if (st != MM_OK) return st;
+        bool vector = p->cols == 1 && strcmp(p->name, "weight") != 0;
+        st = mm_file_writer_add_f32(w, name, p->data, p->rows, p->cols, vector);
+        if (st != MM_OK) return st;
+    }
     return MM_OK;
 }
 
@@ -1011,92 +1239,83 @@ static char *dump_compact(const json_t *j) {
     return json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
 }
 
-static char *architecture_json(const mm_model *model) {
+/* The architecture text; each layer's save hook adds its fields to the
+ * layer's entry and its tensors to w. */
+static mm_status architecture_json(const mm_model *model, mm_file_writer *w, char **out) {
     json_t *root = json_object();
     json_t *layers = json_array();
     json_t *rng = json_array();
-    char *text = NULL;
-    if (!root || !layers || !rng) goto done;
+    mm_status st = MM_OK;
+    *out = NULL;
+    if (!root || !layers || !rng) goto oom;
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)model->seed);
     const char *loss = mm_loss_name(model->loss);
     for (int i = 0; i < 4; i++) {
         char hex[17];
         snprintf(hex, sizeof hex, "%016llx", (unsigned long long)model->init_rng.s[i]);
-        if (json_array_append_new(rng, json_string(hex)) != 0) goto done;
+        if (json_array_append_new(rng, json_string(hex)) != 0) goto oom;
     }
     if (json_object_set_new(root, "input_dim", json_integer((json_int_t)model->input_dim)) ||
         json_object_set_new(root, "loss", json_string(loss ? loss : "?")) ||
         json_object_set_new(root, "leaky_slope", json_real((double)model->leaky_slope)) ||
         json_object_set_new(root, "seed", json_string(seed)) ||
         json_object_set(root, "init_rng", rng))
-        goto done;
+        goto oom;
     for (size_t i = 0; i < model->n_layers; i++) {
         const mm_layer *l = model->layers[i];
+        if (!l->vt->save) {
+            st = mm_error(MM_E_UNSUPPORTED, "layer %zu: %s layers cannot be saved", i,
+                          l->vt->kind);
+            goto done;
+        }
         const char *act = mm_activation_name(l->act);
         json_t *o = json_object();
-        if (!o) goto done;
+        if (!o) goto oom;
         if (json_object_set_new(o, "kind", json_string(l->vt->kind)) ||
             json_object_set_new(o, "in", json_integer((json_int_t)l->in)) ||
             json_object_set_new(o, "out", json_integer((json_int_t)l->out)) ||
-            json_object_set_new(o, "activation", json_string(act ? act : "?")) ||
-            json_array_append_new(layers, o)) {
+            json_object_set_new(o, "activation", json_string(act ? act : "?"))) {
             json_decref(o);
-            goto done;
+            goto oom;
         }
+        if (json_array_append_new(layers, o)) goto oom; /* frees o when it fails */
+        st = l->vt->save(l, i, o, w);
+        if (st != MM_OK) goto done;
     }
-    if (json_object_set(root, "layers", layers) != 0) goto done;
-    text = dump_compact(root);
+    if (json_object_set(root, "layers", layers) != 0) goto oom;
+    *out = dump_compact(root);
+    if (!*out) goto oom;
+    goto done;
+oom:
+    st = mm_oom("architecture text");
 done:
     json_decref(rng);
     json_decref(layers);
     json_decref(root);
-    return text;
+    return st;
 }
 
 mm_status mm_file_writer_add_model(mm_file_writer *w, const mm_model *model) {
     if (!w) return mm_null_arg("w");
     if (!model) return mm_null_arg("model");
-    /* A file the loader would refuse must not be written. */
-    for (size_t i = 0; i < model->n_layers; i++) {
-        const mm_layer *l = model->layers[i];
-        if (!mm_activation_name(l->act))
+    /* A file the loader would refuse must not be written (the save hooks
+     * check their own data: mm_file_save_params refuses NaN and infinity). */
+    for (size_t i = 0; i < model->n_layers; i++)
+        if (!mm_activation_name(model->layers[i]->act))
             return mm_error(MM_E_INTERNAL, "layer %zu has an unknown activation", i);
-        for (size_t j = 0; j < l->n_params; j++) {
-            const mm_param *p = &l->params[j];
-            size_t n = mm_param_count(p);
-            for (size_t k = 0; k < n; k++)
-                if (!isfinite(p->data[k]))
-                    return mm_error(MM_E_NUMERIC,
-                                    "layer %zu %s element %zu is %s; refusing to save a model "
-                                    "that could not be loaded",
-                                    i, p->name, k, isnan(p->data[k]) ? "NaN" : "infinite");
-        }
-    }
     const char *lineage = model->lineage ? model->lineage : "[]";
     if (json_value_bound(lineage, strlen(lineage)) > MMF_MAX_JSON_VALUES)
         return mm_error(MM_E_OUT_OF_RANGE,
                         "lineage has more than %zu JSON values; readers would refuse the file",
                         MMF_MAX_JSON_VALUES);
-    char *arch = architecture_json(model);
-    if (!arch) return mm_oom("architecture text");
-    mm_status st = mm_file_writer_add_meta(w, "architecture", arch);
+    char *arch = NULL;
+    mm_status st = architecture_json(model, w, &arch);
+    if (st != MM_OK) return st;
+    st = mm_file_writer_add_meta(w, "architecture", arch);
     free(arch);
     if (st != MM_OK) return st;
-    st = mm_file_writer_add_meta(w, "lineage", lineage);
-    if (st != MM_OK) return st;
-    for (size_t i = 0; i < model->n_layers; i++) {
-        const mm_layer *l = model->layers[i];
-        for (size_t j = 0; j < l->n_params; j++) {
-            const mm_param *p = &l->params[j];
-            char name[96];
-            snprintf(name, sizeof name, "layers.%zu.%s", i, p->name);
-            bool vector = p->cols == 1 && strcmp(p->name, "weight") != 0;
-            st = mm_file_writer_add_f32(w, name, p->data, p->rows, p->cols, vector);
-            if (st != MM_OK) return st;
-        }
-    }
-    return MM_OK;
+    return mm_file_writer_add_meta(w, "lineage", lineage);
 }
 
 static int cmp_wtensor_ptr(const void *a, const void *b) {
@@ -1107,13 +1326,16 @@ static int cmp_wmeta_ptr(const void *a, const void *b) {
     return strcmp((*(const wmeta *const *)a)->key, (*(const wmeta *const *)b)->key);
 }
 
-/* CRC of a float array as little-endian bytes, converted in chunks. */
-static uLong crc_floats(uLong crc, const float *x, size_t n, unsigned char *chunk) {
+/* CRC of a tensor's data as the little-endian bytes written to the file,
+ * converted in chunks of MMF_CHUNK elements (chunk holds 4 * MMF_CHUNK). */
+static uLong crc_tensor_data(uLong crc, const wtensor *t, unsigned char *chunk) {
+    const unsigned char *x = t->data;
+    size_t n = t->count;
     while (n > 0) {
         size_t step = n > MMF_CHUNK ? MMF_CHUNK : n;
-        for (size_t i = 0; i < step; i++) wr_f32le(chunk + 4 * i, x[i]);
-        crc = crc_bytes(crc, chunk, 4 * step);
-        x += step;
+        host_to_le(chunk, x, step, t->elsize);
+        crc = crc_bytes(crc, chunk, step * t->elsize);
+        x += step * t->elsize;
         n -= step;
     }
     return crc;
@@ -1137,8 +1359,9 @@ static mm_status writer_checksum(const mm_file_writer *w, const wmeta *fixed, si
     uLong crc = crc32(0L, Z_NULL, 0);
     for (size_t i = 0; i < nm; i++) crc = crc_meta_record(crc, ms[i]->key, ms[i]->value);
     for (size_t i = 0; i < w->nt; i++) {
-        crc = crc_tensor_head(crc, ts[i]->name, "F32", ts[i]->shape, ts[i]->ndim);
-        crc = crc_floats(crc, ts[i]->data, ts[i]->count, chunk);
+        crc = crc_tensor_head(crc, ts[i]->name, mm_dtypes[ts[i]->dtype].name, ts[i]->shape,
+                              ts[i]->ndim);
+        crc = crc_tensor_data(crc, ts[i], chunk);
     }
     format_checksum(out, crc);
     free(ms);
@@ -1163,7 +1386,7 @@ static mm_status writer_header(const mm_file_writer *w, const wmeta *fixed, size
     uint64_t off = 0;
     for (size_t i = 0; i < w->nt; i++) {
         const wtensor *t = &w->t[i];
-        uint64_t bytes = (uint64_t)t->count * 4;
+        uint64_t bytes = (uint64_t)t->count * t->elsize; /* fits: checked when added */
         if (off + bytes < off || off + bytes > (uint64_t)INT64_MAX) {
             st = mm_error(MM_E_OUT_OF_RANGE, "tensor data exceeds 2^63 bytes");
             goto done;
@@ -1176,7 +1399,7 @@ static mm_status writer_header(const mm_file_writer *w, const wmeta *fixed, size
             bad = json_array_append_new(shape, json_integer((json_int_t)t->shape[d])) != 0;
         bad = bad || json_array_append_new(offs, json_integer((json_int_t)off)) != 0 ||
               json_array_append_new(offs, json_integer((json_int_t)(off + bytes))) != 0;
-        bad = bad || json_object_set_new(e, "dtype", json_string("F32")) != 0;
+        bad = bad || json_object_set_new(e, "dtype", json_string(mm_dtypes[t->dtype].name)) != 0;
         bad = bad || json_object_set(e, "shape", shape) != 0;
         bad = bad || json_object_set(e, "data_offsets", offs) != 0;
         bad = bad || json_object_set(root, t->name, e) != 0;
@@ -1312,13 +1535,14 @@ mm_status mm_file_writer_commit(mm_file_writer *w, const char *path) {
     if ((st = write_all(fp, lenbuf, 8, tmp)) != MM_OK) goto done;
     if ((st = write_all(fp, header, hlen, tmp)) != MM_OK) goto done;
     for (size_t i = 0; i < w->nt; i++) {
-        const float *x = w->t[i].data;
-        size_t n = w->t[i].count;
+        const wtensor *t = &w->t[i];
+        const unsigned char *x = t->data;
+        size_t n = t->count;
         while (n > 0) {
             size_t step = n > MMF_CHUNK ? MMF_CHUNK : n;
-            for (size_t k = 0; k < step; k++) wr_f32le(chunk + 4 * k, x[k]);
-            if ((st = write_all(fp, chunk, 4 * step, tmp)) != MM_OK) goto done;
-            x += step;
+            host_to_le(chunk, x, step, t->elsize);
+            if ((st = write_all(fp, chunk, step * t->elsize, tmp)) != MM_OK) goto done;
+            x += step * t->elsize;
             n -= step;
         }
     }

@@ -6,6 +6,30 @@
 
 #include "model/model_internal.h"
 
+/* Tensor element types mmaint reads and writes, with their safetensors
+ * names ("F32", "F16", "BF16", "I8", "U8", "I16", "U16", "I32", "U32").
+ * In memory, F16 and BF16 elements are raw uint16_t bit patterns; every
+ * type is in host byte order in memory and little-endian in files. Values
+ * are never renumbered; new ones are appended. */
+typedef enum mm_dtype {
+    MM_DTYPE_F32,
+    MM_DTYPE_F16,
+    MM_DTYPE_BF16,
+    MM_DTYPE_I8,
+    MM_DTYPE_U8,
+    MM_DTYPE_I16,
+    MM_DTYPE_U16,
+    MM_DTYPE_I32,
+    MM_DTYPE_U32,
+} mm_dtype;
+
+#define MM_FILE_MAX_DIMS 8
+
+/* "F32" etc., or NULL for a value outside the enum. */
+const char *mm_dtype_name(mm_dtype dtype);
+/* Bytes per element (1, 2 or 4), or 0 for a value outside the enum. */
+size_t mm_dtype_size(mm_dtype dtype);
+
 /* ---- reading: the whole file is read and validated up front ---- */
 typedef struct mm_file mm_file;
 
@@ -25,6 +49,48 @@ bool mm_file_has_tensor(const mm_file *f, const char *name);
 mm_status mm_file_read_f32(const mm_file *f, const char *name, size_t rows, size_t cols,
                            float *dst);
 
+/* dtype and shape of a tensor (each output may be NULL; shape gets *ndim
+ * <= MM_FILE_MAX_DIMS values). Costs nothing: use it to check a tensor
+ * before allocating room for it. MM_E_NOT_FOUND if absent,
+ * MM_E_UNSUPPORTED if its dtype is valid safetensors but not an mm_dtype
+ * (e.g. F64, BOOL). */
+mm_status mm_file_tensor_info(const mm_file *f, const char *name, mm_dtype *dtype,
+                              uint64_t shape[MM_FILE_MAX_DIMS], size_t *ndim);
+
+/* Copy a tensor into dst (host byte order), checking that its dtype is
+ * `dtype` and its shape exactly shape[0..ndim) (no 1-d / 2-d leniency).
+ * MM_E_NOT_FOUND; MM_E_UNSUPPORTED (dtype not an mm_dtype); MM_E_FORMAT
+ * naming the tensor and both dtypes or shapes on a mismatch. dst may be
+ * NULL for an empty tensor. */
+mm_status mm_file_read_tensor(const mm_file *f, const char *name, mm_dtype dtype,
+                              const uint64_t *shape, size_t ndim, void *dst);
+
+/* ---- layer parameters (the common case of the per-kind hooks) ---- */
+
+/* One F32 parameter tensor a layer kind expects: "layers.<index>.<name>",
+ * rows x cols (cols == 1 also accepts a 1-d [rows]). */
+typedef struct mm_param_shape {
+    const char *name;
+    size_t rows, cols;
+} mm_param_shape;
+
+/* Check, without allocating, that every listed tensor of layer `index` is
+ * present (MM_E_FORMAT), F32 (MM_E_UNSUPPORTED) and of its shape
+ * (MM_E_FORMAT). `kind` names the layer in messages. */
+mm_status mm_file_check_params_shape(const mm_file *f, size_t index, const char *kind,
+                                     const mm_param_shape *params, size_t n);
+
+/* Read every mm_param of an allocated layer from "layers.<index>.<name>":
+ * MM_E_FORMAT if missing or misshapen, MM_E_UNSUPPORTED if not F32,
+ * MM_E_NUMERIC naming tensor and element for a NaN or infinity. */
+mm_status mm_file_load_params(const mm_file *f, size_t index, mm_layer *layer);
+
+/* Add every mm_param of a layer as an F32 tensor "layers.<index>.<name>"
+ * ([rows, cols]; a column vector not named "weight" 1-d [rows]), data
+ * borrowed until commit. MM_E_NUMERIC for a NaN or infinity (a file the
+ * loader would refuse is never written). */
+mm_status mm_file_save_params(const mm_layer *layer, size_t index, mm_file_writer *w);
+
 /* Build the model the file describes. */
 mm_status mm_file_build_model(const mm_file *f, mm_model **out);
 
@@ -33,12 +99,20 @@ typedef struct mm_file_writer mm_file_writer;
 
 mm_status mm_file_writer_create(mm_file_writer **out);
 void mm_file_writer_free(mm_file_writer *w);
-/* The data is borrowed until commit. Names must be unique. */
+/* Add a tensor of ndim (0..MM_FILE_MAX_DIMS) dimensions, outermost first;
+ * shape may be NULL when ndim is 0. The data (host byte order, C order) is
+ * borrowed until commit and written little-endian. Names must be unique
+ * and not "__metadata__". */
+mm_status mm_file_writer_add_tensor(mm_file_writer *w, const char *name, mm_dtype dtype,
+                                    const void *data, const uint64_t *shape, size_t ndim);
+/* An F32 tensor [rows, cols], or [rows] when vector (then cols must be 1).
+ * Same rules as mm_file_writer_add_tensor. */
 mm_status mm_file_writer_add_f32(mm_file_writer *w, const char *name, const float *data,
                                  size_t rows, size_t cols, bool vector);
 /* Copies key and value. */
 mm_status mm_file_writer_add_meta(mm_file_writer *w, const char *key, const char *value);
-/* Architecture metadata, lineage and every layer's parameters. */
+/* Architecture metadata, lineage and every layer's tensors (through each
+ * layer's vtable save hook). */
 mm_status mm_file_writer_add_model(mm_file_writer *w, const mm_model *model);
 /* Write atomically: temp file in the same directory, fsync, rename. */
 mm_status mm_file_writer_commit(mm_file_writer *w, const char *path);

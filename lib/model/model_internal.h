@@ -3,6 +3,7 @@
 #ifndef MM_MODEL_INTERNAL_H
 #define MM_MODEL_INTERNAL_H
 
+#include <jansson.h> /* json_t in the save/load hooks (internal header only) */
 #include <stdbool.h>
 
 #include "common/mm_internal.h"
@@ -10,6 +11,9 @@
 #include "mm/mm_model.h"
 
 typedef struct mm_layer mm_layer;
+/* The model file (model/mmfile.h), for the save/load hooks. */
+typedef struct mm_file mm_file;
+typedef struct mm_file_writer mm_file_writer;
 
 /* One trainable tensor of a layer. The optimizer walks these; `grad` has the
  * same shape as `data` and is overwritten by each backward pass. */
@@ -47,7 +51,33 @@ typedef struct mm_layer_vtable {
                       size_t n, float neg_lr);
     /* Bytes the parameters take as stored. */
     size_t (*param_bytes)(const mm_layer *layer);
+    /* Model files (doc/FORMAT.md): add the kind's own fields to the layer's
+     * architecture entry `entry` (which already holds kind, in, out and
+     * activation) and the layer's tensors, named "layers.<index>.<name>",
+     * to w (their data borrowed until the writer commits). The kind's
+     * mm_layer_kind.load reads them back. */
+    mm_status (*save)(const mm_layer *layer, size_t index, json_t *entry, mm_file_writer *w);
 } mm_layer_vtable;
+
+/* How a layer kind is read from model files: the registry entry that maps
+ * the architecture's "kind" string to a loader (mm_layer_kind_find). */
+typedef struct mm_layer_kind {
+    const char *kind; /* equals the vtable's kind of the layers it loads */
+    /* Build layer `index` from its architecture entry (borrowed; the
+     * generic fields are already checked and passed as in, out, act and
+     * the model's leaky_slope) and its tensors in f. A loader checks the
+     * presence, dtype and shape of every tensor it needs
+     * (mm_file_tensor_info) BEFORE allocating, so that allocations are
+     * bounded by the file's size; MM_E_FORMAT for a missing or misshapen
+     * tensor or entry field, MM_E_NUMERIC for non-finite values. On error
+     * *out_layer is NULL and nothing is leaked. */
+    mm_status (*load)(const mm_file *f, size_t index, const json_t *entry, size_t in, size_t out,
+                      mm_activation act, float leaky_slope, mm_layer **out_layer);
+} mm_layer_kind;
+
+/* The loader for a kind name, or NULL if this library does not know it
+ * (lib/model/layer_kinds.c). */
+const mm_layer_kind *mm_layer_kind_find(const char *kind);
 
 struct mm_layer {
     const mm_layer_vtable *vt;
@@ -80,6 +110,8 @@ struct mm_model {
 /* Dense layer constructor (weights uninitialised when rng is NULL). */
 mm_status mm_dense_create(mm_layer **out, size_t in, size_t out_dim, mm_activation act,
                           float leaky_slope, mm_init init, mm_rng *rng);
+/* The dense kind's file loader (dense.c), listed in layer_kinds.c. */
+extern const mm_layer_kind mm_dense_kind;
 
 /* Apply / differentiate an activation in place over count values. The
  * derivative is expressed through the activation's output y. */
