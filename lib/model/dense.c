@@ -177,8 +177,8 @@ static mm_status dense_alloc(dense_layer **out, size_t in, size_t units) {
     d->base.vt = &dense_vtable;
     d->base.in = in;
     d->base.out = units;
-    d->base.params[0] = (mm_param){"weight", d->w, d->dw, units, in, true};
-    d->base.params[1] = (mm_param){"bias", d->b, d->db, units, 1, false};
+    d->base.params[0] = (mm_param){"weight", d->w, d->dw, units, in, true, NULL};
+    d->base.params[1] = (mm_param){"bias", d->b, d->db, units, 1, false, NULL};
     d->base.n_params = 2;
     *out = d;
     return MM_OK;

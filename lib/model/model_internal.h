@@ -23,6 +23,8 @@ typedef struct mm_param {
     float *grad;
     size_t rows, cols; /* shape; a vector has rows = count, cols = 1 */
     bool decay;        /* weight decay applies (weights yes, biases no) */
+    uint8_t *mask;     /* pruning mask (1 keep, 0 pruned) or NULL; owned by the layer's
+                          param, freed with it; optimizers keep masked entries at 0 */
 } mm_param;
 
 static inline size_t mm_param_count(const mm_param *p) { return p->rows * p->cols; }
