@@ -1,6 +1,7 @@
 /* The dense (fully connected) layer kind: y = act(x W^T + b), W is out x in
  * row-major (nn.Linear's layout). */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,7 @@ static void dense_destroy(mm_layer *layer) {
     mm_free_floats(d->b);
     mm_free_floats(d->dw);
     mm_free_floats(d->db);
+    for (size_t j = 0; j < d->base.n_params; j++) free(d->base.params[j].mask);
     free(d);
 }
 
@@ -116,16 +118,80 @@ static mm_status dense_clone(const mm_layer *layer, mm_layer **out) {
     d->base.leaky_slope = layer->leaky_slope;
     memcpy(d->w, src->w, layer->in * layer->out * sizeof(float));
     memcpy(d->b, src->b, layer->out * sizeof(float));
+    for (size_t j = 0; j < layer->n_params; j++) {
+        const uint8_t *mask = layer->params[j].mask;
+        if (!mask) continue;
+        const size_t n = mm_param_count(&layer->params[j]);
+        d->base.params[j].mask = malloc(n);
+        if (!d->base.params[j].mask) {
+            dense_destroy(&d->base);
+            return mm_oom("pruning mask");
+        }
+        memcpy(d->base.params[j].mask, mask, n);
+    }
     *out = &d->base;
     return MM_OK;
 }
 
+/* Pruning masks (mm_pruner) are U8 tensors "layers.<i>.<param>_mask" of the
+ * parameter's file shape: [out, in] for the weight, [out] for the bias;
+ * 1 keeps the value, 0 marks it pruned (and it is 0). */
+#define MASK_NAME_CAP 96
+
+static void mask_shape(const mm_param *p, uint64_t shape[2], size_t *ndim) {
+    shape[0] = p->rows;
+    shape[1] = p->cols;
+    *ndim = (p->cols == 1 && strcmp(p->name, "weight") != 0) ? 1 : 2;
+}
+
 /* Model files: no fields beyond the generic ones; tensors
- * layers.<i>.weight [out, in] and layers.<i>.bias [out], F32. */
+ * layers.<i>.weight [out, in] and layers.<i>.bias [out], F32, plus the
+ * masks of a pruned layer. */
 static mm_status dense_save(const mm_layer *layer, size_t index, json_t *entry,
                             mm_file_writer *w) {
     (void)entry;
-    return mm_file_save_params(layer, index, w);
+    mm_status st = mm_file_save_params(layer, index, w);
+    for (size_t j = 0; j < layer->n_params && st == MM_OK; j++) {
+        const mm_param *p = &layer->params[j];
+        if (!p->mask) continue;
+        char name[MASK_NAME_CAP];
+        uint64_t shape[2];
+        size_t ndim;
+        mask_shape(p, shape, &ndim);
+        snprintf(name, sizeof name, "layers.%zu.%s_mask", index, p->name);
+        st = mm_file_writer_add_tensor(w, name, MM_DTYPE_U8, p->mask, shape, ndim);
+    }
+    return st;
+}
+
+/* Read the masks present in the file into a loaded layer: U8, exactly the
+ * parameter's shape, values 0 or 1, and every masked value 0. */
+static mm_status load_masks(const mm_file *f, size_t index, mm_layer *l) {
+    for (size_t j = 0; j < l->n_params; j++) {
+        mm_param *p = &l->params[j];
+        char name[MASK_NAME_CAP];
+        snprintf(name, sizeof name, "layers.%zu.%s_mask", index, p->name);
+        if (!mm_file_has_tensor(f, name)) continue;
+        uint64_t shape[2];
+        size_t ndim;
+        mask_shape(p, shape, &ndim);
+        const size_t n = mm_param_count(p);
+        /* bounded by the parameter, which the file holds */
+        p->mask = malloc(n ? n : 1);
+        if (!p->mask) return mm_oom("pruning mask");
+        mm_status st = mm_file_read_tensor(f, name, MM_DTYPE_U8, shape, ndim, p->mask);
+        if (st != MM_OK) return st;
+        for (size_t i = 0; i < n; i++) {
+            if (p->mask[i] > 1)
+                return mm_error(MM_E_FORMAT, "tensor %s: element %zu is %u (a mask holds 0 or 1)",
+                                name, i, (unsigned)p->mask[i]);
+            if (!p->mask[i] && p->data[i] != 0.0f)
+                return mm_error(MM_E_FORMAT,
+                                "tensor %s: element %zu is pruned but layers.%zu.%s[%zu] is %g",
+                                name, i, index, p->name, i, (double)p->data[i]);
+        }
+    }
+    return MM_OK;
 }
 
 static mm_status dense_load(const mm_file *f, size_t index, const json_t *entry, size_t in,
@@ -139,6 +205,7 @@ static mm_status dense_load(const mm_file *f, size_t index, const json_t *entry,
     st = mm_dense_create(&l, in, out, act, leaky_slope, MM_INIT_AUTO, NULL);
     if (st != MM_OK) return st;
     st = mm_file_load_params(f, index, l);
+    if (st == MM_OK) st = load_masks(f, index, l);
     if (st != MM_OK) {
         dense_destroy(l);
         return st;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "model/model_internal.h"
+#include "mm/mm_pruner.h" /* mm_model_num_nonzero, mm_model_layer_sparsity */
 
 #define CHECK_MODEL(m)                                   \
     do {                                                 \
@@ -187,6 +188,56 @@ static mm_status get_layer(const mm_model *m, size_t index, mm_layer **out) {
     return MM_OK;
 }
 
+/* Dense layers count their non-zero, unmasked values; other kinds (sparse,
+ * quantized) count the values they store. */
+static bool is_dense(const mm_layer *l) { return strcmp(l->vt->kind, "dense") == 0; }
+
+size_t mm_model_num_nonzero(const mm_model *m) {
+    size_t total = 0;
+    if (!m) return 0;
+    for (size_t l = 0; l < m->n_layers; l++) {
+        const mm_layer *ly = m->layers[l];
+        for (size_t j = 0; j < ly->n_params; j++) {
+            const mm_param *p = &ly->params[j];
+            const size_t n = mm_param_count(p);
+            if (!is_dense(ly)) {
+                total += n;
+                continue;
+            }
+            size_t nz = 0;
+            for (size_t i = 0; i < n; i++) nz += p->data[i] != 0.0f && (!p->mask || p->mask[i]);
+            total += nz;
+        }
+    }
+    return total;
+}
+
+mm_status mm_model_layer_sparsity(const mm_model *m, size_t index, double *sparsity) {
+    mm_layer *l = NULL;
+    mm_status st = get_layer(m, index, &l);
+    if (st != MM_OK) return st;
+    if (!sparsity) return mm_null_arg("sparsity");
+    const double total = (double)l->in * (double)l->out;
+    size_t kept = 0;
+    if (is_dense(l)) {
+        const mm_param *w = &l->params[0];
+        const size_t n = mm_param_count(w);
+        for (size_t i = 0; i < n; i++) kept += w->data[i] != 0.0f && (!w->mask || w->mask[i]);
+    } else {
+        /* stored weights: every parameter except the bias */
+        bool any = false;
+        for (size_t j = 0; j < l->n_params; j++) {
+            if (strcmp(l->params[j].name, "bias") == 0) continue;
+            kept += mm_param_count(&l->params[j]);
+            any = true;
+        }
+        if (!any) kept = l->in * l->out; /* a kind without float weights: not pruned */
+    }
+    double s = total > 0 ? 1.0 - (double)kept / total : 0.0;
+    *sparsity = s < 0.0 ? 0.0 : s;
+    return MM_OK;
+}
+
 mm_status mm_model_layer_info(const mm_model *m, size_t index, const char **kind, size_t *inputs,
                               size_t *outputs, mm_activation *act) {
     mm_layer *l = NULL;
@@ -228,10 +279,16 @@ static mm_status param_io(const mm_model *m, size_t index, float *w, size_t wlen
     for (int j = 0; j < 2; j++) {
         if (!bufs[j]) continue;
         float *p = grads ? l->params[j].grad : l->params[j].data;
-        if (write)
+        if (write) {
             memcpy(p, bufs[j], lens[j] * sizeof(float));
-        else
+            /* pruned weights stay pruned: masked entries remain 0 */
+            const uint8_t *mask = l->params[j].mask;
+            if (mask)
+                for (size_t i = 0; i < lens[j]; i++)
+                    if (!mask[i]) p[i] = 0.0f;
+        } else {
             memcpy(bufs[j], p, lens[j] * sizeof(float));
+        }
     }
     return MM_OK;
 }

@@ -263,7 +263,11 @@ mm_status mm_optimizer_fit(mm_optimizer *opt, const mm_dataset *train, const mm_
             pr.elapsed_seconds > 0 ? (double)samples / pr.elapsed_seconds : 0.0;
         if (stop) {
             stopped = "early";
-            if (have_best) copy_params(opt, best, true);
+            if (have_best) {
+                copy_params(opt, best, true);
+                /* masks may have grown since the best epoch (gradual pruning) */
+                mm_opt_apply_masks(opt, false);
+            }
         }
         if (cb && cb(&pr, user)) {
             if (!stop) stopped = "cancelled";

@@ -9,8 +9,19 @@
  * Decisions worth knowing:
  *  - Settings live in a double array indexed by mm_opt_param.
  *  - The model's layer structure is recorded at create time; if layers or
- *    parameter shapes change afterwards (structured pruning, add_dense), step
- *    and fit fail with MM_E_STATE: create a new optimizer for the new model.
+ *    parameter shapes change afterwards (add_dense, a layer swapped behind
+ *    the optimizer's back), step and fit fail with MM_E_STATE: create a new
+ *    optimizer for the new model. Code that changes layers on purpose
+ *    (mm_pruner_finalize) carries the state over with mm_opt_remap_*.
+ *  - Pruning masks (mm_param.mask) are honoured: before each update one
+ *    pass over the masked parameters (unmasked ones are skipped) sets the
+ *    weight, its gradient and its state entries (momentum, Adam m and v) to
+ *    0 at every masked position. With a zero weight, gradient and state,
+ *    every algorithm's update leaves all three exactly 0 (SGD: 0 + (-lr)*0;
+ *    Adam: m = v = 0, 0 + (-s*0)/(0 + eps*c2) = 0; decay multiplies 0), so
+ *    masked weights stay exactly 0 and no state can revive them, and the
+ *    gradient norm used for clipping ignores them. The fused SGD path has no
+ *    gradient buffers or state: it zeroes masked weights after its update.
  *  - Nesterov with momentum 0 is accepted by the setters (settings may be
  *    given in any order) and refused at step time with MM_E_STATE.
  *  - Gradient clipping does not modify the model's gradient buffers: the clip
@@ -118,6 +129,18 @@ extern const mm_optim_algo mm_optim_algo_sgd;
 extern const mm_optim_algo mm_optim_algo_adam;
 extern const mm_optim_algo mm_optim_algo_adamw;
 
+/* A hook run by every step after the input checks and before the
+ * forward/backward pass (the gradual pruner, lib/prune): it may change the
+ * model's masks and weights, not its layers. An error from before_step
+ * aborts the step (no update). `detached` tells the owner of ctx that the
+ * optimizer no longer calls it (the optimizer is being freed, or another
+ * hook replaced it). */
+typedef struct mm_opt_hook {
+    mm_status (*before_step)(void *ctx, mm_optimizer *opt);
+    void (*detached)(void *ctx, mm_optimizer *opt);
+    void *ctx; /* NULL = no hook */
+} mm_opt_hook;
+
 typedef struct mm_opt_slot {
     size_t layer, index; /* model->layers[layer]->params[index] */
     size_t rows, cols;
@@ -135,7 +158,45 @@ struct mm_optimizer {
     mm_opt_slot *slots;
     size_t n_slots;
     bool has_state;       /* slots' state tensors are allocated */
+    mm_opt_hook hook;     /* the attached pruner, if any */
 };
+
+/* Install (hook != NULL with a ctx) or remove (NULL) the step hook. A
+ * previous hook with another ctx is told through its `detached`. */
+void mm_opt_set_hook(mm_optimizer *opt, const mm_opt_hook *hook);
+
+/* Set every masked weight (and, with grads, its gradient) and its state
+ * entries to 0. Parameters without masks are skipped. */
+void mm_opt_apply_masks(mm_optimizer *opt, bool grads);
+
+/* ---- carrying state across layer replacement (mm_pruner_finalize) ----
+ *
+ * When layers of the optimizer's model are replaced by others (a shrunk
+ * dense layer, a sparse layer), the optimizer's slots and state are rebuilt
+ * for the new parameter list in two phases, so that the caller can make
+ * the whole change atomic: prepare allocates everything (and may fail,
+ * changing nothing), then the caller swaps the layers into the model, then
+ * commit installs the prepared slots (it cannot fail). */
+typedef struct mm_opt_param_map {
+    size_t old_index;     /* index of the old layer's param whose state this
+                             param inherits, or SIZE_MAX: fresh (zero) state */
+    const size_t *gather; /* new element e inherits old element gather[e];
+                             NULL: same element count, element by element */
+} mm_opt_param_map;
+
+typedef struct mm_opt_remap mm_opt_remap;
+
+/* new_layers[l] is the layer that will sit at position l (the model keeps
+ * its number of layers); maps[l] is NULL for a layer that stays as it is,
+ * else one entry per param of new_layers[l]. MM_E_STATE if the optimizer
+ * no longer matches its model. */
+mm_status mm_opt_remap_prepare(const mm_optimizer *opt, mm_layer *const *new_layers,
+                               const mm_opt_param_map *const *maps, mm_opt_remap **out);
+/* Install a prepared remap (after the model holds the new layers) and
+ * free it. */
+void mm_opt_remap_commit(mm_optimizer *opt, mm_opt_remap *r);
+/* Discard a prepared remap. NULL is a no-op. */
+void mm_opt_remap_free(mm_opt_remap *r);
 
 /* Settings table (optimizer.c). */
 bool mm_opt_param_valid(int param);

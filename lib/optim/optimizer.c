@@ -183,6 +183,7 @@ mm_status mm_optimizer_create(mm_optimizer **out, mm_model *model, mm_optim_kind
 
 void mm_optimizer_free(mm_optimizer *opt) {
     if (!opt) return;
+    mm_opt_set_hook(opt, NULL); /* an attached pruner forgets this optimizer */
     if (opt->slots) free_state(opt);
     free(opt->slots);
     free(opt);
@@ -277,6 +278,57 @@ mm_status mm_opt_ensure_state(mm_optimizer *opt) {
     }
     opt->has_state = true;
     return MM_OK;
+}
+
+void mm_opt_set_hook(mm_optimizer *opt, const mm_opt_hook *hook) {
+    mm_opt_hook old = opt->hook;
+    if (hook && hook->ctx)
+        opt->hook = *hook;
+    else
+        memset(&opt->hook, 0, sizeof opt->hook);
+    if (old.ctx && old.detached && old.ctx != opt->hook.ctx) old.detached(old.ctx, opt);
+}
+
+/* ---- pruning masks ----------------------------------------------------- */
+
+/* x[i] = 0 where mask[i] == 0, for up to four arrays in one pass (the
+ * select form if-converts and vectorises). */
+MM_OPT_INLINE void mask_body(const uint8_t *restrict mask, size_t n, float *restrict a,
+                             float *restrict b, float *restrict c, float *restrict d) {
+    for (size_t i = 0; i < n; i++) {
+        const bool keep = mask[i] != 0;
+        a[i] = keep ? a[i] : 0.0f;
+        if (b) b[i] = keep ? b[i] : 0.0f;
+        if (c) c[i] = keep ? c[i] : 0.0f;
+        if (d) d[i] = keep ? d[i] : 0.0f;
+    }
+}
+
+static void mask_arrays(const uint8_t *mask, size_t n, float *a, float *b, float *c, float *d) {
+    /* specialised on which arrays are present so the loop has no branches */
+    if (!b && !c && !d)
+        mask_body(mask, n, a, NULL, NULL, NULL);
+    else if (b && !c && !d)
+        mask_body(mask, n, a, b, NULL, NULL);
+    else if (b && c && !d)
+        mask_body(mask, n, a, b, c, NULL);
+    else
+        mask_body(mask, n, a, b, c, d);
+}
+
+void mm_opt_apply_masks(mm_optimizer *opt, bool grads) {
+    for (size_t i = 0; i < opt->n_slots; i++) {
+        mm_opt_slot *s = &opt->slots[i];
+        mm_param *p = mm_opt_slot_param(opt, s);
+        if (!p->mask) continue;
+        float *arr[4] = {NULL, NULL, NULL, NULL};
+        size_t k = 0;
+        if (grads) arr[k++] = p->grad;
+        if (opt->has_state)
+            for (size_t j = 0; j < opt->algo->n_state; j++)
+                if (s->state[j]) arr[k++] = s->state[j];
+        mask_arrays(p->mask, mm_param_count(p), p->data, arr[0], arr[1], arr[2]);
+    }
 }
 
 /* ---- gradient checks --------------------------------------------------- */
@@ -405,6 +457,7 @@ static mm_status fused_sgd_step(mm_optimizer *opt, size_t n) {
                             l);
     }
     mm_model_apply_sgd(opt->model, n, -lr);
+    mm_opt_apply_masks(opt, false); /* pruned weights back to exactly 0 */
     opt->step++;
     return MM_OK;
 }
@@ -432,6 +485,11 @@ mm_status mm_opt_step_impl(mm_optimizer *opt, const float *x, const int32_t *lab
                         "input sample %zu has a NaN or infinite feature; no update was made", bad);
     }
 
+    /* Gradual pruning: may update masks (never layers) before this step. */
+    if (opt->hook.ctx && opt->hook.before_step &&
+        (st = opt->hook.before_step(opt->hook.ctx, opt)) != MM_OK)
+        return st;
+
     double value = NAN;
     if (fused_sgd_applies(opt)) {
         st = mm_model_backprop(opt->model, x, labels, targets, n, false, &value);
@@ -442,6 +500,10 @@ mm_status mm_opt_step_impl(mm_optimizer *opt, const float *x, const int32_t *lab
     st = mm_model_backward(opt->model, x, labels, targets, n, &value);
     if (loss) *loss = value;
     if (st != MM_OK) return st;
+
+    /* Masked weights, gradients and state to 0 (see optim_internal.h): the
+     * update below then keeps them at exactly 0. */
+    mm_opt_apply_masks(opt, true);
 
     float gscale = 1.0f;
     const double clip = opt->set[MM_OPT_CLIP_NORM];
