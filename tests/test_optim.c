@@ -925,6 +925,54 @@ START_TEST(fit_learns_separable_problem) {
 }
 END_TEST
 
+/* The fused plain-SGD path checks deltas instead of gradients: an update
+ * that would blow the weights up is refused and leaves them unchanged, and
+ * an ordinary step equals W - lr * gradient from mm_model_backward. */
+START_TEST(fused_sgd_guards_and_matches) {
+    mm_model *m, *ref;
+    MM_ASSERT_OK(mm_model_create_from_spec(&m, "2-2:identity", 1));
+    float w0[4] = {0, 0, 0, 0}, b0[2] = {0, 0};
+    MM_ASSERT_OK(mm_model_set_weights(m, 0, w0, 4, b0, 2));
+    mm_optimizer *o;
+    MM_ASSERT_OK(mm_optimizer_create(&o, m, MM_OPTIM_SGD));
+    MM_ASSERT_OK(mm_optimizer_set(o, MM_OPT_LEARNING_RATE, 1000));
+    float x[2] = {1e30f, 0};
+    int32_t y = 1;
+    MM_ASSERT_STATUS(mm_optimizer_step(o, x, &y, NULL, 1, NULL), MM_E_NUMERIC);
+    ck_assert_ptr_nonnull(strstr(mm_last_error_message(), "overflow"));
+    float w[4], b[2];
+    MM_ASSERT_OK(mm_model_get_weights(m, 0, w, 4, b, 2));
+    ck_assert_mem_eq(w, w0, sizeof w);
+    ck_assert_uint_eq(mm_optimizer_steps(o), 0);
+    mm_optimizer_free(o);
+    mm_model_free(m);
+
+    MM_ASSERT_OK(mm_model_create_from_spec(&m, "6-5-3:tanh", 3));
+    MM_ASSERT_OK(mm_model_clone(m, &ref));
+    float xs[12];
+    int32_t ys[2] = {0, 2};
+    mm_test_fill(xs, 12, 5, -1, 1);
+    MM_ASSERT_OK(mm_optimizer_create(&o, m, MM_OPTIM_SGD));
+    MM_ASSERT_OK(mm_optimizer_set(o, MM_OPT_LEARNING_RATE, 0.1));
+    MM_ASSERT_OK(mm_optimizer_step(o, xs, ys, NULL, 2, NULL));
+    MM_ASSERT_OK(mm_model_backward(ref, xs, ys, NULL, 2, NULL));
+    for (size_t l = 0; l < 2; l++) {
+        size_t in, out;
+        MM_ASSERT_OK(mm_model_layer_info(ref, l, NULL, &in, &out, NULL));
+        float rw[30], rb[5], gw[30], gb[5], fw[30], fb[5];
+        MM_ASSERT_OK(mm_model_get_weights(ref, l, rw, in * out, rb, out));
+        MM_ASSERT_OK(mm_model_get_gradients(ref, l, gw, in * out, gb, out));
+        MM_ASSERT_OK(mm_model_get_weights(m, l, fw, in * out, fb, out));
+        for (size_t i = 0; i < in * out; i++)
+            ck_assert_float_eq_tol(fw[i], rw[i] - 0.1f * gw[i], 1e-6f);
+        for (size_t i = 0; i < out; i++) ck_assert_float_eq_tol(fb[i], rb[i] - 0.1f * gb[i], 1e-6f);
+    }
+    mm_optimizer_free(o);
+    mm_model_free(m);
+    mm_model_free(ref);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("optim");
     TCase *tc = tcase_create("core");
@@ -948,6 +996,7 @@ int main(void) {
     tcase_add_test(tc, early_stopping_restores_best);
     tcase_add_test(tc, fit_is_deterministic);
     tcase_add_test(tc, fit_learns_separable_problem);
+    tcase_add_test(tc, fused_sgd_guards_and_matches);
     suite_add_tcase(s, tc);
     return mm_test_run(s);
 }

@@ -427,13 +427,25 @@ static bool fused_sgd_applies(const mm_optimizer *opt) {
            mm_model_can_apply_sgd(opt->model);
 }
 
-static float max_abs(const float *v, size_t n) {
-    float m = 0.0f;
+/* Largest |v[i]| as IEEE bits, in one vectorisable integer pass: for
+ * non-negative floats the bit patterns order like the values, and NaN/Inf
+ * have bits >= 0x7f800000, so one maximum answers both "all finite?" and
+ * "how large?". */
+static uint32_t max_abs_bits(const float *v, size_t n) {
+    uint32_t m = 0;
     for (size_t i = 0; i < n; i++) {
-        float a = fabsf(v[i]);
-        m = a > m ? a : m;
+        uint32_t b;
+        memcpy(&b, &v[i], sizeof b);
+        b &= 0x7fffffffu;
+        m = b > m ? b : m;
     }
     return m;
+}
+
+static float bits_to_float(uint32_t b) {
+    float f;
+    memcpy(&f, &b, sizeof f);
+    return f;
 }
 
 static mm_status fused_sgd_step(mm_optimizer *opt, size_t n) {
@@ -444,12 +456,14 @@ static mm_status fused_sgd_step(mm_optimizer *opt, size_t n) {
      * no product lr * n * |delta| * |x| that could overflow the weights. */
     for (size_t l = 0; l < m->n_layers; l++) {
         const mm_layer *ly = m->layers[l];
-        if (!mm_opt_all_finite(m->deltas[l], n * ly->out))
+        uint32_t dbits = max_abs_bits(m->deltas[l], n * ly->out);
+        if (dbits >= 0x7f800000u)
             return mm_error(MM_E_NUMERIC,
                             "gradient of layer %zu is not finite (NaN or Inf); no update was made",
                             l);
-        double bound = (double)lr * (double)n * (double)max_abs(m->deltas[l], n * ly->out) *
-                       fmax(1.0, (double)max_abs(m->acts[l], n * ly->in));
+        uint32_t xbits = max_abs_bits(m->acts[l], n * ly->in);
+        double bound = (double)lr * (double)n * (double)bits_to_float(dbits) *
+                       fmax(1.0, xbits >= 0x7f800000u ? INFINITY : (double)bits_to_float(xbits));
         if (!(bound < 1e30))
             return mm_error(MM_E_NUMERIC,
                             "update of layer %zu would overflow (gradient too large); lower the "
