@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "model/model_internal.h"
+#include "prune/prune_internal.h" /* mm_sparse_kind */
 
 /* Every kind this library can load. Later layer kinds (sparse from
  * pruning, int8 from quantization, ...) append their mm_layer_kind here,
@@ -10,6 +11,7 @@
  * tensors in doc/FORMAT.md. */
 static const mm_layer_kind *const kinds[] = {
     &mm_dense_kind,
+    &mm_sparse_kind,
 };
 
 const mm_layer_kind *mm_layer_kind_find(const char *kind) {
