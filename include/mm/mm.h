@@ -7,5 +7,7 @@
 #include "mm_model.h"
 #include "mm_dataset.h"
 #include "mm_optimizer.h"
+#include "mm_pruner.h"
+#include "mm_quantizer.h"
 
 #endif
