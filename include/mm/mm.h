@@ -8,6 +8,5 @@
 #include "mm_dataset.h"
 #include "mm_optimizer.h"
 #include "mm_pruner.h"
-#include "mm_quantizer.h"
 
 #endif
