@@ -19,6 +19,12 @@ mm_status mm_sparse_from_dense(const mm_layer *dense, mm_layer **out);
  * MM_PRUNE_FORMAT_AUTO; documented with the measurements it rests on. */
 bool mm_sparse_worthwhile(size_t in, size_t out, size_t nnz);
 
+/* Dense position (row * in + column) of every stored weight, in the order
+ * of the layer's "weight_values" parameter (pos has nnz entries). For the
+ * pruner, which carries optimizer state from the dense weights it
+ * converts. MM_E_INVALID_ARGUMENT if the layer is not of the sparse kind. */
+mm_status mm_sparse_positions(const mm_layer *layer, size_t *pos);
+
 extern const mm_layer_kind mm_sparse_kind;
 
 #endif

@@ -117,63 +117,17 @@ static size_t values_param(const mm_layer *sp) {
 }
 
 /* Which dense weight does each stored value of the sparse layer hold? The
- * sparse kind keeps its values in its own (tiled) order, so ask it: convert
- * probe copies of the dense layer (same mask) whose weights encode their
- * own index, exactly, as integers in [1, 2^24] (the low 24 bits, then the
- * high bits when the layer has more than 2^24 weights), and read the codes
- * back from the stored values. The result is checked: every code a valid,
- * distinct unmasked position holding the value the real conversion stored. */
-static mm_status sparse_gather(const mm_layer *dense, const mm_layer *sp, size_t **out) {
+ * sparse kind keeps its values in its own (tiled) order and says so
+ * through mm_sparse_positions. NULL map for a layer without trainable
+ * weights. */
+static mm_status sparse_gather(const mm_layer *sp, size_t **out) {
     *out = NULL;
     const size_t vj = values_param(sp);
-    if (vj == SIZE_MAX) return MM_OK; /* no trainable weights: nothing to carry */
-    const mm_param *v = &sp->params[vj];
-    const mm_param *w = &dense->params[0];
-    const size_t nnz = mm_param_count(v), n = mm_param_count(w);
+    if (vj == SIZE_MAX) return MM_OK; /* nothing to carry */
+    const size_t nnz = mm_param_count(&sp->params[vj]);
     size_t *g = mm_calloc_array(nnz ? nnz : 1, sizeof *g);
-    uint8_t *seen = calloc(n ? n : 1, 1);
-    mm_layer *probe = NULL;
-    mm_status st = MM_OK;
-    if (!g || !seen) {
-        st = mm_oom("sparse state map");
-        goto out;
-    }
-    const size_t passes = n > ((size_t)1 << 24) ? 2 : 1;
-    for (size_t pass = 0; pass < passes; pass++) {
-        mm_layer *sprobe = NULL;
-        if ((st = dense->vt->clone(dense, &probe)) != MM_OK) goto out;
-        float *pw = probe->params[0].data;
-        for (size_t i = 0; i < n; i++)
-            pw[i] = (float)((pass == 0 ? (i & 0xFFFFFFu) : (i >> 24)) + 1);
-        st = mm_sparse_from_dense(probe, &sprobe);
-        probe->vt->destroy(probe);
-        probe = NULL;
-        if (st != MM_OK) goto out;
-        const mm_param *pv = &sprobe->params[vj];
-        if (mm_param_count(pv) != nnz) {
-            sprobe->vt->destroy(sprobe);
-            st = mm_error(MM_E_INTERNAL, "sparse probe stored %zu values, expected %zu",
-                          mm_param_count(pv), nnz);
-            goto out;
-        }
-        for (size_t e = 0; e < nnz; e++) {
-            const size_t code = (size_t)pv->data[e] - 1;
-            g[e] |= pass == 0 ? code : code << 24;
-        }
-        sprobe->vt->destroy(sprobe);
-    }
-    for (size_t e = 0; e < nnz; e++) {
-        const size_t i = g[e];
-        if (i >= n || seen[i] || (w->mask && !w->mask[i]) ||
-            memcmp(&v->data[e], &w->data[i], sizeof(float)) != 0) {
-            st = mm_error(MM_E_INTERNAL, "sparse layer entry %zu does not map back to a weight",
-                          e);
-            goto out;
-        }
-        seen[i] = 1;
-    }
-out:
-    free(seen);
+    if (!g) return mm_oom("sparse state map");
+    mm_status st = mm_sparse_positions(sp, g);
     if (st != MM_OK) {
         free(g);
         return st;
@@ -189,7 +143,7 @@ static mm_status build_sparse(fin_layer *f, size_t l, bool need_map) {
     mm_status st = mm_sparse_from_dense(dense, &sp);
     if (st != MM_OK) return mm_error_prefix(st, "layer %zu", l);
     size_t *g = NULL;
-    if (need_map && (st = sparse_gather(dense, sp, &g)) != MM_OK) {
+    if (need_map && (st = sparse_gather(sp, &g)) != MM_OK) {
         sp->vt->destroy(sp);
         return st;
     }

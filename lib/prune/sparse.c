@@ -100,12 +100,6 @@
 /* Largest input count written with 16-bit column indices. */
 #define CSR_MAX_COLS16 65536u
 
-/* Dense position (row * in + column) of every stored weight, in the order
- * of the layer's "weight_values" parameter (pos has nnz entries). For the
- * pruner, which carries optimizer state from the dense weights it
- * converts. MM_E_INVALID_ARGUMENT if the layer is not of the sparse kind. */
-mm_status mm_sparse_positions(const mm_layer *layer, size_t *pos);
-
 /* The CSR form written to model files, built on demand by save (see
  * sparse_save). */
 typedef struct csr_cache {
