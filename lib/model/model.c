@@ -39,7 +39,7 @@ mm_status mm_model_create(mm_model **out, size_t input_dim, uint64_t seed) {
     return MM_OK;
 }
 
-static void free_caches(mm_model *m) {
+void mm_model_drop_caches(mm_model *m) {
     if (m->acts) {
         for (size_t l = 1; l <= m->n_layers; l++) mm_free_floats(m->acts[l]);
         free(m->acts);
@@ -54,7 +54,7 @@ static void free_caches(mm_model *m) {
 
 void mm_model_free(mm_model *m) {
     if (!m) return;
-    free_caches(m);
+    mm_model_drop_caches(m);
     for (size_t l = 0; l < m->n_layers; l++) m->layers[l]->vt->destroy(m->layers[l]);
     free(m->layers);
     free(m->lineage);
@@ -74,7 +74,7 @@ mm_status mm_model_push_layer(mm_model *m, mm_layer *layer) {
         m->layers = p;
         m->cap_layers = cap;
     }
-    free_caches(m); /* cache layout depends on the layer list */
+    mm_model_drop_caches(m); /* cache layout depends on the layer list */
     m->layers[m->n_layers++] = layer;
     return MM_OK;
 }
@@ -456,18 +456,18 @@ mm_status mm_model_evaluate(const mm_model *m, const float *x, const int32_t *la
 /* Training caches grow to the largest batch seen and are then reused. */
 static mm_status ensure_caches(mm_model *m, size_t n) {
     if (m->acts && m->cache_n >= n) return MM_OK;
-    free_caches(m);
+    mm_model_drop_caches(m);
     m->acts = calloc(m->n_layers + 1, sizeof *m->acts);
     m->deltas = calloc(m->n_layers, sizeof *m->deltas);
     if (!m->acts || !m->deltas) {
-        free_caches(m);
+        mm_model_drop_caches(m);
         return mm_oom("training caches");
     }
     for (size_t l = 0; l < m->n_layers; l++) {
         m->acts[l + 1] = mm_alloc_floats(n * m->layers[l]->out);
         m->deltas[l] = mm_alloc_floats(n * m->layers[l]->out);
         if (!m->acts[l + 1] || !m->deltas[l]) {
-            free_caches(m);
+            mm_model_drop_caches(m);
             return mm_oom("training caches");
         }
     }

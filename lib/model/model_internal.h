@@ -154,6 +154,10 @@ bool mm_model_can_apply_sgd(const mm_model *model);
  * every layer, straight from the cached deltas. */
 void mm_model_apply_sgd(mm_model *model, size_t n, float neg_lr);
 
+/* Free the training caches (they are rebuilt on the next backward pass).
+ * Whoever changes layer widths or swaps layers calls this. */
+void mm_model_drop_caches(mm_model *model);
+
 /* Append a layer that is already built (takes ownership on success). */
 mm_status mm_model_push_layer(mm_model *model, mm_layer *layer);
 

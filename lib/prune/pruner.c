@@ -226,20 +226,6 @@ float mm_prune_act_at_zero(const mm_layer *layer) {
     return y;
 }
 
-void mm_prune_drop_caches(mm_model *m) {
-    /* the layout of model.c's training caches (model_internal.h) */
-    if (m->acts) {
-        for (size_t l = 1; l <= m->n_layers; l++) mm_free_floats(m->acts[l]);
-        free(m->acts);
-    }
-    if (m->deltas) {
-        for (size_t l = 0; l < m->n_layers; l++) mm_free_floats(m->deltas[l]);
-        free(m->deltas);
-    }
-    m->acts = m->deltas = NULL;
-    m->cache_n = 0;
-}
-
 mm_status mm_prune_lineage(mm_model *m, const char *op, json_t *detail) {
     if (!detail) return mm_oom("lineage detail");
     char *text = json_dumps(detail, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));

@@ -105,9 +105,6 @@ bool mm_prune_layer_is_dense(const mm_model *m, size_t l);
 /* f(0) of an activation (0 except sigmoid). */
 float mm_prune_act_at_zero(const mm_layer *layer);
 
-/* Drop the model's training caches (layer widths changed). */
-void mm_prune_drop_caches(mm_model *m);
-
 /* Append a "prune..." lineage event (detail is a JSON object, stolen). */
 mm_status mm_prune_lineage(mm_model *m, const char *op, json_t *detail);
 

@@ -321,7 +321,7 @@ mm_status mm_prune_finalize_impl(mm_pruner *p, mm_model *m, mm_optimizer *opt) {
     /* commit: nothing below can fail except the lineage record */
     const size_t params_before = mm_model_num_params(m);
     const size_t bytes_before = mm_model_param_bytes(m);
-    mm_prune_drop_caches(m);
+    mm_model_drop_caches(m);
     for (size_t l = 0; l < L; l++) {
         if (f[l].built) {
             m->layers[l]->vt->destroy(m->layers[l]);
