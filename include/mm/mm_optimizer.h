@@ -102,7 +102,9 @@ MM_API double mm_optimizer_current_lr(const mm_optimizer *opt);
  * before the update. MM_E_NUMERIC, and no update, if an input, the loss or a
  * gradient is not finite (or the update would overflow). MM_E_STATE if
  * Nesterov is on with momentum 0, or if the model's layers changed since the
- * optimizer was created (create a new optimizer then).
+ * optimizer was created (create a new optimizer then) — except through
+ * mm_pruner_finalize(p, model, opt), which carries the optimizer's state
+ * over to the shrunk or sparse layers.
  * Plain SGD (no momentum, weight decay or clipping) takes a fused path that
  * updates weights straight from the backpropagated deltas; it leaves the
  * model's gradient buffers (mm_model_get_gradients) untouched. */
