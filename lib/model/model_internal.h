@@ -59,6 +59,13 @@ typedef struct mm_layer_vtable {
      * to w (their data borrowed until the writer commits). The kind's
      * mm_layer_kind.load reads them back. */
     mm_status (*save)(const mm_layer *layer, size_t index, json_t *entry, mm_file_writer *w);
+    /* Optional (NULL = nothing to do): called after an optimizer changed
+     * the layer's parameters (every successful step, fused SGD or not), with
+     * the same exclusive access. Layers that serve from a form derived from
+     * float master parameters (the quantized kinds: int8 weights, packed)
+     * re-derive it here. Code that writes mm_params behind the optimizer's
+     * back must call it too. */
+    void (*after_update)(mm_layer *layer);
 } mm_layer_vtable;
 
 /* How a layer kind is read from model files: the registry entry that maps

@@ -448,6 +448,14 @@ static float bits_to_float(uint32_t b) {
     return f;
 }
 
+/* Layers that serve from a form derived from their float parameters (the
+ * quantized kinds) re-derive it after every update (vtable after_update). */
+static void layers_after_update(mm_optimizer *opt) {
+    mm_model *m = opt->model;
+    for (size_t l = 0; l < m->n_layers; l++)
+        if (m->layers[l]->vt->after_update) m->layers[l]->vt->after_update(m->layers[l]);
+}
+
 static mm_status fused_sgd_step(mm_optimizer *opt, size_t n) {
     const mm_model *m = opt->model;
     const float lr = (float)mm_opt_schedule_lr(opt, opt->step);
@@ -472,6 +480,7 @@ static mm_status fused_sgd_step(mm_optimizer *opt, size_t n) {
     }
     mm_model_apply_sgd(opt->model, n, -lr);
     mm_opt_apply_masks(opt, false); /* pruned weights back to exactly 0 */
+    layers_after_update(opt);
     opt->step++;
     return MM_OK;
 }
@@ -556,6 +565,7 @@ mm_status mm_opt_step_impl(mm_optimizer *opt, const float *x, const int32_t *lab
         opt->algo->update(&ctx, p->data, p->grad, need_state ? s->state : NULL,
                           mm_param_count(p), p->decay);
     }
+    layers_after_update(opt);
     opt->step++;
     return MM_OK;
 }
