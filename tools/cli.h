@@ -324,11 +324,20 @@ int cmd_eval(int argc, char **argv);
 int cmd_update(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
 
 void help_train(FILE *f);
 void help_eval(FILE *f);
 void help_update(FILE *f);
 void help_info(FILE *f);
 void help_demo(FILE *f);
+void help_prune(FILE *f);
+
+/* Inference samples/s at batch 1 and batch 256 of each of `nmodels` models
+ * (same input width), timed on inputs from ds (cycled; a fixed pseudo-random
+ * pattern if ds is NULL) in chunks of a fixed number of forwards, the models
+ * interleaved, median chunk (cmd_prune.c). Exit code. */
+int cli_infer_speed(const cli *c, const mm_model *const *models, size_t nmodels,
+                    const mm_dataset *ds, double *b1, double *b256);
 
 #endif /* MMAINT_CLI_H */

@@ -125,9 +125,9 @@ class CliTest(unittest.TestCase):
         out, _ = self.ok("--version")
         self.assertRegex(out, r"^mmaint \d+\.\d+\.\d+")
         out, _ = self.ok("help")
-        for cmd in ("train", "eval", "update", "info", "demo"):
+        for cmd in ("train", "eval", "update", "info", "prune", "demo"):
             self.assertIn(cmd, out)
-        for cmd in ("train", "eval", "update", "info", "demo"):
+        for cmd in ("train", "eval", "update", "info", "prune", "demo"):
             out, _ = self.ok("help", cmd)
             self.assertIn("Usage: mmaint " + cmd, out)
             out2, _ = self.ok(cmd, "--help")
@@ -343,6 +343,151 @@ class CliTest(unittest.TestCase):
         self.fails(2, "--offset 5000 is past the end", "eval", self.model, "--csv", self.p("test.csv"),
                    "--offset", 5000)
 
+    # -- prune ------------------------------------------------------------
+    def prune_json(self, *args):
+        return self.ok_json("prune", self.model, "--test-csv", self.p("test.csv"), *args)
+
+    @staticmethod
+    def weight_sparsity(layers):
+        w = sum(l["inputs"] * l["outputs"] for l in layers)
+        return sum(l["sparsity"] * l["inputs"] * l["outputs"] for l in layers) / w
+
+    def check_pruned_file(self, r, out):
+        """The saved file loads, evaluates like the report, and records its lineage."""
+        self.assertTrue(os.path.isfile(out))
+        self.assertEqual(r["after"]["file_size"], os.path.getsize(out))
+        self.assertEqual(r["before"]["file_size"], os.path.getsize(self.model))
+        e = self.ok_json("eval", out, "--csv", self.p("test.csv"))
+        self.assertAlmostEqual(e["accuracy"], r["after"]["test_accuracy"], places=6)
+        i = self.ok_json("info", out)
+        self.assertEqual([l["kind"] for l in i["layers"]], [l["kind"] for l in r["after"]["layers"]])
+        self.assertEqual(i["params"], r["after"]["params"])
+        ops = [ev["op"] for ev in i["lineage"]]
+        self.assertIn("prune_finalize", ops)
+        self.assertEqual(ops[-1], "prune_summary")
+        self.assertEqual(i["lineage"][-1]["parent"], self.model)
+        for key in ("infer_batch1_samples_per_second", "infer_batch256_samples_per_second"):
+            self.assertGreater(r["before"][key], 0)
+            self.assertGreater(r["after"][key], 0)
+        return i
+
+    def test_prune_one_shot_unstructured(self):
+        out = self.p("p-mag.mmf")
+        r = self.prune_json("--criterion", "magnitude", "--sparsity", "0.5", "--out", out)
+        self.assertEqual(r["command"], "prune")
+        self.assertEqual(r["criterion"], "magnitude")
+        self.assertFalse(r["structured"])
+        self.assertEqual(r["schedule"], "one-shot")
+        self.assertEqual(r["fine_tune_epochs"], 0)
+        self.assertIsNone(r["train_data"])  # not needed, not loaded
+        b, a = r["before"], r["after"]
+        self.assertEqual(b["params"], 8 * 16 + 16 + 16 * 3 + 3)
+        self.assertEqual(b["nonzero"], b["params"])
+        for l in a["layers"]:  # each layer to the target (per-layer magnitude)
+            self.assertAlmostEqual(l["sparsity"], 0.5, delta=0.02)
+        self.assertEqual([(l["inputs"], l["outputs"]) for l in a["layers"]], [(8, 16), (16, 3)])
+        self.assertLess(a["nonzero"], 0.6 * b["nonzero"])
+        self.assertAlmostEqual(r["test_accuracy_pruned"], a["test_accuracy"], places=6)
+        self.assertGreater(a["test_accuracy"], 0.5)
+        self.check_pruned_file(r, out)
+        # Human output: the before/after table and the per-layer lines.
+        out_txt, _ = self.ok("prune", self.model, "--test-csv", self.p("test.csv"), "--criterion",
+                             "random", "--sparsity", "0.3", "--format", "sparse", "--out",
+                             self.p("p-rand.mmf"))
+        for row in ("test accuracy", "parameters", "non-zeros", "parameter bytes", "file size",
+                    "batch 1 samples/s", "batch 256 samples/s", "layer", "sparse"):
+            self.assertIn(row, out_txt)
+
+    def test_prune_gradual_unstructured(self):
+        out = self.p("p-grad.mmf")
+        r = self.prune_json("--train-csv", self.p("train.csv"), "--criterion", "global",
+                            "--sparsity", "0.8", "--schedule", "polynomial", "--fine-tune-epochs", 3,
+                            "--batch-size", 16, "--lr", "0.005", "--format", "sparse", "--out", out)
+        self.assertEqual(r["criterion"], "magnitude_global")
+        self.assertEqual(r["schedule"], "polynomial")
+        self.assertEqual(r["steps"], 3 * 38)  # 600 samples, batch 16
+        self.assertEqual(r["end_step"], 57)   # default: half of the fine-tuning
+        self.assertEqual(r["frequency"], 5)
+        self.assertEqual(len(r["fine_tune"]), 3)
+        self.assertAlmostEqual(r["optimizer"]["learning_rate"], 0.005)
+        a = r["after"]
+        self.assertEqual([l["kind"] for l in a["layers"]], ["sparse", "sparse"])
+        self.assertAlmostEqual(self.weight_sparsity(a["layers"]), 0.8, delta=0.01)
+        self.assertGreater(a["test_accuracy"], 0.9)
+        i = self.check_pruned_file(r, out)
+        ev = [e for e in i["lineage"] if e["op"] == "prune"]
+        self.assertTrue(ev and ev[-1].get("schedule") == "polynomial", ev)
+        # Explicit schedule settings; dense format keeps dense layers with zeros.
+        r = self.prune_json("--train-csv", self.p("train.csv"), "--criterion", "magnitude",
+                            "--sparsity", "0.6", "--schedule", "polynomial", "--fine-tune-epochs", 2,
+                            "--batch-size", 32, "--initial-sparsity", "0.1", "--begin-step", 2,
+                            "--end-step", 20, "--frequency", 3, "--power", 2, "--format", "dense",
+                            "--out", self.p("p-grad2.mmf"))
+        self.assertEqual((r["begin_step"], r["end_step"], r["frequency"]), (2, 20, 3))
+        self.assertAlmostEqual(r["initial_sparsity"], 0.1)
+        self.assertAlmostEqual(r["power"], 2)
+        for l in r["after"]["layers"]:
+            self.assertEqual(l["kind"], "dense")
+            self.assertAlmostEqual(l["sparsity"], 0.6, delta=0.02)
+
+    def test_prune_structured(self):
+        out = self.p("p-neur.mmf")
+        r = self.prune_json("--train-csv", self.p("train.csv"), "--criterion", "neuron-l1",
+                            "--sparsity", "0.5", "--fine-tune-epochs", 1, "--batch-size", 16,
+                            "--out", out)
+        self.assertTrue(r["structured"])
+        a = r["after"]
+        self.assertEqual([(l["inputs"], l["outputs"]) for l in a["layers"]], [(8, 8), (8, 3)])
+        self.assertEqual([l["kind"] for l in a["layers"]], ["dense", "dense"])
+        self.assertEqual(a["params"], 8 * 8 + 8 + 8 * 3 + 3)
+        self.assertEqual(len(r["fine_tune"]), 1)
+        self.assertGreater(a["test_accuracy"], 0.9)
+        self.check_pruned_file(r, out)
+        # Gradual structured pruning, and the activation criterion (calibrated
+        # on the training data).
+        r = self.prune_json("--train-csv", self.p("train.csv"), "--criterion", "neuron-l2",
+                            "--sparsity", "0.25", "--schedule", "polynomial", "--fine-tune-epochs", 2,
+                            "--batch-size", 16, "--out", self.p("p-neur2.mmf"))
+        self.assertEqual(r["after"]["layers"][0]["outputs"], 12)
+        r = self.prune_json("--train-csv", self.p("train.csv"), "--criterion", "neuron-activation",
+                            "--calibration-samples", 50, "--sparsity", "0.75",
+                            "--out", self.p("p-neur3.mmf"))
+        self.assertEqual(r["after"]["layers"][0]["outputs"], 4)
+
+    def test_prune_errors(self):
+        base = ["prune", self.model, "--test-csv", self.p("test.csv"), "--out", self.p("px.mmf")]
+        self.fails(2, "--sparsity: sparsity must be in [0, 1), got 1.5", *base, "--sparsity", "1.5")
+        self.fails(2, "--sparsity: sparsity must be in [0, 1), got 1", *base, "--sparsity", "1")
+        self.fails(2, "--sparsity", *base, "--sparsity", "-0.2")
+        self.fails(2, "--sparsity: 'lots' is not a number", *base, "--sparsity", "lots")
+        self.fails(2, "'pointy' is not a criterion", *base, "--criterion", "pointy")
+        self.fails(2, "needs importance scores", *base, "--criterion", "user")
+        self.fails(2, "'sometimes' is not a pruning schedule", *base, "--schedule", "sometimes")
+        self.fails(2, "give --fine-tune-epochs", *base, "--schedule", "polynomial")
+        self.fails(2, "need --schedule polynomial", *base, "--end-step", 10)
+        self.fails(2, "power", *base, "--schedule", "polynomial", "--fine-tune-epochs", 1,
+                   "--power", 20)
+        self.fails(2, "must be below the 38 steps of fine-tuning", *base, "--train-csv",
+                   self.p("train.csv"), "--schedule", "polynomial", "--fine-tune-epochs", 1,
+                   "--batch-size", 16, "--end-step", 500)
+        self.fails(2, "--format: 'tiny' is not auto, sparse or dense", *base, "--format", "tiny")
+        self.fails(2, "--calibration-samples applies to --criterion neuron-activation", *base,
+                   "--calibration-samples", 10)
+        self.fails(2, "--fine-tune-epochs: '-1' is out of range", *base, "--fine-tune-epochs", "-1")
+        self.fails(2, "--out FILE is required", "prune", self.model)
+        self.fails(2, "which model?", "prune", "--out", self.p("px.mmf"))
+        self.fails(1, "mmaint prune: loading %s: " % self.p("nope.mmf"), "prune", self.p("nope.mmf"),
+                   "--out", self.p("px.mmf"))
+        # A layer cannot lose every neuron: a runtime error naming the layer.
+        self.fails(1, "would remove all of its 16 neurons", *base, "--criterion", "neuron-l2",
+                   "--sparsity", "0.99")
+        narrow = self.p("prune-narrow.csv")
+        with open(narrow, "w") as f:
+            f.write("1,2,3,0\n4,5,6,1\n")
+        self.fails(1, "has 3 features per sample but the model takes 8 inputs", "prune", self.model,
+                   "--csv", narrow, "--out", self.p("px.mmf"))
+        self.assertFalse(os.path.exists(self.p("px.mmf")))
+
     # -- demo -------------------------------------------------------------
     def test_demo_quick(self):
         if not os.path.exists(os.path.join(FASHION_DIR, "train-images-idx3-ubyte.gz")):
@@ -369,6 +514,19 @@ class CliTest(unittest.TestCase):
         # The last version's file carries the same lineage.
         i = self.ok_json("info", versions[-1]["file"])
         self.assertEqual(i["lineage"], d["lineage"])
+        # The pruning step: a 90 %-sparse copy of the last version, beside the versions.
+        pr = d["pruned"]
+        self.assertEqual(pr["parent"], versions[-1]["file"])
+        self.assertEqual(pr["file_size"], os.path.getsize(pr["file"]))
+        self.assertLess(pr["file_size"], 0.25 * versions[-1]["file_size"])
+        self.assertGreater(pr["test_accuracy"], 0.6)
+        self.assertLess(pr["nonzero"], 0.11 * 235146)
+        self.assertGreater(pr["infer_batch1_samples_per_second"], 0)
+        self.assertIn("infer_batch1_samples_per_second", versions[-1])
+        self.assertIn("model-pruned.mmf", err)
+        ip = self.ok_json("info", pr["file"])
+        self.assertEqual(ip["lineage"][-1]["op"], "prune_summary")
+        self.assertIn("sparse", [l["kind"] for l in ip["layers"]])
         self.assertLess(elapsed, 120, "demo --quick took %.1f s" % elapsed)
         sys.stderr.write("demo --quick: %.1f s\n" % elapsed)
 
