@@ -189,23 +189,29 @@ mm_status mm_int8_pack_weights(const int8_t *w, size_t out, size_t in, mm_int8_p
     p->blocks = blocks;
     p->groups = groups;
     p->bytes = sizeof *p + dbytes + blocks * BR * sizeof(int32_t);
+    /* padding (rows past out, columns past in) is zero and stays zero */
     memset(p->data, 0, dbytes);
-    for (size_t b = 0; b < blocks; b++) {
-        for (size_t r = 0; r < BR; r++) {
-            size_t o = b * BR + r;
-            int32_t sum = 0;
-            if (o < out) {
-                const int8_t *row = w + o * in;
-                for (size_t i = 0; i < in; i++) {
-                    p->data[(b * groups + i / GC) * GBYTES + r * GC + i % GC] = row[i];
-                    sum += row[i];
-                }
-            }
-            p->rsum[o] = sum;
-        }
-    }
+    memset(p->rsum, 0, blocks * BR * sizeof(int32_t));
+    mm_int8_repack_weights(p, w);
     *packed = p;
     return MM_OK;
+}
+
+/* Row o goes to block o / BR, lane o % BR: each group of GC columns is GC
+ * consecutive bytes at (block * groups + g) * GBYTES + lane * GC. Whole
+ * groups are copied as GC-byte moves (a byte-at-a-time loop with / and %
+ * made re-quantizing after every online step cost more than the step). */
+void mm_int8_repack_weights(mm_int8_packed *p, const int8_t *w) {
+    const size_t out = p->out, in = p->in, groups = p->groups, full = in / GC, rest = in % GC;
+    for (size_t o = 0; o < out; o++) {
+        const int8_t *row = w + o * in;
+        int8_t *dst = p->data + (o / BR) * groups * GBYTES + (o % BR) * GC;
+        for (size_t g = 0; g < full; g++) memcpy(dst + g * GBYTES, row + g * GC, GC);
+        if (rest) memcpy(dst + full * GBYTES, row + full * GC, rest);
+        int32_t sum = 0;
+        for (size_t i = 0; i < in; i++) sum += row[i];
+        p->rsum[o] = sum;
+    }
 }
 
 void mm_int8_packed_free(mm_int8_packed *p) {

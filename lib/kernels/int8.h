@@ -103,6 +103,10 @@ typedef struct mm_int8_packed mm_int8_packed;
 mm_status mm_int8_pack_weights(const int8_t *w, size_t out, size_t in, mm_int8_packed **packed);
 /* NULL is a no-op. */
 void mm_int8_packed_free(mm_int8_packed *p);
+
+/* Refill packed weights of the same shape in place from w (out x in int8,
+ * row-major): re-quantizing after a training step without allocating. */
+void mm_int8_repack_weights(mm_int8_packed *p, const int8_t *w);
 /* Bytes held by the packed matrix (struct, padded weights, row sums). */
 size_t mm_int8_packed_bytes(const mm_int8_packed *p);
 size_t mm_int8_packed_out(const mm_int8_packed *p);

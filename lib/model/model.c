@@ -290,6 +290,7 @@ static mm_status param_io(const mm_model *m, size_t index, float *w, size_t wlen
             memcpy(bufs[j], p, lens[j] * sizeof(float));
         }
     }
+    if (write && !grads) mm_layer_params_changed(l);
     return MM_OK;
 }
 

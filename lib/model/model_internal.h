@@ -161,6 +161,12 @@ bool mm_model_can_apply_sgd(const mm_model *model);
  * every layer, straight from the cached deltas. */
 void mm_model_apply_sgd(mm_model *model, size_t n, float neg_lr);
 
+/* Tell a layer its parameters were written (by an optimizer, set_weights,
+ * a restore): kinds that serve from a derived form re-derive it. */
+static inline void mm_layer_params_changed(mm_layer *layer) {
+    if (layer->vt->after_update) layer->vt->after_update(layer);
+}
+
 /* Free the training caches (they are rebuilt on the next backward pass).
  * Whoever changes layer widths or swaps layers calls this. */
 void mm_model_drop_caches(mm_model *model);

@@ -267,6 +267,8 @@ mm_status mm_optimizer_fit(mm_optimizer *opt, const mm_dataset *train, const mm_
                 copy_params(opt, best, true);
                 /* masks may have grown since the best epoch (gradual pruning) */
                 mm_opt_apply_masks(opt, false);
+                for (size_t l = 0; l < opt->model->n_layers; l++)
+                    mm_layer_params_changed(opt->model->layers[l]);
             }
         }
         if (cb && cb(&pr, user)) {

@@ -452,8 +452,7 @@ static float bits_to_float(uint32_t b) {
  * quantized kinds) re-derive it after every update (vtable after_update). */
 static void layers_after_update(mm_optimizer *opt) {
     mm_model *m = opt->model;
-    for (size_t l = 0; l < m->n_layers; l++)
-        if (m->layers[l]->vt->after_update) m->layers[l]->vt->after_update(m->layers[l]);
+    for (size_t l = 0; l < m->n_layers; l++) mm_layer_params_changed(m->layers[l]);
 }
 
 static mm_status fused_sgd_step(mm_optimizer *opt, size_t n) {

@@ -64,17 +64,18 @@
  * weights; backward uses the float master (straight-through estimator)
  * for dx and writes the parameter gradients; apply_sgd updates the master;
  * after_update (called by the optimizer after every successful step)
- * re-quantizes and re-packs from the master (784-256-128-10, online SGD
- * step of 20 us in fp32: ~45 us with fp16 masters, ~95 us with int8
- * weight-only, ~330 us with dynamic/static, of which mm_int8_pack_weights
- * is about two thirds). Without a master the layer
+ * re-quantizes and re-packs (in place) from the master (784-256-128-10,
+ * online SGD step of ~26 us in fp32: ~43 us with fp16 masters, ~110 us
+ * with int8 dynamic, ~155 us with static — most of it the per-channel
+ * re-quantization of every weight; it was ~330 us when each step
+ * allocated and packed byte by byte). Without a master the layer
  * is inference-only: n_params = 0 (optimizers see nothing to train in
  * it; a model whose every layer is like that cannot get an optimizer),
  * apply_sgd does nothing, and backward still propagates dx, through the
  * dequantized weights, so layers below it can be trained.
- * NOTE: code that writes mm_params directly (mm_model_set_weights,
- * mm_optimizer_fit's restore_best) must call vt->after_update too, or the
- * quantized copy goes stale.
+ * Code that writes mm_params directly calls mm_layer_params_changed
+ * (mm_model_set_weights and mm_optimizer_fit's restore-best do), or the
+ * quantized copy would go stale.
  *
  * param_bytes counts what the layer holds: int8 weights as stored (packed
  * with its padding and row sums for dynamic/static, row-major for
@@ -457,8 +458,9 @@ static mm_status set_static_range(qlayer *q, float lo, float hi) {
 }
 
 /* Derive the stored form from float weights w (out x in). Weight-only and
- * 16-bit kinds write in place and cannot fail; dynamic/static build a new
- * packed matrix and swap it in only when everything succeeded. */
+ * 16-bit kinds write in place and cannot fail; dynamic/static quantize into
+ * temporaries and then refill the packed matrix in place (or build it the
+ * first time), so a failed allocation leaves the layer as it was. */
 static mm_status derive_from(qlayer *q, const float *w) {
     const size_t in = q->base.in, out = q->base.out, count = in * out;
     if (q->scheme == MM_QUANT_FP16) {
@@ -483,11 +485,16 @@ static mm_status derive_from(qlayer *q, const float *w) {
         st = mm_oom("int8 weights");
     } else {
         quantize_matrix(w, out, in, q->per_channel, q->weight_symmetric, tq, ts, tz);
-        st = mm_int8_pack_weights(tq, out, in, &p);
+        if (q->packed)
+            mm_int8_repack_weights(q->packed, tq); /* same shape: refill in place */
+        else
+            st = mm_int8_pack_weights(tq, out, in, &p);
     }
     if (st == MM_OK) {
-        mm_int8_packed_free(q->packed);
-        q->packed = p;
+        if (p) {
+            mm_int8_packed_free(q->packed);
+            q->packed = p;
+        }
         memcpy(q->w_scale, ts, out * sizeof *ts);
         if (tz) memcpy(q->w_zp, tz, out * sizeof *tz);
     }
