@@ -446,8 +446,11 @@ static int add_setting(const cli *c, cli_optim_cfg *oc, mm_opt_param p, const ch
                 found = true;
             }
         if (!found) {
-            int rc = cli_parse_double(c, flag, text, &v);
-            if (rc)
+            /* a schedule number is accepted too; parsed quietly so a bad
+             * value gets one message */
+            char *end = NULL;
+            v = strtod(text, &end);
+            if (end == text || *end != '\0')
                 return cli_usage_error(c, "%s: '%s' is not a schedule (constant, step, exponential, cosine)",
                                        flag, text);
         }
