@@ -8,5 +8,6 @@
 #include "mm_dataset.h"
 #include "mm_optimizer.h"
 #include "mm_pruner.h"
+#include "mm_quantizer.h"
 
 #endif

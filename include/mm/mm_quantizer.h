@@ -30,6 +30,26 @@
  * Thread safety: a quantizer is used by one thread at a time; apply mutates
  * the model (exclusive access); inference on a quantized model is as
  * thread-safe as on a float one.
+ *
+ * Errors and decisions (all calls are all-or-nothing: on failure the model
+ * and the quantizer's calibration are as they were):
+ *  - Settings: MM_E_OUT_OF_RANGE naming the setting and its range,
+ *    MM_E_INVALID_ARGUMENT for a non-integral value of an integer setting,
+ *    MM_E_UNSUPPORTED (set and get) for a setting the scheme does not read:
+ *    PER_CHANNEL and WEIGHT_SYMMETRIC are read by the int8 schemes only;
+ *    ACT_SYMMETRIC, OBSERVER, PERCENTILE, AVERAGING and BINS by int8_static
+ *    only; KEEP_MASTER, MAX_DROP and DROP_RELATIVE by every scheme.
+ *  - Calibration statistics (exact min/max, moving min/max, a histogram)
+ *    serve every observer: OBSERVER and PERCENTILE may change after
+ *    calibrating and take effect at the next apply; changing BINS or
+ *    AVERAGING discards the calibration. A calibration batch is at most 256
+ *    samples of one mm_quantizer_calibrate call.
+ *  - Apply quantizes dense layers (and converts "qat" layers); a layer kept
+ *    in float with mm_quantizer_set_layer or already quantized is left as
+ *    it is (the report says so); any other layer kind is MM_E_UNSUPPORTED
+ *    naming the layer: keep it in float with mm_quantizer_set_layer.
+ *  - Each apply and prepare records a "quantize" lineage event (scheme,
+ *    settings, observer, per-layer kind, input range, bytes before/after).
  */
 #ifndef MM_QUANTIZER_H
 #define MM_QUANTIZER_H
@@ -54,7 +74,9 @@ typedef enum mm_quant_scheme {
 typedef enum mm_quant_observer {
     MM_OBSERVER_MINMAX = 0,
     MM_OBSERVER_MOVING_MINMAX = 1, /* exponential moving average of batch min/max */
-    MM_OBSERVER_PERCENTILE = 2,    /* MM_QUANT_PERCENTILE of |x| (histogram) */
+    MM_OBSERVER_PERCENTILE = 2,    /* MM_QUANT_PERCENTILE of |x| (histogram); with
+                                      asymmetric activations the central
+                                      MM_QUANT_PERCENTILE % of x (both tails cut) */
     MM_OBSERVER_MSE = 3,           /* range minimising quantization MSE (histogram) */
     MM_OBSERVER_ENTROPY = 4        /* range minimising KL divergence (histogram), as TensorRT */
 } mm_quant_observer;
@@ -96,21 +118,31 @@ MM_API mm_status mm_quantizer_set_layer(mm_quantizer *q, size_t index, int enabl
 /* Feed n calibration samples (x: n*input_dim floats) through the float
  * model, updating the observers of every layer's input. May be called
  * several times (a few hundred samples in all is typical). Required by
- * MM_QUANT_INT8_STATIC. MM_E_NUMERIC for NaN/Inf inputs. */
+ * MM_QUANT_INT8_STATIC (other schemes accept and ignore it). The model is
+ * only read. MM_E_NUMERIC for NaN/Inf inputs (or layer outputs),
+ * MM_E_INVALID_ARGUMENT for n == 0, MM_E_STATE for a model whose shape
+ * differs from the one first calibrated. */
 MM_API mm_status mm_quantizer_calibrate(mm_quantizer *q, const mm_model *model, const float *x,
                                         size_t n);
 
 /* Quantize the enabled layers of `model` in place (their kind changes).
  * MM_E_STATE if static quantization is not calibrated for this model,
  * MM_E_NUMERIC if a weight is NaN/Inf, MM_E_UNSUPPORTED for a layer kind
- * the scheme cannot quantize. */
+ * the scheme cannot quantize, MM_E_OUT_OF_RANGE for a layer disabled with
+ * mm_quantizer_set_layer that the model does not have. Layers in
+ * quantization-aware training convert with their master weights and (static)
+ * the input range observed in training. An optimizer created before must be
+ * recreated (the layers' parameters changed). */
 MM_API mm_status mm_quantizer_apply(mm_quantizer *q, mm_model *model);
 
 /* Accuracy-aware quantization: quantize, evaluate on (x, labels, n), and
  * while the drop exceeds MM_QUANT_MAX_DROP return the layer whose float
  * version recovers most accuracy to float, one at a time. *accuracy_out
  * (may be NULL) receives the final accuracy. The report tells what stayed
- * float and why. */
+ * float and why. The float accuracy is that of the model as given; a layer
+ * back "in float" is exactly the layer it was (not a dequantized copy).
+ * Errors as mm_quantizer_apply, plus MM_E_INVALID_ARGUMENT for n == 0 and
+ * MM_E_NUMERIC for NaN/Inf in x. */
 MM_API mm_status mm_quantizer_apply_with_tolerance(mm_quantizer *q, mm_model *model,
                                                    const float *x, const int32_t *labels,
                                                    size_t n, double *accuracy_out);
@@ -118,13 +150,24 @@ MM_API mm_status mm_quantizer_apply_with_tolerance(mm_quantizer *q, mm_model *mo
 /* Quantization-aware training: make the enabled dense layers fake-quantize
  * their weights (and, for static, activations) in forward with a
  * straight-through estimator in backward; train with any mm_optimizer; then
- * mm_quantizer_apply converts. */
+ * mm_quantizer_apply converts. The layers become kind "qat" (same
+ * parameters, so an optimizer created before keeps working). int8_static
+ * observes each layer's input range during training (moving average with
+ * MM_QUANT_AVERAGING, seeded by mm_quantizer_calibrate if called before);
+ * int8_dynamic fake-quantizes each sample's input with its own range. A
+ * model saved during QAT stores its float master weights as dense layers.
+ * Errors as mm_quantizer_apply (static needs no calibration here). */
 MM_API mm_status mm_quantizer_prepare_qat(mm_quantizer *q, mm_model *model);
 
 /* Per-layer report of the last apply: JSON text {"layers":[{"index":..,
  * "kind":..,"quantized":true|false,"reason":..,"accuracy_if_float":..}],
  * "float_accuracy":..,"quantized_accuracy":..}. Owned by the quantizer,
- * valid until its next call. "" before any apply. */
+ * valid until its next call. "" before any apply. Also: "mode" ("apply",
+ * "accuracy_aware"), the scheme's settings, per layer "input_range" and
+ * "range_from" (static), "bytes_before", "bytes_after"; "final_accuracy"
+ * (after fallback; "quantized_accuracy" is with every enabled layer
+ * quantized). Accuracies are null for plain apply, "accuracy_if_float" is
+ * null for a layer that was not measured. */
 MM_API const char *mm_quantizer_report(const mm_quantizer *q);
 
 #ifdef __cplusplus
