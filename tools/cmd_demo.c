@@ -1,7 +1,8 @@
 /* mmaint demo — the model maintenance story on Fashion-MNIST, as a list of
  * steps: train and deploy v1, keep updating it online as new data arrives
  * (saving a new version every few thousand samples), prune a copy of the
- * latest version for small devices, and summarise.
+ * latest version for small devices, quantize another copy to int8, and
+ * summarise.
  *
  * Each step is a function over a shared context; adding a step (prune,
  * quantize, export...) means writing one function and one table row. Steps
@@ -54,6 +55,8 @@ typedef struct demo_ctx {
     cli_online_stats online;
     demo_version pruned; /* a branch off the latest version, not a deployed version */
     bool has_pruned;
+    demo_version quant; /* int8 copy of the latest version (also a branch) */
+    bool has_quant;
     json_t *json;
 } demo_ctx;
 
@@ -372,18 +375,145 @@ done:
     return rc;
 }
 
+/* Quantize a copy of the latest version (the unpruned, online-updated
+ * model) to int8 for fast inference: static quantization with per-channel
+ * weight scales, activation ranges calibrated (min-max) on 512 samples
+ * spread over v1's training data, accuracy-aware with a tolerated drop of
+ * 0.3 points on the test set (the layer that recovers most goes back to
+ * float until the drop is met); no float master weights, so the file holds
+ * int8 weights. Saves model-int8.mmf; the deployed model is unchanged.
+ * Choices from benchmarks/RESULTS.md (issue 4). */
+static int step_quantize(demo_ctx *d) {
+    const cli *c = d->c;
+    mm_model *m = NULL;
+    mm_quantizer *q = NULL;
+    demo_version *v = &d->quant;
+    memset(v, 0, sizeof *v);
+    const size_t cal = 512, n = mm_dataset_size(d->train), dim = mm_dataset_dim(d->train);
+    const size_t k = cal < n ? cal : n;
+    float *x = malloc(k * dim * sizeof *x);
+    if (!x) return cli_runtime_error(c, "out of memory");
+    for (size_t i = 0; i < k; i++) /* spread over the training data */
+        memcpy(x + i * dim, mm_dataset_features(d->train) + (size_t)(((unsigned long long)i * n) / k) * dim,
+               dim * sizeof *x);
+    int rc = 0;
+    const double max_drop = 0.003;
+    const demo_version *last = &d->versions[d->nversions - 1];
+    mm_status st = mm_model_clone(d->model, &m);
+    if (st == MM_OK) st = mm_quantizer_create(&q, MM_QUANT_INT8_STATIC);
+    if (st == MM_OK) st = mm_quantizer_set(q, MM_QUANT_PER_CHANNEL, 1);
+    if (st == MM_OK) st = mm_quantizer_set(q, MM_QUANT_KEEP_MASTER, 0);
+    if (st == MM_OK) st = mm_quantizer_set(q, MM_QUANT_MAX_DROP, max_drop);
+    if (st != MM_OK) {
+        rc = cli_lib_error(c, st, "setting up quantization");
+        goto done;
+    }
+    cli_say(c,
+            "An int8 copy of %s for fast inference: static quantization, per-channel\n"
+            "weight scales, activation ranges calibrated on %zu training images; layers go\n"
+            "back to float until the test accuracy is within %.1f points of %s.\n",
+            last_version_file(d), k, 100 * max_drop, last->name);
+    double t0 = cli_now(), acc = NAN;
+    st = mm_quantizer_calibrate(q, m, x, k);
+    if (st == MM_OK)
+        st = mm_quantizer_apply_with_tolerance(q, m, mm_dataset_features(d->test), mm_dataset_labels(d->test),
+                                               mm_dataset_size(d->test), &acc);
+    if (st != MM_OK) {
+        rc = cli_lib_error(c, st, "quantizing");
+        goto done;
+    }
+    const double seconds = cli_now() - t0;
+    json_error_t jerr;
+    json_t *rep = json_loads(mm_quantizer_report(q), 0, &jerr);
+    json_t *layers = json_object_get(rep, "layers");
+    size_t nq = 0, nl = json_array_size(layers);
+    for (size_t i = 0; i < nl; i++)
+        if (json_is_true(json_object_get(json_array_get(layers, i), "quantized"))) nq++;
+    cli_eval_result er;
+    if ((rc = cli_evaluate(c, m, d->test, false, &er))) {
+        json_decref(rep);
+        goto done;
+    }
+    snprintf(v->name, sizeof v->name, "int8");
+    snprintf(v->path, sizeof v->path, "%s/model-int8.mmf", d->out_dir);
+    snprintf(v->made_by, sizeof v->made_by, "quantize %s: int8 static, %zu/%zu", last->name, nq, nl);
+    v->online_samples = d->online.seen;
+    v->samples_seen = d->train_n + d->online.seen;
+    v->test_accuracy = er.accuracy;
+    json_t *ev = json_object();
+    json_object_set_new(ev, "parent", json_string(last_version_file(d)));
+    json_object_set_new(ev, "scheme", json_string("int8_static"));
+    char data[64];
+    snprintf(data, sizeof data, "fashion-mnist/train[0:%zu]", d->train_n);
+    json_object_set_new(ev, "calibration_data", json_string(data));
+    json_object_set_new(ev, "calibration_samples", json_integer((json_int_t)k));
+    json_object_set_new(ev, "max_drop", cli_json_num(max_drop));
+    json_object_set_new(ev, "tolerance_data", json_string("fashion-mnist/t10k"));
+    json_object_set_new(ev, "layers_quantized", json_integer((json_int_t)nq));
+    json_object_set_new(ev, "test_accuracy_after", cli_json_num(er.accuracy));
+    json_object_set_new(ev, "tool", json_string("mmaint demo " MM_VERSION_STRING));
+    char *detail = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(ev);
+    st = mm_model_add_lineage(m, "quantize_summary", detail);
+    free(detail);
+    if (st == MM_OK) st = mm_model_save(m, v->path);
+    if (st != MM_OK) {
+        json_decref(rep);
+        rc = cli_lib_error(c, st, "saving %s", v->path);
+        goto done;
+    }
+    v->file_size = cli_file_size(v->path);
+    d->has_quant = true;
+    char size[32], lsize[32];
+    cli_format_bytes((uint64_t)(v->file_size < 0 ? 0 : v->file_size), size, sizeof size);
+    cli_format_bytes((uint64_t)(last->file_size < 0 ? 0 : last->file_size), lsize, sizeof lsize);
+    cli_say(c, "int8: test accuracy %.4f (%s: %.4f); %zu of %zu layers int8;\nfile %s (%s: %s) -> %s\n",
+            v->test_accuracy, last->name, last->test_accuracy, nq, nl, size, last->name, lsize, v->path);
+    for (size_t i = 0; i < nl; i++) {
+        const json_t *e = json_array_get(layers, i);
+        if (!json_is_true(json_object_get(e, "quantized")))
+            cli_say(c, "  layer %lld in float: %s\n", (long long)json_integer_value(json_object_get(e, "index")),
+                    json_string_value(json_object_get(e, "reason")));
+    }
+    json_t *qj = json_object();
+    json_object_set_new(qj, "file", json_string(v->path));
+    json_object_set_new(qj, "parent", json_string(last->path));
+    json_object_set_new(qj, "scheme", json_string("int8_static"));
+    json_object_set_new(qj, "calibration_samples", json_integer((json_int_t)k));
+    json_object_set_new(qj, "max_drop", cli_json_num(max_drop));
+    json_object_set_new(qj, "layers_quantized", json_integer((json_int_t)nq));
+    json_object_set_new(qj, "param_bytes", json_integer((json_int_t)mm_model_param_bytes(m)));
+    json_object_set_new(qj, "test_accuracy", cli_json_num(v->test_accuracy));
+    json_object_set_new(qj, "parent_test_accuracy", cli_json_num(last->test_accuracy));
+    json_object_set_new(qj, "file_size", json_integer(v->file_size));
+    json_object_set_new(qj, "seconds", cli_json_num(seconds));
+    json_object_set_new(qj, "layers", layers ? json_incref(layers) : json_array());
+    json_object_set_new(d->json, "quantized", qj);
+    json_decref(rep);
+done:
+    free(x);
+    mm_quantizer_free(q);
+    mm_model_free(m);
+    return rc;
+}
+
 /* Batch-1 inference speed of every saved file, loaded back from disk. */
 static int measure_speeds(demo_ctx *d) {
-    size_t n = d->nversions + (d->has_pruned ? 1 : 0);
+    /* The deployed versions, then the branches (pruned, int8) that exist. */
+    demo_version *extra[2];
+    size_t nextra = 0;
+    if (d->has_pruned) extra[nextra++] = &d->pruned;
+    if (d->has_quant) extra[nextra++] = &d->quant;
+    size_t n = d->nversions + nextra;
     mm_model **ms = calloc(n, sizeof *ms);
     double *b1 = calloc(n, sizeof *b1), *b256 = calloc(n, sizeof *b256);
     int rc = 0;
     if (!ms || !b1 || !b256) rc = cli_runtime_error(d->c, "out of memory");
     for (size_t i = 0; i < n && rc == 0; i++)
-        rc = cli_load_model(d->c, i < d->nversions ? d->versions[i].path : d->pruned.path, &ms[i]);
+        rc = cli_load_model(d->c, i < d->nversions ? d->versions[i].path : extra[i - d->nversions]->path, &ms[i]);
     if (rc == 0) rc = cli_infer_speed(d->c, (const mm_model *const *)ms, n, d->test, b1, b256);
     for (size_t i = 0; i < n; i++) {
-        if (rc == 0) (i < d->nversions ? &d->versions[i] : &d->pruned)->infer1 = b1[i];
+        if (rc == 0) (i < d->nversions ? &d->versions[i] : extra[i - d->nversions])->infer1 = b1[i];
         if (ms) mm_model_free(ms[i]);
     }
     free(ms);
@@ -433,6 +563,17 @@ static int step_summary(demo_ctx *d) {
                 d->pruned.infer1 / last->infer1, last->name,
                 last->file_size > 0 ? 100.0 * (double)d->pruned.file_size / (double)last->file_size : 0.0);
     }
+    if (d->has_quant) {
+        summary_row(f, &d->quant);
+        json_t *qj = json_object_get(d->json, "quantized");
+        if (qj) json_object_set_new(qj, "infer_batch1_samples_per_second", cli_json_num(d->quant.infer1));
+        const demo_version *last = &d->versions[d->nversions - 1];
+        fprintf(f, "(the int8 model is %.1fx as fast as %s at batch 1, its file %.0f%% of the size,\n"
+                   "test accuracy %+.2f points)\n",
+                d->quant.infer1 / last->infer1, last->name,
+                last->file_size > 0 ? 100.0 * (double)d->quant.file_size / (double)last->file_size : 0.0,
+                100.0 * (d->quant.test_accuracy - last->test_accuracy));
+    }
     const char *lineage = mm_model_lineage(d->model);
     {
         fprintf(f, "\nlineage of %s:\n", last_version_path(d) ? last_version_path(d) : "the model");
@@ -449,6 +590,7 @@ static const demo_step demo_steps[] = {
     {"train", "Train and deploy v1", step_train},
     {"online", "Online updates on the held-back data", step_online},
     {"prune", "Prune a copy for small devices", step_prune},
+    {"quantize", "Quantize a copy to int8 for fast inference", step_quantize},
     {"summary", "Summary", step_summary},
 };
 
@@ -476,8 +618,10 @@ void help_demo(FILE *f) {
                "DIR/model-v1.mmf; then update the deployed model online on the 10000 held-back\n"
                "images, one at a time (predict, then learn; SGD), saving model-v2.mmf, ...\n"
                "every 2500 samples with their lineage; then prune a copy of the latest version\n"
-               "to 90%% sparsity while fine-tuning 2 epochs (model-pruned.mmf); finally a\n"
-               "summary table with test accuracy, file size and batch-1 inference speed.\n\n"
+               "to 90%% sparsity while fine-tuning 2 epochs (model-pruned.mmf); quantize\n"
+               "another copy to int8 (static, per-channel, 512 calibration samples, at most\n"
+               "0.3 points lost: model-int8.mmf); finally a summary table with test\n"
+               "accuracy, file size and batch-1 inference speed.\n\n"
                "Steps:");
     for (size_t i = 0; i < sizeof demo_steps / sizeof demo_steps[0]; i++)
         fprintf(f, "%s %s", i ? "," : "", demo_steps[i].name);

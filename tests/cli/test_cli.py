@@ -125,9 +125,9 @@ class CliTest(unittest.TestCase):
         out, _ = self.ok("--version")
         self.assertRegex(out, r"^mmaint \d+\.\d+\.\d+")
         out, _ = self.ok("help")
-        for cmd in ("train", "eval", "update", "info", "prune", "demo"):
+        for cmd in ("train", "eval", "update", "info", "prune", "quantize", "demo"):
             self.assertIn(cmd, out)
-        for cmd in ("train", "eval", "update", "info", "prune", "demo"):
+        for cmd in ("train", "eval", "update", "info", "prune", "quantize", "demo"):
             out, _ = self.ok("help", cmd)
             self.assertIn("Usage: mmaint " + cmd, out)
             out2, _ = self.ok(cmd, "--help")
@@ -488,6 +488,159 @@ class CliTest(unittest.TestCase):
                    "--csv", narrow, "--out", self.p("px.mmf"))
         self.assertFalse(os.path.exists(self.p("px.mmf")))
 
+    # -- quantize ---------------------------------------------------------
+    def quantize_json(self, *args):
+        return self.ok_json("quantize", self.model, "--test-csv", self.p("test.csv"), *args)
+
+    def check_quantized_file(self, r, out):
+        """The saved file loads, evaluates like the report, and records its lineage."""
+        self.assertTrue(os.path.isfile(out))
+        self.assertEqual(r["after"]["file_size"], os.path.getsize(out))
+        self.assertEqual(r["before"]["file_size"], os.path.getsize(self.model))
+        e = self.ok_json("eval", out, "--csv", self.p("test.csv"))
+        self.assertAlmostEqual(e["accuracy"], r["after"]["test_accuracy"], places=6)
+        i = self.ok_json("info", out)
+        self.assertEqual([l["kind"] for l in i["layers"]], [l["kind"] for l in r["layers"]])
+        ops = [ev["op"] for ev in i["lineage"]]
+        self.assertIn("quantize", ops)
+        self.assertEqual(ops[-1], "quantize_summary")
+        self.assertEqual(i["lineage"][-1]["parent"], self.model)
+        for key in ("infer_batch1_samples_per_second", "infer_batch256_samples_per_second"):
+            self.assertGreater(r["before"][key], 0)
+            self.assertGreater(r["after"][key], 0)
+        return i
+
+    def test_quantize_schemes(self):
+        kinds = {"int8-static": "int8", "int8-dynamic": "int8", "int8-weight-only": "int8",
+                 "fp16": "fp16", "bf16": "bf16"}
+        for scheme, kind in kinds.items():
+            out = self.p("q-%s.mmf" % scheme)
+            extra = ["--train-csv", self.p("train.csv")] if scheme == "int8-static" else []
+            r = self.quantize_json("--scheme", scheme, "--out", out, *extra)
+            self.assertEqual(r["command"], "quantize")
+            self.assertEqual(r["scheme"], scheme.replace("-", "_"))
+            self.assertEqual(r["mode"], "apply")
+            self.assertEqual([l["kind"] for l in r["layers"]], [kind, kind])
+            self.assertEqual([(l["inputs"], l["outputs"]) for l in r["layers"]], [(8, 16), (16, 3)])
+            self.assertTrue(all(l["quantized"] for l in r["layers"]))
+            self.assertTrue(all(l["reason"].startswith("quantized") for l in r["layers"]))
+            self.assertEqual(r["layers_quantized"], 2)
+            self.assertEqual(r["report"]["scheme"], scheme.replace("-", "_"))
+            self.assertFalse(r["settings"]["keep_master"])  # the default here: smallest file
+            self.assertGreater(r["after"]["test_accuracy"], 0.9)
+            self.assertGreater(r["after"]["test_accuracy"], r["before"]["test_accuracy"] - 0.05)
+            # The 8x16 layer shrinks; at this size the 16x3 layer's kernel
+            # padding and the file's metadata outweigh the savings (the demo
+            # test checks the file size on Fashion-MNIST).
+            l0 = r["layers"][0]
+            self.assertLess(l0["bytes_after"], 0.7 * l0["bytes_before"])
+            if scheme == "int8-static":
+                self.assertEqual(r["calibration_data"], self.p("train.csv"))
+                self.assertEqual(r["settings"]["calibration_samples"], 512)
+                self.assertTrue(r["settings"]["per_channel"])
+                self.assertEqual(r["settings"]["observer"], "minmax")
+                self.assertEqual(len(r["report"]["layers"][1]["input_range"]), 2)
+            else:
+                self.assertIsNone(r["calibration_data"])  # not needed, not loaded
+            self.check_quantized_file(r, out)
+        # Human output: the before/after table and the per-layer lines.
+        txt, _ = self.ok("quantize", self.model, "--test-csv", self.p("test.csv"), "--train-csv",
+                         self.p("train.csv"), "--per-tensor", "--observer", "percentile",
+                         "--percentile", "99.9", "--calibration-samples", 100, "--out",
+                         self.p("q-txt.mmf"))
+        for row in ("test accuracy", "parameter bytes", "file size", "batch 1 samples/s",
+                    "batch 256 samples/s", "layer", "int8", "per-tensor", "from percentile"):
+            self.assertIn(row, txt)
+        # Settings reach the library.
+        r = self.quantize_json("--train-csv", self.p("train.csv"), "--per-tensor",
+                               "--asymmetric-weights", "--symmetric-activations", "--observer",
+                               "mse", "--calibration-samples", 64, "--float-layer", 1, "--out",
+                               self.p("q-set.mmf"))
+        st = r["settings"]
+        self.assertEqual((st["per_channel"], st["weight_symmetric"], st["act_symmetric"]),
+                         (False, False, True))
+        self.assertEqual((st["observer"], st["calibration_samples"]), ("mse", 64))
+        self.assertEqual([l["kind"] for l in r["layers"]], ["int8", "dense"])
+        self.assertFalse(r["layers"][1]["quantized"])
+        self.assertIn("kept in float", r["layers"][1]["reason"])
+
+    def test_quantize_master_weights(self):
+        # With --keep-master the file is bigger than without, and the model
+        # can still learn online.
+        lean = self.quantize_json("--scheme", "int8-dynamic", "--out", self.p("q-lean.mmf"))
+        r = self.quantize_json("--scheme", "int8-dynamic", "--keep-master", "--out",
+                               self.p("q-master.mmf"))
+        self.assertTrue(r["settings"]["keep_master"])
+        self.assertGreater(r["after"]["file_size"], lean["after"]["file_size"])
+        u = self.ok_json("update", self.p("q-master.mmf"), "--csv", self.p("stream.csv"),
+                         "--label-column", "last", "--out", self.p("q-master-upd.mmf"))
+        self.assertEqual(u["online"]["samples"], 300)
+        i = self.ok_json("info", self.p("q-master-upd.mmf"))
+        self.assertEqual([l["kind"] for l in i["layers"]], ["int8", "int8"])
+
+    def test_quantize_accuracy_aware(self):
+        # --max-drop 0: the result is never below the float accuracy on the
+        # evaluation data (at worst every layer is back in float).
+        r = self.quantize_json("--train-csv", self.p("train.csv"), "--max-drop", "0",
+                               "--out", self.p("q-tol.mmf"))
+        self.assertEqual(r["mode"], "accuracy_aware")
+        self.assertEqual(r["report"]["mode"], "accuracy_aware")
+        self.assertEqual(r["tolerance_data"], self.p("test.csv"))
+        self.assertGreaterEqual(r["final_accuracy"], r["float_accuracy"])
+        self.assertAlmostEqual(r["float_accuracy"], r["before"]["test_accuracy"], places=6)
+        self.assertAlmostEqual(r["final_accuracy"], r["after"]["test_accuracy"], places=6)
+        self.assertEqual(r["layers_quantized"], sum(l["quantized"] for l in r["layers"]))
+        for l in r["layers"]:
+            if not l["quantized"]:
+                self.assertIn("fallback", l["reason"])
+        self.check_quantized_file(r, self.p("q-tol.mmf"))
+        # A generous relative tolerance keeps every layer quantized; validation
+        # data from --val-split instead of the test data.
+        r = self.quantize_json("--train-csv", self.p("train.csv"), "--max-drop", "0.5",
+                               "--relative", "--val-split", "0.25", "--out", self.p("q-tol2.mmf"))
+        self.assertTrue(r["report"]["drop_relative"])
+        self.assertEqual(r["layers_quantized"], 2)
+        self.assertEqual(r["tolerance_data"], self.p("train.csv") + "[450:600]")
+        self.assertEqual(r["calibration_data"], self.p("train.csv") + "[0:450]")
+        r = self.quantize_json("--scheme", "fp16", "--max-drop", "0.01", "--val-csv",
+                               self.p("test.csv"), "--out", self.p("q-tol3.mmf"))
+        self.assertEqual(r["tolerance_data"], self.p("test.csv"))
+
+    def test_quantize_errors(self):
+        base = ["quantize", self.model, "--test-csv", self.p("test.csv"), "--out", self.p("qx.mmf")]
+        self.fails(2, "--scheme: 'int4' is not a quantization scheme", *base, "--scheme", "int4")
+        self.fails(2, "--observer: 'magic' is not an observer", *base, "--observer", "magic")
+        self.fails(2, "--observer applies to int8-static, not to --scheme int8-dynamic", *base,
+                   "--scheme", "int8-dynamic", "--observer", "mse")
+        self.fails(2, "--per-tensor applies to the int8 schemes, not to --scheme fp16", *base,
+                   "--scheme", "fp16", "--per-tensor")
+        self.fails(2, "--calibration-samples applies to int8-static", *base, "--scheme", "bf16",
+                   "--calibration-samples", 10)
+        self.fails(2, "--percentile needs --observer percentile", *base, "--percentile", "99.9")
+        self.fails(2, "--percentile: '40' is out of range", *base, "--observer", "percentile",
+                   "--percentile", "40")
+        self.fails(2, "--max-drop: '1.5' is out of range", *base, "--max-drop", "1.5")
+        self.fails(2, "--max-drop: 'some' is not a number", *base, "--max-drop", "some")
+        self.fails(2, "--relative needs --max-drop", *base, "--relative")
+        self.fails(2, "validation data is for --max-drop", *base, "--val-split", "0.2")
+        self.fails(2, "--calibration-samples: needs at least 1 sample", *base,
+                   "--calibration-samples", 0)
+        self.fails(2, "--float-layer 5: %s has layers 0..1" % self.model, *base,
+                   "--float-layer", 5)
+        self.fails(2, "--out FILE is required", "quantize", self.model)
+        self.fails(2, "which model?", "quantize", "--out", self.p("qx.mmf"))
+        self.fails(1, "mmaint quantize: loading %s: " % self.p("nope.mmf"), "quantize",
+                   self.p("nope.mmf"), "--out", self.p("qx.mmf"))
+        narrow = self.p("quant-narrow.csv")
+        with open(narrow, "w") as f:
+            f.write("1,2,3,0\n4,5,6,1\n")
+        self.fails(1, "has 3 features per sample but the model takes 8 inputs", *base,
+                   "--train-csv", narrow)
+        self.assertFalse(os.path.exists(self.p("qx.mmf")))
+        out, _ = self.ok("quantize", "--help")
+        self.assertIn("--keep-master", out)
+        self.assertIn("int8-weight-only", out)
+
     # -- demo -------------------------------------------------------------
     def test_demo_quick(self):
         if not os.path.exists(os.path.join(FASHION_DIR, "train-images-idx3-ubyte.gz")):
@@ -527,6 +680,17 @@ class CliTest(unittest.TestCase):
         ip = self.ok_json("info", pr["file"])
         self.assertEqual(ip["lineage"][-1]["op"], "prune_summary")
         self.assertIn("sparse", [l["kind"] for l in ip["layers"]])
+        # The quantization step: an int8 copy of the last version, no master weights.
+        q = d["quantized"]
+        self.assertEqual(q["parent"], versions[-1]["file"])
+        self.assertEqual(q["file_size"], os.path.getsize(q["file"]))
+        self.assertLess(q["file_size"], 0.27 * versions[-1]["file_size"])
+        self.assertGreaterEqual(q["test_accuracy"], q["parent_test_accuracy"] - 0.003 - 1e-9)
+        self.assertGreater(q["infer_batch1_samples_per_second"], 0)
+        self.assertIn("model-int8.mmf", err)
+        iq = self.ok_json("info", q["file"])
+        self.assertEqual(iq["lineage"][-1]["op"], "quantize_summary")
+        self.assertIn("int8", [l["kind"] for l in iq["layers"]])
         self.assertLess(elapsed, 120, "demo --quick took %.1f s" % elapsed)
         sys.stderr.write("demo --quick: %.1f s\n" % elapsed)
 
