@@ -338,8 +338,23 @@ void help_quantize(FILE *f);
 /* Inference samples/s at batch 1 and batch 256 of each of `nmodels` models
  * (same input width), timed on inputs from ds (cycled; a fixed pseudo-random
  * pattern if ds is NULL) in chunks of a fixed number of forwards, the models
- * interleaved, median chunk (cmd_prune.c). Exit code. */
+ * interleaved, median chunk (cli_run.c). Exit code. */
 int cli_infer_speed(const cli *c, const mm_model *const *models, size_t nmodels,
                     const mm_dataset *ds, double *b1, double *b256);
+
+/* What prune and quantize report before and after (cli_run.c). */
+typedef struct cli_model_stats {
+    double loss, accuracy; /* NaN without test data */
+    size_t params, nonzero, bytes;
+    long long file_size;   /* filled by the caller */
+    double b1, b256;       /* filled by the caller (cli_infer_speed) */
+} cli_model_stats;
+
+/* Parameters, non-zeros, bytes, and test loss/accuracy when test != NULL.
+ * Exit code. */
+int cli_measure_model(const cli *c, const mm_model *m, const mm_dataset *test,
+                      cli_model_stats *s);
+/* The stats as a JSON object (new reference). */
+json_t *cli_model_stats_json(const cli_model_stats *s);
 
 #endif /* MMAINT_CLI_H */

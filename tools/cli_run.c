@@ -364,3 +364,118 @@ int cli_load_model(const cli *c, const char *path, mm_model **out) {
     if (st != MM_OK) return cli_lib_error(c, st, "loading %s", path);
     return 0;
 }
+
+/* ---- inference speed -------------------------------------------------------- */
+
+#define SPEED_BUF 2048    /* samples cycled through */
+#define SPEED_REPS 9      /* interleaved chunks per model and batch size */
+#define SPEED_B1 400      /* forwards per batch-1 chunk */
+#define SPEED_B256 4      /* forwards per batch-256 chunk */
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int cli_infer_speed(const cli *c, const mm_model *const *models, size_t nmodels,
+                    const mm_dataset *ds, double *b1, double *b256) {
+    const size_t dim = mm_model_input_dim(models[0]);
+    size_t outw = 0;
+    for (size_t i = 0; i < nmodels; i++) {
+        b1[i] = b256[i] = NAN;
+        if (mm_model_output_dim(models[i]) > outw) outw = mm_model_output_dim(models[i]);
+    }
+    float *x = malloc((size_t)SPEED_BUF * dim * sizeof *x);
+    float *y = malloc(256 * outw * sizeof *y);
+    double *rates = malloc((size_t)nmodels * 2 * SPEED_REPS * sizeof *rates);
+    if (!x || !y || !rates) {
+        free(x);
+        free(y);
+        free(rates);
+        return cli_runtime_error(c, "out of memory");
+    }
+    /* Real inputs cycled to fill the buffer, or a fixed pseudo-random
+     * pattern in [0, 1) without data. */
+    const float *src = ds && mm_dataset_dim(ds) == dim ? mm_dataset_features(ds) : NULL;
+    const size_t n = src ? mm_dataset_size(ds) : 0;
+    uint32_t r = 12345;
+    for (size_t i = 0; i < SPEED_BUF; i++) {
+        if (src && n) {
+            memcpy(x + i * dim, src + (i % n) * dim, dim * sizeof *x);
+        } else {
+            for (size_t j = 0; j < dim; j++) {
+                r = r * 1664525u + 1013904223u;
+                x[i * dim + j] = (float)(r >> 8) / 16777216.0f;
+            }
+        }
+    }
+    int rc = 0;
+    for (size_t i = 0; i < nmodels && rc == 0; i++) { /* warm-up */
+        mm_status st = mm_model_forward(models[i], x, 256, y);
+        if (st != MM_OK) rc = cli_lib_error(c, st, "inference");
+    }
+    size_t pos1 = 0, pos256 = 0;
+    for (size_t rep = 0; rep < SPEED_REPS && rc == 0; rep++) {
+        for (size_t k = 0; k < nmodels && rc == 0; k++) {
+            const size_t i = (rep + k) % nmodels; /* rotate the order */
+            double t0 = cli_now();
+            for (size_t f = 0; f < SPEED_B1 && rc == 0; f++) {
+                mm_status st = mm_model_forward(models[i], x + (pos1++ % SPEED_BUF) * dim, 1, y);
+                if (st != MM_OK) rc = cli_lib_error(c, st, "inference");
+            }
+            double dt = cli_now() - t0;
+            rates[(i * 2) * SPEED_REPS + rep] = SPEED_B1 / dt;
+            t0 = cli_now();
+            for (size_t f = 0; f < SPEED_B256 && rc == 0; f++) {
+                const size_t off = (pos256++ * 256) % SPEED_BUF;
+                mm_status st = mm_model_forward(models[i], x + off * dim, 256, y);
+                if (st != MM_OK) rc = cli_lib_error(c, st, "inference");
+            }
+            dt = cli_now() - t0;
+            rates[(i * 2 + 1) * SPEED_REPS + rep] = SPEED_B256 * 256.0 / dt;
+        }
+    }
+    if (rc == 0) {
+        for (size_t i = 0; i < nmodels; i++) {
+            qsort(rates + (i * 2) * SPEED_REPS, SPEED_REPS, sizeof *rates, cmp_double);
+            qsort(rates + (i * 2 + 1) * SPEED_REPS, SPEED_REPS, sizeof *rates, cmp_double);
+            b1[i] = rates[(i * 2) * SPEED_REPS + SPEED_REPS / 2];
+            b256[i] = rates[(i * 2 + 1) * SPEED_REPS + SPEED_REPS / 2];
+        }
+    }
+    free(x);
+    free(y);
+    free(rates);
+    return rc;
+}
+
+/* ---- before/after measurements (prune, quantize) ----------------------------- */
+
+int cli_measure_model(const cli *c, const mm_model *m, const mm_dataset *test,
+                      cli_model_stats *s) {
+    s->loss = s->accuracy = NAN;
+    s->params = mm_model_num_params(m);
+    s->nonzero = mm_model_num_nonzero(m);
+    s->bytes = mm_model_param_bytes(m);
+    if (test) {
+        cli_eval_result r;
+        int rc = cli_evaluate(c, m, test, false, &r);
+        if (rc) return rc;
+        s->loss = r.loss;
+        s->accuracy = r.accuracy;
+    }
+    return 0;
+}
+
+json_t *cli_model_stats_json(const cli_model_stats *s) {
+    json_t *o = json_object();
+    json_object_set_new(o, "test_accuracy", cli_json_num(s->accuracy));
+    json_object_set_new(o, "test_loss", cli_json_num(s->loss));
+    json_object_set_new(o, "params", json_integer((json_int_t)s->params));
+    json_object_set_new(o, "nonzero", json_integer((json_int_t)s->nonzero));
+    json_object_set_new(o, "param_bytes", json_integer((json_int_t)s->bytes));
+    json_object_set_new(o, "file_size", json_integer(s->file_size));
+    json_object_set_new(o, "infer_batch1_samples_per_second", cli_json_num(s->b1));
+    json_object_set_new(o, "infer_batch256_samples_per_second", cli_json_num(s->b256));
+    return o;
+}

@@ -156,113 +156,7 @@ static int parse_prune_setting(const cli *c, const char *flag, const char *text,
     return 0;
 }
 
-/* ---- inference speed -------------------------------------------------------- */
-
-#define SPEED_BUF 2048    /* samples cycled through */
-#define SPEED_REPS 9      /* interleaved chunks per model and batch size */
-#define SPEED_B1 400      /* forwards per batch-1 chunk */
-#define SPEED_B256 4      /* forwards per batch-256 chunk */
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-int cli_infer_speed(const cli *c, const mm_model *const *models, size_t nmodels,
-                    const mm_dataset *ds, double *b1, double *b256) {
-    const size_t dim = mm_model_input_dim(models[0]);
-    size_t outw = 0;
-    for (size_t i = 0; i < nmodels; i++) {
-        b1[i] = b256[i] = NAN;
-        if (mm_model_output_dim(models[i]) > outw) outw = mm_model_output_dim(models[i]);
-    }
-    float *x = malloc((size_t)SPEED_BUF * dim * sizeof *x);
-    float *y = malloc(256 * outw * sizeof *y);
-    double *rates = malloc((size_t)nmodels * 2 * SPEED_REPS * sizeof *rates);
-    if (!x || !y || !rates) {
-        free(x);
-        free(y);
-        free(rates);
-        return cli_runtime_error(c, "out of memory");
-    }
-    /* Real inputs cycled to fill the buffer, or a fixed pseudo-random
-     * pattern in [0, 1) without data. */
-    const float *src = ds && mm_dataset_dim(ds) == dim ? mm_dataset_features(ds) : NULL;
-    const size_t n = src ? mm_dataset_size(ds) : 0;
-    uint32_t r = 12345;
-    for (size_t i = 0; i < SPEED_BUF; i++) {
-        if (src && n) {
-            memcpy(x + i * dim, src + (i % n) * dim, dim * sizeof *x);
-        } else {
-            for (size_t j = 0; j < dim; j++) {
-                r = r * 1664525u + 1013904223u;
-                x[i * dim + j] = (float)(r >> 8) / 16777216.0f;
-            }
-        }
-    }
-    int rc = 0;
-    for (size_t i = 0; i < nmodels && rc == 0; i++) { /* warm-up */
-        mm_status st = mm_model_forward(models[i], x, 256, y);
-        if (st != MM_OK) rc = cli_lib_error(c, st, "inference");
-    }
-    size_t pos1 = 0, pos256 = 0;
-    for (size_t rep = 0; rep < SPEED_REPS && rc == 0; rep++) {
-        for (size_t k = 0; k < nmodels && rc == 0; k++) {
-            const size_t i = (rep + k) % nmodels; /* rotate the order */
-            double t0 = cli_now();
-            for (size_t f = 0; f < SPEED_B1 && rc == 0; f++) {
-                mm_status st = mm_model_forward(models[i], x + (pos1++ % SPEED_BUF) * dim, 1, y);
-                if (st != MM_OK) rc = cli_lib_error(c, st, "inference");
-            }
-            double dt = cli_now() - t0;
-            rates[(i * 2) * SPEED_REPS + rep] = SPEED_B1 / dt;
-            t0 = cli_now();
-            for (size_t f = 0; f < SPEED_B256 && rc == 0; f++) {
-                const size_t off = (pos256++ * 256) % SPEED_BUF;
-                mm_status st = mm_model_forward(models[i], x + off * dim, 256, y);
-                if (st != MM_OK) rc = cli_lib_error(c, st, "inference");
-            }
-            dt = cli_now() - t0;
-            rates[(i * 2 + 1) * SPEED_REPS + rep] = SPEED_B256 * 256.0 / dt;
-        }
-    }
-    if (rc == 0) {
-        for (size_t i = 0; i < nmodels; i++) {
-            qsort(rates + (i * 2) * SPEED_REPS, SPEED_REPS, sizeof *rates, cmp_double);
-            qsort(rates + (i * 2 + 1) * SPEED_REPS, SPEED_REPS, sizeof *rates, cmp_double);
-            b1[i] = rates[(i * 2) * SPEED_REPS + SPEED_REPS / 2];
-            b256[i] = rates[(i * 2 + 1) * SPEED_REPS + SPEED_REPS / 2];
-        }
-    }
-    free(x);
-    free(y);
-    free(rates);
-    return rc;
-}
-
 /* ---- measurements ---------------------------------------------------------- */
-
-typedef struct model_stats {
-    double loss, accuracy;
-    size_t params, nonzero, bytes;
-    long long file_size;
-    double b1, b256;
-} model_stats;
-
-static int measure(const cli *c, const mm_model *m, const mm_dataset *test, model_stats *s) {
-    s->loss = s->accuracy = NAN;
-    s->params = mm_model_num_params(m);
-    s->nonzero = mm_model_num_nonzero(m);
-    s->bytes = mm_model_param_bytes(m);
-    if (test) {
-        cli_eval_result r;
-        int rc = cli_evaluate(c, m, test, false, &r);
-        if (rc) return rc;
-        s->loss = r.loss;
-        s->accuracy = r.accuracy;
-    }
-    return 0;
-}
 
 static json_t *layers_json(const mm_model *m) {
     json_t *a = json_array();
@@ -283,16 +177,8 @@ static json_t *layers_json(const mm_model *m) {
     return a;
 }
 
-static json_t *stats_json(const model_stats *s, const mm_model *m) {
-    json_t *o = json_object();
-    json_object_set_new(o, "test_accuracy", cli_json_num(s->accuracy));
-    json_object_set_new(o, "test_loss", cli_json_num(s->loss));
-    json_object_set_new(o, "params", json_integer((json_int_t)s->params));
-    json_object_set_new(o, "nonzero", json_integer((json_int_t)s->nonzero));
-    json_object_set_new(o, "param_bytes", json_integer((json_int_t)s->bytes));
-    json_object_set_new(o, "file_size", json_integer(s->file_size));
-    json_object_set_new(o, "infer_batch1_samples_per_second", cli_json_num(s->b1));
-    json_object_set_new(o, "infer_batch256_samples_per_second", cli_json_num(s->b256));
+static json_t *stats_json(const cli_model_stats *s, const mm_model *m) {
+    json_t *o = cli_model_stats_json(s);
     json_object_set_new(o, "layers", layers_json(m));
     return o;
 }
@@ -304,8 +190,8 @@ static void pct_change(char *buf, size_t cap, double before, double after) {
         snprintf(buf, cap, "-");
 }
 
-static void print_table(FILE *f, const model_stats *b, const model_stats *a, const mm_model *mb,
-                        const mm_model *ma) {
+static void print_table(FILE *f, const cli_model_stats *b, const cli_model_stats *a,
+                        const mm_model *mb, const mm_model *ma) {
     char x[32], y[32], ch[48];
     fprintf(f, "\n%-22s %14s %14s  %s\n", "", "before", "after", "change");
     if (isfinite(b->accuracy)) {
@@ -414,10 +300,10 @@ static int run_prune(cli *c, prune_args *a) {
     if (test) cli_say(c, "test: %s, %zu samples\n", test_desc, mm_dataset_size(test));
     if (train) cli_say(c, "train: %s, %zu samples\n", train_desc, mm_dataset_size(train));
 
-    model_stats before, after;
+    cli_model_stats before, after;
     memset(&before, 0, sizeof before);
     memset(&after, 0, sizeof after);
-    if ((rc = measure(c, model, test, &before))) goto done;
+    if ((rc = cli_measure_model(c, model, test, &before))) goto done;
     before.file_size = cli_file_size(a->model);
 
     /* Calibration for the activation criterion. */
@@ -528,7 +414,7 @@ static int run_prune(cli *c, prune_args *a) {
         rc = cli_lib_error(c, st, "finalizing the pruned model");
         goto done;
     }
-    if ((rc = measure(c, model, test, &after))) goto done;
+    if ((rc = cli_measure_model(c, model, test, &after))) goto done;
 
     /* Lineage (the library recorded the pruning, fine-tuning and
      * finalization; add where it came from and what it cost), then save. */

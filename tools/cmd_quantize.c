@@ -247,39 +247,6 @@ static int configure(const cli *c, const quantize_args *a, mm_quantizer **out) {
 
 /* ---- measurements ---------------------------------------------------------- */
 
-typedef struct model_stats {
-    double loss, accuracy;
-    size_t params, bytes;
-    long long file_size;
-    double b1, b256;
-} model_stats;
-
-static int measure(const cli *c, const mm_model *m, const mm_dataset *test, model_stats *s) {
-    s->loss = s->accuracy = NAN;
-    s->params = mm_model_num_params(m);
-    s->bytes = mm_model_param_bytes(m);
-    if (test) {
-        cli_eval_result r;
-        int rc = cli_evaluate(c, m, test, false, &r);
-        if (rc) return rc;
-        s->loss = r.loss;
-        s->accuracy = r.accuracy;
-    }
-    return 0;
-}
-
-static json_t *stats_json(const model_stats *s) {
-    json_t *o = json_object();
-    json_object_set_new(o, "test_accuracy", cli_json_num(s->accuracy));
-    json_object_set_new(o, "test_loss", cli_json_num(s->loss));
-    json_object_set_new(o, "params", json_integer((json_int_t)s->params));
-    json_object_set_new(o, "param_bytes", json_integer((json_int_t)s->bytes));
-    json_object_set_new(o, "file_size", json_integer(s->file_size));
-    json_object_set_new(o, "infer_batch1_samples_per_second", cli_json_num(s->b1));
-    json_object_set_new(o, "infer_batch256_samples_per_second", cli_json_num(s->b256));
-    return o;
-}
-
 /* The per-layer lines for --json: the quantizer's report entries plus the
  * layer's shape. */
 static json_t *layers_json(const mm_model *m, const json_t *report) {
@@ -301,7 +268,7 @@ static json_t *layers_json(const mm_model *m, const json_t *report) {
     return out;
 }
 
-static void print_table(FILE *f, const model_stats *b, const model_stats *a) {
+static void print_table(FILE *f, const cli_model_stats *b, const cli_model_stats *a) {
     char x[32], y[32], ch[48];
     fprintf(f, "\n%-22s %14s %14s  %s\n", "", "before", "after", "change");
     if (isfinite(b->accuracy)) {
@@ -467,10 +434,10 @@ static int run_quantize(cli *c, quantize_args *a) {
     if (train) cli_say(c, "train: %s, %zu samples\n", train_desc, mm_dataset_size(train));
     if (val) cli_say(c, "validation: %s, %zu samples\n", val_desc, mm_dataset_size(val));
 
-    model_stats before, after;
+    cli_model_stats before, after;
     memset(&before, 0, sizeof before);
     memset(&after, 0, sizeof after);
-    if ((rc = measure(c, model, test, &before))) goto done;
+    if ((rc = cli_measure_model(c, model, test, &before))) goto done;
     before.file_size = cli_file_size(a->model);
 
     /* Calibration (int8-static). */
@@ -522,7 +489,7 @@ static int run_quantize(cli *c, quantize_args *a) {
     } else {
         cli_say(c, "quantized (%s): %zu of %zu layers (%.2f s)\n", scheme_name, nq, nl, tq);
     }
-    if ((rc = measure(c, model, test, &after))) goto done;
+    if ((rc = cli_measure_model(c, model, test, &after))) goto done;
 
     /* Lineage: the library recorded the quantization; add where it came
      * from and what it cost. Then save. */
@@ -620,8 +587,8 @@ static int run_quantize(cli *c, quantize_args *a) {
         json_object_set_new(result, "final_accuracy", cli_json_num(acc_tol));
     }
     json_object_set_new(result, "layers_quantized", json_integer((json_int_t)nq));
-    json_object_set_new(result, "before", stats_json(&before));
-    json_object_set_new(result, "after", stats_json(&after));
+    json_object_set_new(result, "before", cli_model_stats_json(&before));
+    json_object_set_new(result, "after", cli_model_stats_json(&after));
     json_object_set_new(result, "accuracy_change", cli_json_num(after.accuracy - before.accuracy));
     json_object_set_new(result, "speedup_batch1", cli_json_num(after.b1 / before.b1));
     json_object_set_new(result, "speedup_batch256", cli_json_num(after.b256 / before.b256));
