@@ -1,6 +1,7 @@
 /* The dense (fully connected) layer kind: y = act(x W^T + b), W is out x in
  * row-major (nn.Linear's layout). */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,14 +9,34 @@
 #include "model/mmfile.h"
 #include "model/model_internal.h"
 
+/* The compact file form of masked weights (CSR of the kept positions),
+ * built by save and borrowed by the writer until commit (see dense_save). */
+typedef struct compact_cache {
+    float *values;
+    void *indices; /* uint16_t when in <= 65536, else uint32_t */
+    uint32_t *offsets;
+    size_t nnz;
+} compact_cache;
+
 typedef struct dense_layer {
     mm_layer base;
     float *w, *b;   /* parameters */
     float *dw, *db; /* gradients */
+    /* save cache, guarded by save_lock */
+    atomic_int save_lock;
+    compact_cache cc;
 } dense_layer;
+
+static void compact_free(compact_cache *c) {
+    mm_free_floats(c->values);
+    free(c->indices);
+    free(c->offsets);
+    memset(c, 0, sizeof *c);
+}
 
 static void dense_destroy(mm_layer *layer) {
     dense_layer *d = (dense_layer *)layer;
+    compact_free(&d->cc);
     mm_free_floats(d->w);
     mm_free_floats(d->b);
     mm_free_floats(d->dw);
@@ -144,16 +165,130 @@ static void mask_shape(const mm_param *p, uint64_t shape[2], size_t *ndim) {
     *ndim = (p->cols == 1 && strcmp(p->name, "weight") != 0) ? 1 : 2;
 }
 
+/* Largest input count written with 16-bit column indices. */
+#define COMPACT_MAX_COLS16 65536u
+
+static void save_lock(dense_layer *d) {
+    int expected = 0;
+    while (!atomic_compare_exchange_weak_explicit(&d->save_lock, &expected, 1,
+                                                  memory_order_acquire, memory_order_relaxed))
+        expected = 0;
+}
+
+static void save_unlock(dense_layer *d) {
+    atomic_store_explicit(&d->save_lock, 0, memory_order_release);
+}
+
+/* Build the compact form of a masked weight into d->cc. A fresh form is
+ * built and compared with the cached one, which is kept when equal, so that
+ * saves running at the same time (both only reading the model) never write
+ * what another one reads. Called with the save lock held. */
+static mm_status compact_refresh(dense_layer *d, size_t nnz) {
+    const size_t out = d->base.out, in = d->base.in;
+    const uint8_t *mask = d->base.params[0].mask;
+    const bool wide = in > COMPACT_MAX_COLS16;
+    const size_t isz = wide ? sizeof(uint32_t) : sizeof(uint16_t);
+    compact_cache c = {0};
+    c.nnz = nnz;
+    c.offsets = mm_malloc_array(out + 1, sizeof *c.offsets);
+    c.indices = mm_malloc_array(nnz ? nnz : 1, isz);
+    c.values = mm_alloc_floats(nnz ? nnz : 1);
+    if (!c.offsets || !c.indices || !c.values) {
+        compact_free(&c);
+        return mm_oom("dense layer file form");
+    }
+    size_t q = 0;
+    c.offsets[0] = 0;
+    for (size_t r = 0; r < out; r++) {
+        const float *wr = d->w + r * in;
+        const uint8_t *mr = mask + r * in;
+        for (size_t i = 0; i < in; i++) {
+            if (!mr[i]) continue;
+            if (wide) ((uint32_t *)c.indices)[q] = (uint32_t)i;
+            else ((uint16_t *)c.indices)[q] = (uint16_t)i;
+            c.values[q++] = wr[i];
+        }
+        c.offsets[r + 1] = (uint32_t)q;
+    }
+    compact_cache *old = &d->cc;
+    if (old->offsets && old->nnz == nnz &&
+        memcmp(old->offsets, c.offsets, (out + 1) * sizeof *c.offsets) == 0 &&
+        memcmp(old->indices, c.indices, nnz * isz) == 0 &&
+        memcmp(old->values, c.values, nnz * sizeof(float)) == 0) {
+        compact_free(&c);
+        return MM_OK;
+    }
+    compact_free(old);
+    *old = c;
+    return MM_OK;
+}
+
+/* A masked weight in the compact form: layers.<i>.weight_values F32 [nnz]
+ * (the kept weights, row-major), weight_indices U16 (in <= 65536) or U32
+ * [nnz] (their columns, increasing within a row) and weight_offsets U32
+ * [out + 1]; the mask is implied. Then the bias as usual. */
+static mm_status save_compact(const mm_layer *layer, size_t index, mm_file_writer *w, size_t nnz) {
+    /* the cache is the only thing save writes; see compact_refresh */
+    dense_layer *d = (dense_layer *)(uintptr_t)layer;
+    const size_t out = layer->out, count = layer->in * layer->out;
+    for (size_t k = 0; k < count; k++)
+        if (!isfinite(d->w[k]))
+            return mm_error(MM_E_NUMERIC,
+                            "layer %zu weight element %zu is %s; refusing to save a model "
+                            "that could not be loaded",
+                            index, k, isnan(d->w[k]) ? "NaN" : "infinite");
+    for (size_t j = 0; j < out; j++)
+        if (!isfinite(d->b[j]))
+            return mm_error(MM_E_NUMERIC,
+                            "layer %zu bias element %zu is %s; refusing to save a model "
+                            "that could not be loaded",
+                            index, j, isnan(d->b[j]) ? "NaN" : "infinite");
+    save_lock(d);
+    mm_status st = compact_refresh(d, nnz);
+    save_unlock(d);
+    if (st != MM_OK) return st;
+    char name[MASK_NAME_CAP];
+    const uint64_t shape_nnz[1] = {nnz}, shape_off[1] = {(uint64_t)out + 1};
+    snprintf(name, sizeof name, "layers.%zu.weight_values", index);
+    st = mm_file_writer_add_tensor(w, name, MM_DTYPE_F32, d->cc.values, shape_nnz, 1);
+    if (st == MM_OK) {
+        snprintf(name, sizeof name, "layers.%zu.weight_indices", index);
+        st = mm_file_writer_add_tensor(
+            w, name, layer->in > COMPACT_MAX_COLS16 ? MM_DTYPE_U32 : MM_DTYPE_U16,
+            d->cc.indices, shape_nnz, 1);
+    }
+    if (st == MM_OK) {
+        snprintf(name, sizeof name, "layers.%zu.weight_offsets", index);
+        st = mm_file_writer_add_tensor(w, name, MM_DTYPE_U32, d->cc.offsets, shape_off, 1);
+    }
+    if (st == MM_OK) {
+        snprintf(name, sizeof name, "layers.%zu.bias", index);
+        st = mm_file_writer_add_f32(w, name, d->b, out, 1, true);
+    }
+    return st;
+}
+
 /* Model files: no fields beyond the generic ones; tensors
- * layers.<i>.weight [out, in] and layers.<i>.bias [out], F32, plus the
- * masks of a pruned layer. */
+ * layers.<i>.weight [out, in] and layers.<i>.bias [out], F32. A layer with
+ * a weight mask stores its weight in the compact form instead (see
+ * save_compact; the full form plus a weight_mask only when the kept count
+ * does not fit U32), and a bias mask as layers.<i>.bias_mask. */
 static mm_status dense_save(const mm_layer *layer, size_t index, json_t *entry,
                             mm_file_writer *w) {
     (void)entry;
-    mm_status st = mm_file_save_params(layer, index, w);
+    const mm_param *wp = &layer->params[0];
+    bool compact = false;
+    size_t nnz = 0;
+    if (wp->mask) {
+        const size_t n = mm_param_count(wp);
+        for (size_t i = 0; i < n; i++) nnz += wp->mask[i] != 0;
+        compact = nnz <= UINT32_MAX;
+    }
+    mm_status st = compact ? save_compact(layer, index, w, nnz)
+                           : mm_file_save_params(layer, index, w);
     for (size_t j = 0; j < layer->n_params && st == MM_OK; j++) {
         const mm_param *p = &layer->params[j];
-        if (!p->mask) continue;
+        if (!p->mask || (compact && j == 0)) continue;
         char name[MASK_NAME_CAP];
         uint64_t shape[2];
         size_t ndim;
@@ -194,20 +329,192 @@ static mm_status load_masks(const mm_file *f, size_t index, mm_layer *l) {
     return MM_OK;
 }
 
+/* Check a 1-d tensor's presence, dtype (one of two) and length. */
+static mm_status check_vec(const mm_file *f, const char *name, mm_dtype want, mm_dtype alt,
+                           uint64_t len_or_max, bool exact, mm_dtype *dtype, uint64_t *len) {
+    uint64_t shape[MM_FILE_MAX_DIMS];
+    size_t ndim;
+    mm_dtype dt;
+    mm_status st = mm_file_tensor_info(f, name, &dt, shape, &ndim);
+    if (st == MM_E_NOT_FOUND) return mm_error(MM_E_FORMAT, "tensor %s is missing", name);
+    if (st != MM_OK) return mm_error_prefix(MM_E_FORMAT, "tensor %s", name);
+    if (dt != want && dt != alt)
+        return mm_error(MM_E_FORMAT, "tensor %s has dtype %s, expected %s", name,
+                        mm_dtype_name(dt), mm_dtype_name(want));
+    if (ndim != 1)
+        return mm_error(MM_E_FORMAT, "tensor %s has %zu dimensions, expected 1", name, ndim);
+    if (exact ? shape[0] != len_or_max : shape[0] > len_or_max)
+        return mm_error(MM_E_FORMAT, "tensor %s has %llu elements, expected %s%llu", name,
+                        (unsigned long long)shape[0], exact ? "" : "at most ",
+                        (unsigned long long)len_or_max);
+    if (dtype) *dtype = dt;
+    if (len) *len = shape[0];
+    return MM_OK;
+}
+
+/* The compact weight form, read and validated (offsets from 0 to nnz, never
+ * decreasing; columns below `in`, increasing within a row; values finite). */
+typedef struct compact_read {
+    size_t nnz;
+    uint32_t *off, *idx;
+    float *val;
+} compact_read;
+
+static void compact_read_free(compact_read *c) {
+    free(c->off);
+    free(c->idx);
+    mm_free_floats(c->val);
+}
+
+static mm_status read_compact(const mm_file *f, size_t index, size_t in, size_t out,
+                              compact_read *c) {
+    char nv[MASK_NAME_CAP], ni[MASK_NAME_CAP], no[MASK_NAME_CAP], nm[MASK_NAME_CAP];
+    snprintf(nv, sizeof nv, "layers.%zu.weight_values", index);
+    snprintf(ni, sizeof ni, "layers.%zu.weight_indices", index);
+    snprintf(no, sizeof no, "layers.%zu.weight_offsets", index);
+    snprintf(nm, sizeof nm, "layers.%zu.weight_mask", index);
+    if (mm_file_has_tensor(f, nm))
+        return mm_error(MM_E_FORMAT,
+                        "tensor %s: a weight stored compactly (%s) implies its mask", nm, nv);
+    size_t count;
+    const uint64_t max_nnz =
+        mm_mul_ok(in, out, &count) && count < UINT32_MAX ? count : UINT32_MAX;
+    uint64_t nnz64, nidx;
+    mm_dtype idx_dtype = MM_DTYPE_U32;
+    mm_status st = check_vec(f, nv, MM_DTYPE_F32, MM_DTYPE_F32, max_nnz, false, NULL, &nnz64);
+    if (st == MM_OK)
+        st = check_vec(f, ni, MM_DTYPE_U16, MM_DTYPE_U32, max_nnz, false, &idx_dtype, &nidx);
+    if (st == MM_OK)
+        st = check_vec(f, no, MM_DTYPE_U32, MM_DTYPE_U32, (uint64_t)out + 1, true, NULL, NULL);
+    if (st != MM_OK) return st;
+    if (nidx != nnz64)
+        return mm_error(MM_E_FORMAT, "tensor %s has %llu elements but %s has %llu", ni,
+                        (unsigned long long)nidx, nv, (unsigned long long)nnz64);
+    const size_t nnz = (size_t)nnz64;
+    c->nnz = nnz;
+    c->off = mm_malloc_array(out + 1, sizeof *c->off);
+    c->idx = mm_malloc_array(nnz ? nnz : 1, sizeof *c->idx);
+    c->val = mm_alloc_floats(nnz ? nnz : 1);
+    uint16_t *idx16 = idx_dtype == MM_DTYPE_U16 ? mm_malloc_array(nnz ? nnz : 1, 2) : NULL;
+    if (!c->off || !c->idx || !c->val || (idx_dtype == MM_DTYPE_U16 && !idx16)) {
+        free(idx16);
+        return mm_oom("dense layer file form");
+    }
+    const uint64_t shape_nnz[1] = {nnz}, shape_off[1] = {(uint64_t)out + 1};
+    st = mm_file_read_tensor(f, no, MM_DTYPE_U32, shape_off, 1, c->off);
+    if (st == MM_OK)
+        st = mm_file_read_tensor(f, ni, idx_dtype, shape_nnz, 1,
+                                 idx16 ? (void *)idx16 : (void *)c->idx);
+    if (st == MM_OK) st = mm_file_read_tensor(f, nv, MM_DTYPE_F32, shape_nnz, 1, c->val);
+    if (st == MM_OK && idx16)
+        for (size_t k = 0; k < nnz; k++) c->idx[k] = idx16[k];
+    free(idx16);
+    if (st != MM_OK) return st;
+    const uint32_t *off = c->off, *idx = c->idx;
+    if (off[0] != 0 || off[out] != nnz)
+        return mm_error(MM_E_FORMAT,
+                        "tensor %s must start at 0 and end at %zu (the number of stored "
+                        "weights), not %u .. %u",
+                        no, nnz, (unsigned)off[0], (unsigned)off[out]);
+    for (size_t r = 1; r <= out; r++)
+        if (off[r] < off[r - 1])
+            return mm_error(MM_E_FORMAT, "tensor %s decreases at row %zu (%u after %u)", no, r,
+                            (unsigned)off[r], (unsigned)off[r - 1]);
+    for (size_t r = 0; r < out; r++) {
+        if ((size_t)(off[r + 1] - off[r]) > in)
+            return mm_error(MM_E_FORMAT,
+                            "tensor %s: row %zu holds %zu weights but the layer has %zu inputs",
+                            no, r, (size_t)(off[r + 1] - off[r]), in);
+        for (size_t k = off[r]; k < off[r + 1]; k++) {
+            if (idx[k] >= in)
+                return mm_error(MM_E_FORMAT,
+                                "tensor %s: element %zu (row %zu) is %u, not below the %zu "
+                                "inputs",
+                                ni, k, r, (unsigned)idx[k], in);
+            if (k > off[r] && idx[k] <= idx[k - 1])
+                return mm_error(MM_E_FORMAT,
+                                "tensor %s: the columns of row %zu do not increase (%u after %u "
+                                "at element %zu)",
+                                ni, r, (unsigned)idx[k], (unsigned)idx[k - 1], k);
+        }
+    }
+    for (size_t k = 0; k < nnz; k++)
+        if (!isfinite(c->val[k]))
+            return mm_error(MM_E_NUMERIC, "tensor %s: element %zu is %s", nv, k,
+                            isnan(c->val[k]) ? "NaN" : "infinite");
+    return MM_OK;
+}
+
+/* The weight either in full (layers.<i>.weight, with an optional
+ * weight_mask) or compact (weight_values, weight_indices, weight_offsets:
+ * the mask is implied), never both. */
 static mm_status dense_load(const mm_file *f, size_t index, const json_t *entry, size_t in,
                             size_t out, mm_activation act, float leaky_slope, mm_layer **res) {
     (void)entry;
     *res = NULL;
-    const mm_param_shape shapes[] = {{"weight", out, in}, {"bias", out, 1}};
-    mm_status st = mm_file_check_params_shape(f, index, "dense", shapes, 2);
-    if (st != MM_OK) return st; /* checked before allocating */
-    mm_layer *l = NULL;
-    st = mm_dense_create(&l, in, out, act, leaky_slope, MM_INIT_AUTO, NULL);
+    char nw[MASK_NAME_CAP], nv[MASK_NAME_CAP], ni[MASK_NAME_CAP], no[MASK_NAME_CAP];
+    snprintf(nw, sizeof nw, "layers.%zu.weight", index);
+    snprintf(nv, sizeof nv, "layers.%zu.weight_values", index);
+    snprintf(ni, sizeof ni, "layers.%zu.weight_indices", index);
+    snprintf(no, sizeof no, "layers.%zu.weight_offsets", index);
+    const bool has_compact =
+        mm_file_has_tensor(f, nv) || mm_file_has_tensor(f, ni) || mm_file_has_tensor(f, no);
+    if (!has_compact || mm_file_has_tensor(f, nw)) {
+        if (has_compact)
+            return mm_error(MM_E_FORMAT,
+                            "layer %zu stores its weight twice (%s and the compact form %s)",
+                            index, nw, nv);
+        const mm_param_shape shapes[] = {{"weight", out, in}, {"bias", out, 1}};
+        mm_status st = mm_file_check_params_shape(f, index, "dense", shapes, 2);
+        if (st != MM_OK) return st; /* checked before allocating */
+        mm_layer *l = NULL;
+        st = mm_dense_create(&l, in, out, act, leaky_slope, MM_INIT_AUTO, NULL);
+        if (st != MM_OK) return st;
+        st = mm_file_load_params(f, index, l);
+        if (st == MM_OK) st = load_masks(f, index, l);
+        if (st != MM_OK) {
+            dense_destroy(l);
+            return st;
+        }
+        *res = l;
+        return MM_OK;
+    }
+    /* compact: every tensor checked and validated before the layer exists */
+    const mm_param_shape bshape[] = {{"bias", out, 1}};
+    mm_status st = mm_file_check_params_shape(f, index, "dense", bshape, 1);
     if (st != MM_OK) return st;
-    st = mm_file_load_params(f, index, l);
-    if (st == MM_OK) st = load_masks(f, index, l);
+    size_t count;
+    if (!mm_mul_ok(in, out, &count))
+        return mm_error(MM_E_OUT_OF_RANGE, "dense layer %zu x %zu is too large", out, in);
+    compact_read c = {0};
+    st = read_compact(f, index, in, out, &c);
+    mm_layer *l = NULL;
+    if (st == MM_OK) st = mm_dense_create(&l, in, out, act, leaky_slope, MM_INIT_AUTO, NULL);
+    if (st == MM_OK) {
+        dense_layer *d = (dense_layer *)l;
+        mm_param *wp = &l->params[0];
+        wp->mask = calloc(count ? count : 1, 1);
+        if (!wp->mask) st = mm_oom("pruning mask");
+        else {
+            /* d->w starts at zero: the pruned weights */
+            for (size_t r = 0; r < out; r++)
+                for (size_t k = c.off[r]; k < c.off[r + 1]; k++) {
+                    d->w[r * in + c.idx[k]] = c.val[k];
+                    wp->mask[r * in + c.idx[k]] = 1;
+                }
+            char nb[MASK_NAME_CAP];
+            snprintf(nb, sizeof nb, "layers.%zu.bias", index);
+            st = mm_file_read_f32(f, nb, out, 1, d->b);
+            for (size_t j = 0; j < out && st == MM_OK; j++)
+                if (!isfinite(d->b[j]))
+                    st = mm_error(MM_E_NUMERIC, "tensor %s: element %zu is %s", nb, j,
+                                  isnan(d->b[j]) ? "NaN" : "infinite");
+        }
+        if (st == MM_OK) st = load_masks(f, index, l); /* the bias mask */
+    }
+    compact_read_free(&c);
     if (st != MM_OK) {
-        dense_destroy(l);
+        if (l) dense_destroy(l);
         return st;
     }
     *res = l;
@@ -233,6 +540,7 @@ static mm_status dense_alloc(dense_layer **out, size_t in, size_t units) {
         return mm_error(MM_E_OUT_OF_RANGE, "dense layer %zu x %zu is too large", units, in);
     dense_layer *d = calloc(1, sizeof *d);
     if (!d) return mm_oom("dense layer");
+    atomic_init(&d->save_lock, 0);
     d->w = mm_alloc_floats_zero(count);
     d->dw = mm_alloc_floats_zero(count);
     d->b = mm_alloc_floats_zero(units);
