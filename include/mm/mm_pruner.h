@@ -123,7 +123,9 @@ MM_API mm_status mm_pruner_sparsity_at(const mm_pruner *p, uint64_t step, double
 
 /* Make the pruning physical (see above). `opt` (may be NULL) is the
  * optimizer training the model: its state is shrunk with the neurons so
- * training can go on. Masks are dropped afterwards. */
+ * training can go on. The pruner is detached. Layers that stay dense keep
+ * their weight masks (pruned weights stay zero in later training, and the
+ * model file stores only the kept weights). */
 MM_API mm_status mm_pruner_finalize(mm_pruner *p, mm_model *model, mm_optimizer *opt);
 
 /* Number of weights + biases that are not zero (masked weights count as

@@ -11,7 +11,9 @@
  *     with MM_PRUNE_FORMAT_AUTO where mm_sparse_worthwhile says the sparse
  *     kernels beat dense at its size and density; otherwise it stays dense
  *     with its zeros.
- *  3. Every mask is dropped.
+ *  3. Layers that stay dense keep their weight masks, so later training
+ *     keeps the pruned weights at zero and files store them compactly;
+ *     masks that no longer prune anything were already dropped.
  *
  * An optimizer passed in keeps training: its state tensors are gathered to
  * the surviving weights (rows/columns for shrunk layers, stored entries for
@@ -46,13 +48,6 @@ static void fin_free(fin_layer *f, size_t L, bool destroy_built) {
         for (size_t j = 0; j < MM_LAYER_MAX_PARAMS; j++) free(f[l].gather[j]);
     }
     free(f);
-}
-
-static void free_masks(mm_layer *ly) {
-    for (size_t j = 0; j < ly->n_params; j++) {
-        free(ly->params[j].mask);
-        ly->params[j].mask = NULL;
-    }
 }
 
 /* A gathered copy of a mask if it still prunes something, else NULL
@@ -327,7 +322,6 @@ mm_status mm_prune_finalize_impl(mm_pruner *p, mm_model *m, mm_optimizer *opt) {
             m->layers[l]->vt->destroy(m->layers[l]);
             m->layers[l] = f[l].layer;
         }
-        free_masks(m->layers[l]);
     }
     if (opt) mm_opt_remap_commit(opt, remap);
     json_t *d = finalize_detail(m, f, params_before, bytes_before, format);
