@@ -329,120 +329,18 @@ static mm_status load_masks(const mm_file *f, size_t index, mm_layer *l) {
     return MM_OK;
 }
 
-/* Check a 1-d tensor's presence, dtype (one of two) and length. */
-static mm_status check_vec(const mm_file *f, const char *name, mm_dtype want, mm_dtype alt,
-                           uint64_t len_or_max, bool exact, mm_dtype *dtype, uint64_t *len) {
-    uint64_t shape[MM_FILE_MAX_DIMS];
-    size_t ndim;
-    mm_dtype dt;
-    mm_status st = mm_file_tensor_info(f, name, &dt, shape, &ndim);
-    if (st == MM_E_NOT_FOUND) return mm_error(MM_E_FORMAT, "tensor %s is missing", name);
-    if (st != MM_OK) return mm_error_prefix(MM_E_FORMAT, "tensor %s", name);
-    if (dt != want && dt != alt)
-        return mm_error(MM_E_FORMAT, "tensor %s has dtype %s, expected %s", name,
-                        mm_dtype_name(dt), mm_dtype_name(want));
-    if (ndim != 1)
-        return mm_error(MM_E_FORMAT, "tensor %s has %zu dimensions, expected 1", name, ndim);
-    if (exact ? shape[0] != len_or_max : shape[0] > len_or_max)
-        return mm_error(MM_E_FORMAT, "tensor %s has %llu elements, expected %s%llu", name,
-                        (unsigned long long)shape[0], exact ? "" : "at most ",
-                        (unsigned long long)len_or_max);
-    if (dtype) *dtype = dt;
-    if (len) *len = shape[0];
-    return MM_OK;
-}
-
-/* The compact weight form, read and validated (offsets from 0 to nnz, never
- * decreasing; columns below `in`, increasing within a row; values finite). */
-typedef struct compact_read {
-    size_t nnz;
-    uint32_t *off, *idx;
-    float *val;
-} compact_read;
-
-static void compact_read_free(compact_read *c) {
-    free(c->off);
-    free(c->idx);
-    mm_free_floats(c->val);
-}
-
+/* The compact weight form (mm_file_read_csr); a separate weight mask
+ * beside it would be ambiguous. */
 static mm_status read_compact(const mm_file *f, size_t index, size_t in, size_t out,
-                              compact_read *c) {
-    char nv[MASK_NAME_CAP], ni[MASK_NAME_CAP], no[MASK_NAME_CAP], nm[MASK_NAME_CAP];
-    snprintf(nv, sizeof nv, "layers.%zu.weight_values", index);
-    snprintf(ni, sizeof ni, "layers.%zu.weight_indices", index);
-    snprintf(no, sizeof no, "layers.%zu.weight_offsets", index);
+                              mm_file_csr *c) {
+    char nm[MASK_NAME_CAP];
     snprintf(nm, sizeof nm, "layers.%zu.weight_mask", index);
     if (mm_file_has_tensor(f, nm))
         return mm_error(MM_E_FORMAT,
-                        "tensor %s: a weight stored compactly (%s) implies its mask", nm, nv);
-    size_t count;
-    const uint64_t max_nnz =
-        mm_mul_ok(in, out, &count) && count < UINT32_MAX ? count : UINT32_MAX;
-    uint64_t nnz64, nidx;
-    mm_dtype idx_dtype = MM_DTYPE_U32;
-    mm_status st = check_vec(f, nv, MM_DTYPE_F32, MM_DTYPE_F32, max_nnz, false, NULL, &nnz64);
-    if (st == MM_OK)
-        st = check_vec(f, ni, MM_DTYPE_U16, MM_DTYPE_U32, max_nnz, false, &idx_dtype, &nidx);
-    if (st == MM_OK)
-        st = check_vec(f, no, MM_DTYPE_U32, MM_DTYPE_U32, (uint64_t)out + 1, true, NULL, NULL);
-    if (st != MM_OK) return st;
-    if (nidx != nnz64)
-        return mm_error(MM_E_FORMAT, "tensor %s has %llu elements but %s has %llu", ni,
-                        (unsigned long long)nidx, nv, (unsigned long long)nnz64);
-    const size_t nnz = (size_t)nnz64;
-    c->nnz = nnz;
-    c->off = mm_malloc_array(out + 1, sizeof *c->off);
-    c->idx = mm_malloc_array(nnz ? nnz : 1, sizeof *c->idx);
-    c->val = mm_alloc_floats(nnz ? nnz : 1);
-    uint16_t *idx16 = idx_dtype == MM_DTYPE_U16 ? mm_malloc_array(nnz ? nnz : 1, 2) : NULL;
-    if (!c->off || !c->idx || !c->val || (idx_dtype == MM_DTYPE_U16 && !idx16)) {
-        free(idx16);
-        return mm_oom("dense layer file form");
-    }
-    const uint64_t shape_nnz[1] = {nnz}, shape_off[1] = {(uint64_t)out + 1};
-    st = mm_file_read_tensor(f, no, MM_DTYPE_U32, shape_off, 1, c->off);
-    if (st == MM_OK)
-        st = mm_file_read_tensor(f, ni, idx_dtype, shape_nnz, 1,
-                                 idx16 ? (void *)idx16 : (void *)c->idx);
-    if (st == MM_OK) st = mm_file_read_tensor(f, nv, MM_DTYPE_F32, shape_nnz, 1, c->val);
-    if (st == MM_OK && idx16)
-        for (size_t k = 0; k < nnz; k++) c->idx[k] = idx16[k];
-    free(idx16);
-    if (st != MM_OK) return st;
-    const uint32_t *off = c->off, *idx = c->idx;
-    if (off[0] != 0 || off[out] != nnz)
-        return mm_error(MM_E_FORMAT,
-                        "tensor %s must start at 0 and end at %zu (the number of stored "
-                        "weights), not %u .. %u",
-                        no, nnz, (unsigned)off[0], (unsigned)off[out]);
-    for (size_t r = 1; r <= out; r++)
-        if (off[r] < off[r - 1])
-            return mm_error(MM_E_FORMAT, "tensor %s decreases at row %zu (%u after %u)", no, r,
-                            (unsigned)off[r], (unsigned)off[r - 1]);
-    for (size_t r = 0; r < out; r++) {
-        if ((size_t)(off[r + 1] - off[r]) > in)
-            return mm_error(MM_E_FORMAT,
-                            "tensor %s: row %zu holds %zu weights but the layer has %zu inputs",
-                            no, r, (size_t)(off[r + 1] - off[r]), in);
-        for (size_t k = off[r]; k < off[r + 1]; k++) {
-            if (idx[k] >= in)
-                return mm_error(MM_E_FORMAT,
-                                "tensor %s: element %zu (row %zu) is %u, not below the %zu "
-                                "inputs",
-                                ni, k, r, (unsigned)idx[k], in);
-            if (k > off[r] && idx[k] <= idx[k - 1])
-                return mm_error(MM_E_FORMAT,
-                                "tensor %s: the columns of row %zu do not increase (%u after %u "
-                                "at element %zu)",
-                                ni, r, (unsigned)idx[k], (unsigned)idx[k - 1], k);
-        }
-    }
-    for (size_t k = 0; k < nnz; k++)
-        if (!isfinite(c->val[k]))
-            return mm_error(MM_E_NUMERIC, "tensor %s: element %zu is %s", nv, k,
-                            isnan(c->val[k]) ? "NaN" : "infinite");
-    return MM_OK;
+                        "tensor %s: a weight stored compactly (layers.%zu.weight_values) "
+                        "implies its mask",
+                        nm, index);
+    return mm_file_read_csr(f, index, in, out, c);
 }
 
 /* The weight either in full (layers.<i>.weight, with an optional
@@ -486,7 +384,7 @@ static mm_status dense_load(const mm_file *f, size_t index, const json_t *entry,
     size_t count;
     if (!mm_mul_ok(in, out, &count))
         return mm_error(MM_E_OUT_OF_RANGE, "dense layer %zu x %zu is too large", out, in);
-    compact_read c = {0};
+    mm_file_csr c = {0};
     st = read_compact(f, index, in, out, &c);
     mm_layer *l = NULL;
     if (st == MM_OK) st = mm_dense_create(&l, in, out, act, leaky_slope, MM_INIT_AUTO, NULL);
@@ -498,9 +396,9 @@ static mm_status dense_load(const mm_file *f, size_t index, const json_t *entry,
         else {
             /* d->w starts at zero: the pruned weights */
             for (size_t r = 0; r < out; r++)
-                for (size_t k = c.off[r]; k < c.off[r + 1]; k++) {
-                    d->w[r * in + c.idx[k]] = c.val[k];
-                    wp->mask[r * in + c.idx[k]] = 1;
+                for (size_t k = c.offsets[r]; k < c.offsets[r + 1]; k++) {
+                    d->w[r * in + c.indices[k]] = c.values[k];
+                    wp->mask[r * in + c.indices[k]] = 1;
                 }
             char nb[MASK_NAME_CAP];
             snprintf(nb, sizeof nb, "layers.%zu.bias", index);
@@ -512,7 +410,7 @@ static mm_status dense_load(const mm_file *f, size_t index, const json_t *entry,
         }
         if (st == MM_OK) st = load_masks(f, index, l); /* the bias mask */
     }
-    compact_read_free(&c);
+    mm_file_csr_free(&c);
     if (st != MM_OK) {
         if (l) dense_destroy(l);
         return st;

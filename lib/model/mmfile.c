@@ -1063,6 +1063,116 @@ mm_status mm_file_build_model(const mm_file *f, mm_model **out) {
 }
 
 /* ------------------------------------------------------------------------
+ * Tensors shared by layer kinds
+ * ---------------------------------------------------------------------- */
+
+mm_status mm_file_check_vector(const mm_file *f, const char *name, mm_dtype want, mm_dtype alt,
+                           uint64_t len_or_max, bool exact, mm_dtype *dtype, uint64_t *len) {
+    uint64_t shape[MM_FILE_MAX_DIMS];
+    size_t ndim;
+    mm_dtype dt;
+    mm_status st = mm_file_tensor_info(f, name, &dt, shape, &ndim);
+    if (st == MM_E_NOT_FOUND) return mm_error(MM_E_FORMAT, "tensor %s is missing", name);
+    if (st != MM_OK) return mm_error_prefix(MM_E_FORMAT, "tensor %s", name);
+    if (dt != want && dt != alt)
+        return mm_error(MM_E_FORMAT, "tensor %s has dtype %s, expected %s", name,
+                        mm_dtype_name(dt), mm_dtype_name(want));
+    if (ndim != 1)
+        return mm_error(MM_E_FORMAT, "tensor %s has %zu dimensions, expected 1", name, ndim);
+    if (exact ? shape[0] != len_or_max : shape[0] > len_or_max)
+        return mm_error(MM_E_FORMAT, "tensor %s has %llu elements, expected %s%llu", name,
+                        (unsigned long long)shape[0], exact ? "" : "at most ",
+                        (unsigned long long)len_or_max);
+    if (dtype) *dtype = dt;
+    if (len) *len = shape[0];
+    return MM_OK;
+}
+
+void mm_file_csr_free(mm_file_csr *c) {
+    free(c->offsets);
+    free(c->indices);
+    mm_free_floats(c->values);
+    c->offsets = c->indices = NULL;
+    c->values = NULL;
+}
+
+mm_status mm_file_read_csr(const mm_file *f, size_t index, size_t in, size_t out,
+                           mm_file_csr *c) {
+    char nv[96], ni[96], no[96];
+    snprintf(nv, sizeof nv, "layers.%zu.weight_values", index);
+    snprintf(ni, sizeof ni, "layers.%zu.weight_indices", index);
+    snprintf(no, sizeof no, "layers.%zu.weight_offsets", index);
+    size_t count;
+    const uint64_t max_nnz =
+        mm_mul_ok(in, out, &count) && count < UINT32_MAX ? count : UINT32_MAX;
+    uint64_t nnz64 = 0, nidx = 0;
+    mm_dtype idx_dtype = MM_DTYPE_U32;
+    mm_status st = mm_file_check_vector(f, nv, MM_DTYPE_F32, MM_DTYPE_F32, max_nnz, false, NULL, &nnz64);
+    if (st == MM_OK)
+        st = mm_file_check_vector(f, ni, MM_DTYPE_U16, MM_DTYPE_U32, max_nnz, false, &idx_dtype, &nidx);
+    if (st == MM_OK)
+        st = mm_file_check_vector(f, no, MM_DTYPE_U32, MM_DTYPE_U32, (uint64_t)out + 1, true, NULL, NULL);
+    if (st != MM_OK) return st;
+    if (nidx != nnz64)
+        return mm_error(MM_E_FORMAT, "tensor %s has %llu elements but %s has %llu", ni,
+                        (unsigned long long)nidx, nv, (unsigned long long)nnz64);
+    const size_t nnz = (size_t)nnz64;
+    c->nnz = nnz;
+    c->offsets = mm_malloc_array(out + 1, sizeof *c->offsets);
+    c->indices = mm_malloc_array(nnz ? nnz : 1, sizeof *c->indices);
+    c->values = mm_alloc_floats(nnz ? nnz : 1);
+    uint16_t *idx16 = idx_dtype == MM_DTYPE_U16 ? mm_malloc_array(nnz ? nnz : 1, 2) : NULL;
+    if (!c->offsets || !c->indices || !c->values || (idx_dtype == MM_DTYPE_U16 && !idx16)) {
+        free(idx16);
+        return mm_oom("CSR weights");
+    }
+    const uint64_t shape_nnz[1] = {nnz}, shape_off[1] = {(uint64_t)out + 1};
+    st = mm_file_read_tensor(f, no, MM_DTYPE_U32, shape_off, 1, c->offsets);
+    if (st == MM_OK)
+        st = mm_file_read_tensor(f, ni, idx_dtype, shape_nnz, 1,
+                                 idx16 ? (void *)idx16 : (void *)c->indices);
+    if (st == MM_OK) st = mm_file_read_tensor(f, nv, MM_DTYPE_F32, shape_nnz, 1, c->values);
+    if (st == MM_OK && idx16)
+        for (size_t k = 0; k < nnz; k++) c->indices[k] = idx16[k];
+    free(idx16);
+    if (st != MM_OK) return st;
+    const uint32_t *off = c->offsets, *idx = c->indices;
+    if (off[0] != 0 || off[out] != nnz)
+        return mm_error(MM_E_FORMAT,
+                        "tensor %s must start at 0 and end at %zu (the number of stored "
+                        "weights), not %u .. %u",
+                        no, nnz, (unsigned)off[0], (unsigned)off[out]);
+    for (size_t r = 1; r <= out; r++)
+        if (off[r] < off[r - 1])
+            return mm_error(MM_E_FORMAT, "tensor %s decreases at row %zu (%u after %u)", no, r,
+                            (unsigned)off[r], (unsigned)off[r - 1]);
+    for (size_t r = 0; r < out; r++) {
+        if ((size_t)(off[r + 1] - off[r]) > in)
+            return mm_error(MM_E_FORMAT,
+                            "tensor %s: row %zu holds %zu weights but the layer has %zu inputs",
+                            no, r, (size_t)(off[r + 1] - off[r]), in);
+        for (size_t k = off[r]; k < off[r + 1]; k++) {
+            if (idx[k] >= in)
+                return mm_error(MM_E_FORMAT,
+                                "tensor %s: element %zu (row %zu) is %u, not below the %zu "
+                                "inputs",
+                                ni, k, r, (unsigned)idx[k], in);
+            if (k > off[r] && idx[k] <= idx[k - 1])
+                return mm_error(MM_E_FORMAT,
+                                "tensor %s: the columns of row %zu do not increase (%u after %u "
+                                "at element %zu)",
+                                ni, r, (unsigned)idx[k], (unsigned)idx[k - 1], k);
+        }
+    }
+    for (size_t k = 0; k < nnz; k++)
+        if (!isfinite(c->values[k]))
+            return mm_error(MM_E_NUMERIC, "tensor %s: element %zu is %s", nv, k,
+                            isnan(c->values[k]) ? "NaN" : "infinite");
+    return MM_OK;
+}
+
+
+/* ------------------------------------------------------------------------
  * Writing
  * ---------------------------------------------------------------------- */
 

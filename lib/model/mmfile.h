@@ -91,6 +91,31 @@ mm_status mm_file_load_params(const mm_file *f, size_t index, mm_layer *layer);
  * loader would refuse is never written). */
 mm_status mm_file_save_params(const mm_layer *layer, size_t index, mm_file_writer *w);
 
+/* Check a 1-d tensor: present, dtype `want` or `alt`, and exactly (exact)
+ * or at most len_or_max elements; *dtype and *len (may be NULL) receive
+ * what the file holds. MM_E_FORMAT naming the tensor otherwise. */
+mm_status mm_file_check_vector(const mm_file *f, const char *name, mm_dtype want, mm_dtype alt,
+                               uint64_t len_or_max, bool exact, mm_dtype *dtype, uint64_t *len);
+
+/* A CSR weight matrix (out rows, in columns) stored as
+ * layers.<index>.weight_values (F32 [nnz]), weight_indices (U16 or U32
+ * [nnz]) and weight_offsets (U32 [out+1]), as the sparse kind and masked
+ * dense layers write it. Shapes and dtypes are checked before anything is
+ * allocated; then offsets run from 0 to nnz without decreasing, a row holds
+ * at most `in` entries, its columns are below `in` and increasing, and the
+ * values are finite (MM_E_FORMAT / MM_E_NUMERIC naming the tensor). On
+ * error nothing needs freeing beyond mm_file_csr_free, which is always
+ * safe on a zeroed struct. */
+typedef struct mm_file_csr {
+    size_t nnz;
+    uint32_t *offsets; /* out + 1 */
+    uint32_t *indices; /* nnz */
+    float *values;     /* nnz, 64-byte aligned */
+} mm_file_csr;
+mm_status mm_file_read_csr(const mm_file *f, size_t index, size_t in, size_t out,
+                           mm_file_csr *csr);
+void mm_file_csr_free(mm_file_csr *csr);
+
 /* Build the model the file describes. */
 mm_status mm_file_build_model(const mm_file *f, mm_model **out);
 

@@ -624,137 +624,49 @@ static mm_status sparse_save(const mm_layer *layer, size_t index, json_t *entry,
     return st;
 }
 
-/* Check a 1-d tensor's presence, dtype (one of two) and length. */
-static mm_status check_vec(const mm_file *f, const char *name, mm_dtype want, mm_dtype alt,
-                           uint64_t len_or_max, bool exact, mm_dtype *dtype, uint64_t *len) {
-    uint64_t shape[MM_FILE_MAX_DIMS];
-    size_t ndim;
-    mm_dtype dt;
-    mm_status st = mm_file_tensor_info(f, name, &dt, shape, &ndim);
-    if (st == MM_E_NOT_FOUND) return mm_error(MM_E_FORMAT, "tensor %s is missing", name);
-    if (st != MM_OK) return mm_error_prefix(MM_E_FORMAT, "tensor %s", name);
-    if (dt != want && dt != alt)
-        return mm_error(MM_E_FORMAT, "tensor %s has dtype %s, expected %s", name,
-                        mm_dtype_name(dt), mm_dtype_name(want));
-    if (ndim != 1)
-        return mm_error(MM_E_FORMAT, "tensor %s has %zu dimensions, expected 1", name, ndim);
-    if (exact ? shape[0] != len_or_max : shape[0] > len_or_max)
-        return mm_error(MM_E_FORMAT, "tensor %s has %llu elements, expected %s%llu", name,
-                        (unsigned long long)shape[0], exact ? "" : "at most ",
-                        (unsigned long long)len_or_max);
-    if (dtype) *dtype = dt;
-    if (len) *len = shape[0];
-    return MM_OK;
-}
-
 static mm_status sparse_load(const mm_file *f, size_t index, const json_t *entry, size_t in,
                              size_t out, mm_activation act, float leaky_slope, mm_layer **res) {
     *res = NULL;
-    char nv[NAME_CAP], ni[NAME_CAP], no[NAME_CAP], nb[NAME_CAP];
-    tensor_name(nv, index, "weight_values");
-    tensor_name(ni, index, "weight_indices");
-    tensor_name(no, index, "weight_offsets");
+    char nb[NAME_CAP];
     tensor_name(nb, index, "bias");
-    /* every shape and dtype first, before allocating anything */
-    size_t dense_count;
-    const uint64_t max_nnz =
-        mm_mul_ok(in, out, &dense_count) && dense_count < UINT32_MAX ? dense_count : UINT32_MAX;
-    uint64_t nnz64, nidx;
-    mm_dtype idx_dtype;
-    mm_status st = check_vec(f, nv, MM_DTYPE_F32, MM_DTYPE_F32, max_nnz, false, NULL, &nnz64);
-    if (st == MM_OK)
-        st = check_vec(f, ni, MM_DTYPE_U16, MM_DTYPE_U32, max_nnz, false, &idx_dtype, &nidx);
-    if (st == MM_OK) st = check_vec(f, no, MM_DTYPE_U32, MM_DTYPE_U32, (uint64_t)out + 1, true, NULL, NULL);
-    if (st == MM_OK) st = check_vec(f, nb, MM_DTYPE_F32, MM_DTYPE_F32, out, true, NULL, NULL);
+    /* the bias's shape first; mm_file_read_csr checks its own before
+     * allocating */
+    mm_status st = mm_file_check_vector(f, nb, MM_DTYPE_F32, MM_DTYPE_F32, out, true, NULL, NULL);
     if (st != MM_OK) return st;
-    if (nidx != nnz64)
-        return mm_error(MM_E_FORMAT, "tensor %s has %llu elements but %s has %llu", ni,
-                        (unsigned long long)nidx, nv, (unsigned long long)nnz64);
+    mm_file_csr c = {0};
+    size_t *off = NULL;
+    float *bias = NULL;
+    sparse_layer *s = NULL;
+    if ((st = mm_file_read_csr(f, index, in, out, &c)) != MM_OK) goto done;
+    const size_t nnz = c.nnz;
     const json_t *jn = json_object_get(entry, "nnz");
     if (!jn || !json_is_integer(jn) || json_integer_value(jn) < 0 ||
-        (uint64_t)json_integer_value(jn) != nnz64)
-        return mm_error(MM_E_FORMAT,
-                        "architecture: layer %zu: \"nnz\" must be the number of stored weights "
-                        "(%llu)",
-                        index, (unsigned long long)nnz64);
-    const size_t nnz = (size_t)nnz64;
-
-    /* read and validate the CSR arrays */
-    uint32_t *off32 = mm_malloc_array(out + 1, sizeof *off32);
-    size_t *off = mm_malloc_array(out + 1, sizeof *off);
-    uint32_t *idx = mm_malloc_array(nnz ? nnz : 1, sizeof *idx);
-    uint16_t *idx16 = idx_dtype == MM_DTYPE_U16 ? mm_malloc_array(nnz ? nnz : 1, 2) : NULL;
-    float *val = mm_alloc_floats(nnz), *bias = mm_alloc_floats(out);
-    sparse_layer *s = NULL;
-    if (!off32 || !off || !idx || !val || !bias || (idx_dtype == MM_DTYPE_U16 && !idx16)) {
+        (uint64_t)json_integer_value(jn) != (uint64_t)nnz) {
+        st = mm_error(MM_E_FORMAT,
+                      "architecture: layer %zu: \"nnz\" must be the number of stored weights "
+                      "(%zu)",
+                      index, nnz);
+        goto done;
+    }
+    off = mm_malloc_array(out + 1, sizeof *off);
+    bias = mm_alloc_floats(out);
+    if (!off || !bias) {
         st = mm_oom("sparse layer");
         goto done;
     }
-    const uint64_t shape_nnz[1] = {nnz}, shape_off[1] = {(uint64_t)out + 1}, shape_b[1] = {out};
-    if ((st = mm_file_read_tensor(f, no, MM_DTYPE_U32, shape_off, 1, off32)) != MM_OK) goto done;
-    if ((st = mm_file_read_tensor(f, ni, idx_dtype, shape_nnz, 1,
-                                  idx16 ? (void *)idx16 : (void *)idx)) != MM_OK)
-        goto done;
-    if ((st = mm_file_read_tensor(f, nv, MM_DTYPE_F32, shape_nnz, 1, val)) != MM_OK) goto done;
-    if ((st = mm_file_read_tensor(f, nb, MM_DTYPE_F32, shape_b, 1, bias)) != MM_OK) goto done;
-    if (idx16)
-        for (size_t k = 0; k < nnz; k++) idx[k] = idx16[k];
-    if (off32[0] != 0 || off32[out] != nnz) {
-        st = mm_error(MM_E_FORMAT, "tensor %s must start at 0 and end at %zu (the number of "
-                                   "stored weights), not %u .. %u",
-                      no, nnz, (unsigned)off32[0], (unsigned)off32[out]);
-        goto done;
-    }
-    for (size_t r = 0; r <= out; r++) {
-        if (r > 0 && off32[r] < off32[r - 1]) {
-            st = mm_error(MM_E_FORMAT, "tensor %s decreases at row %zu (%u after %u)", no, r,
-                          (unsigned)off32[r], (unsigned)off32[r - 1]);
-            goto done;
-        }
-        off[r] = off32[r];
-    }
-    for (size_t r = 0; r < out; r++) {
-        if (off[r + 1] - off[r] > in) {
-            st = mm_error(MM_E_FORMAT, "tensor %s: row %zu holds %zu weights but the layer has "
-                                       "%zu inputs",
-                          no, r, off[r + 1] - off[r], in);
-            goto done;
-        }
-        for (size_t k = off[r]; k < off[r + 1]; k++) {
-            if (idx[k] >= in) {
-                st = mm_error(MM_E_FORMAT, "tensor %s: element %zu (row %zu) is %u, not below "
-                                           "the %zu inputs",
-                              ni, k, r, (unsigned)idx[k], in);
-                goto done;
-            }
-            if (k > off[r] && idx[k] <= idx[k - 1]) {
-                st = mm_error(MM_E_FORMAT, "tensor %s: the columns of row %zu do not increase "
-                                           "(%u after %u at element %zu)",
-                              ni, r, (unsigned)idx[k], (unsigned)idx[k - 1], k);
-                goto done;
-            }
-        }
-    }
-    for (size_t k = 0; k < nnz; k++)
-        if (!isfinite(val[k])) {
-            st = mm_error(MM_E_NUMERIC, "tensor %s: element %zu is %s", nv, k,
-                          isnan(val[k]) ? "NaN" : "infinite");
-            goto done;
-        }
+    for (size_t r = 0; r <= out; r++) off[r] = c.offsets[r];
+    if ((st = mm_file_read_f32(f, nb, out, 1, bias)) != MM_OK) goto done;
     for (size_t j = 0; j < out; j++)
         if (!isfinite(bias[j])) {
             st = mm_error(MM_E_NUMERIC, "tensor %s: element %zu is %s", nb, j,
                           isnan(bias[j]) ? "NaN" : "infinite");
             goto done;
         }
-    const csr_view v = {out, in, nnz, off, idx, val};
+    const csr_view v = {out, in, nnz, off, c.indices, c.values};
     st = sparse_build(&v, act, leaky_slope, bias, &s);
 done:
-    free(off32);
+    mm_file_csr_free(&c);
     free(off);
-    free(idx);
-    free(idx16);
-    mm_free_floats(val);
     mm_free_floats(bias);
     if (st != MM_OK) return st;
     *res = &s->base;
