@@ -9,5 +9,6 @@
 #include "mm_optimizer.h"
 #include "mm_pruner.h"
 #include "mm_quantizer.h"
+#include "mm_onnx.h"
 
 #endif
