@@ -1,0 +1,98 @@
+"""Enum-keyed settings (optimizer, pruner, quantizer) by keyword name."""
+
+from ctypes import byref, c_double, c_int
+
+from ._lib import lib
+
+
+class Settings:
+    """How one object kind maps setting names to the C enum and values.
+
+    `aliases` maps short names (lr) to the library's names; `choices` maps a
+    setting whose value is an enum to {name: value} so that strings work
+    (schedule="cosine"); `choice_funcs` maps such a setting to the C
+    (*_from_name, *_name) pair.
+    """
+
+    def __init__(self, from_name, name_of, bounds, aliases=None, choices=None,
+                 choice_funcs=None):
+        self._from_name = from_name
+        self._name_of = name_of
+        self._bounds = bounds
+        self._aliases = aliases or {}
+        self._choices = choices or {}
+        self._choice_funcs = choice_funcs or {}
+        self._cache = {}
+
+    def key(self, name):
+        """The C enum value of a setting name (raises InvalidArgumentError)."""
+        k = self._cache.get(name)
+        if k is None:
+            if not isinstance(name, str):
+                raise TypeError("setting names are str, got %s" % type(name).__name__)
+            out = c_int()
+            self._from_name(self._aliases.get(name, name).encode(), byref(out))
+            k = self._cache[name] = out.value
+        return k
+
+    def canonical(self, name):
+        return self._aliases.get(name, name)
+
+    def value(self, name, value):
+        """A setting value as the double the C setter takes."""
+        cname = self.canonical(name)
+        if isinstance(value, str):
+            if cname in self._choices:
+                table = self._choices[cname]
+                if value not in table:
+                    raise ValueError("%s must be one of %s, got %r"
+                                     % (cname, ", ".join(table), value))
+                return float(table[value])
+            if cname in self._choice_funcs:
+                out = c_int()
+                self._choice_funcs[cname][0](value.encode(), byref(out))
+                return float(out.value)
+            raise TypeError("setting %s takes a number, got %r" % (cname, value))
+        if isinstance(value, bool):
+            return 1.0 if value else 0.0
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise TypeError("setting %s takes a number, got %s"
+                            % (cname, type(value).__name__)) from None
+
+    def decode(self, name, number):
+        """The Python value of a setting read back: a name for enum settings."""
+        cname = self.canonical(name)
+        if cname in self._choices:
+            for k, v in self._choices[cname].items():
+                if v == number:
+                    return k
+        if cname in self._choice_funcs:
+            n = self._choice_funcs[cname][1](int(number))
+            if n:
+                return n.decode()
+        return number
+
+    def apply(self, setter, ptr, settings):
+        for name, value in settings.items():
+            setter(ptr, self.key(name), self.value(name, value))
+
+    def get(self, getter, ptr, name):
+        out = c_double()
+        getter(ptr, self.key(name), byref(out))
+        return self.decode(name, out.value)
+
+    def bounds(self, name):
+        lo, hi = c_double(), c_double()
+        self._bounds(self.key(name), byref(lo), byref(hi))
+        return lo.value, hi.value
+
+    def names(self, first=1, last=64):
+        """The names of every setting the library knows."""
+        out = []
+        for k in range(first, last + 1):
+            n = self._name_of(k)
+            if n:
+                out.append(n.decode())
+        return out

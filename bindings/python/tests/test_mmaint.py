@@ -1,0 +1,774 @@
+"""Tests of the mmaint Python bindings (unittest; run by `meson test`).
+
+They run under any Python 3.9+, with or without numpy: array-based tests
+always run, numpy tests only when numpy is importable. The library comes from
+$MMAINT_LIBRARY (meson passes the built libmmaint.so.0); the package from
+$PYTHONPATH (the source tree).
+"""
+
+import array
+import ctypes
+import gc
+import math
+import os
+import random
+import re
+import sys
+import tempfile
+import threading
+import tracemalloc
+import unittest
+
+import mmaint
+from mmaint import _lib
+from mmaint._handle import Handle
+
+try:
+    import numpy as np
+except ImportError:
+    np = None
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE_ROOT = os.environ.get("MM_SOURCE_ROOT",
+                             os.path.dirname(os.path.dirname(os.path.dirname(HERE))))
+FASHION = os.environ.get("MM_FASHION_DIR", "/usr/share/datasets/fashion-mnist")
+
+DIM, CLASSES = 8, 3
+
+
+def blobs(n, seed):
+    """n samples of DIM features in CLASSES well separated Gaussian blobs,
+    as flat array('f') features and array('i') labels."""
+    rng = random.Random(seed)
+    x, y = array.array("f"), array.array("i")
+    for i in range(n):
+        c = rng.randrange(CLASSES)
+        y.append(c)
+        x.extend(rng.gauss(3.0 if j == c else 0.0, 0.7) for j in range(DIM))
+    return x, y
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def rss_kb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+class TempDir(unittest.TestCase):
+    def setUp(self):
+        self._tmp = tempfile.TemporaryDirectory()
+        self.tmp = self._tmp.name
+
+    def tearDown(self):
+        self._tmp.cleanup()
+
+    def path(self, name):
+        return os.path.join(self.tmp, name)
+
+
+class TestLibrary(unittest.TestCase):
+    def test_version_and_path(self):
+        self.assertRegex(mmaint.version(), r"^\d+\.\d+\.\d+")
+        major, minor, patch = (int(v) for v in mmaint.version().split(".")[:3])
+        self.assertEqual(mmaint.version_number(), major * 10000 + minor * 100 + patch)
+        self.assertTrue(os.path.basename(mmaint.library_path()).startswith("libmmaint.so"))
+        if os.environ.get("MMAINT_LIBRARY"):
+            self.assertEqual(mmaint.library_path(), os.environ["MMAINT_LIBRARY"])
+
+    def test_backend(self):
+        before = mmaint.backend()
+        self.assertIn(before, ("blis", "reference"))
+        mmaint.set_backend("reference")
+        self.assertEqual(mmaint.backend(), "reference")
+        try:
+            mmaint.set_backend(before)
+        except mmaint.UnsupportedError:
+            pass
+        self.assertRaises(ValueError, mmaint.set_backend, "gpu")
+        mmaint.set_num_threads(1)
+
+    def test_set_num_threads_bad(self):
+        with self.assertRaises(mmaint.Error) as cm:
+            mmaint.set_num_threads(0)
+        self.assertIn(cm.exception.name, ("MM_E_INVALID_ARGUMENT", "MM_E_OUT_OF_RANGE"))
+
+    def test_every_public_function_is_declared(self):
+        """Each MM_API function of include/mm/*.h has a signature in
+        mmaint._lib.SIGNATURES (and so argtypes/restype); none is stale."""
+        inc = os.path.join(SOURCE_ROOT, "include", "mm")
+        if not os.path.isdir(inc):
+            self.skipTest("headers not found at %s (set MM_SOURCE_ROOT)" % inc)
+        declared = set()
+        for name in sorted(os.listdir(inc)):
+            if name.endswith(".h"):
+                with open(os.path.join(inc, name)) as f:
+                    src = f.read()
+                declared.update(re.findall(r"^MM_API\b[^;(]*?\b(mm_\w+)\s*\(", src, re.M))
+        self.assertGreater(len(declared), 100)
+        missing = sorted(declared - set(_lib.SIGNATURES))
+        self.assertEqual(missing, [], "public functions without a Python signature: add them "
+                         "to SIGNATURES in bindings/python/mmaint/_lib.py")
+        stale = sorted(set(_lib.SIGNATURES) - declared)
+        self.assertEqual(stale, [], "signatures of functions no header declares")
+        for name in declared:
+            f = getattr(_lib.lib, name)
+            self.assertIsNotNone(f.argtypes, name)
+
+    def test_error_classes_match_status_codes(self):
+        for code in range(-14, 0):
+            cls = mmaint.errors.error_class(code)
+            self.assertIsNot(cls, mmaint.Error, code)
+            self.assertEqual(cls.status, code)
+            self.assertEqual(cls.name, _lib.lib.mm_status_name(code).decode())
+            self.assertTrue(issubclass(cls, mmaint.Error))
+        self.assertIs(mmaint.errors.error_class(-999), mmaint.Error)
+        self.assertTrue(issubclass(mmaint.ShapeError, ValueError))
+        self.assertTrue(issubclass(mmaint.InputOutputError, OSError))
+        self.assertTrue(issubclass(mmaint.OutOfMemoryError, MemoryError))
+        self.assertTrue(issubclass(mmaint.NumericError, ArithmeticError))
+
+
+class TestModel(TempDir):
+    def test_build_and_facts(self):
+        m = mmaint.Model(DIM, seed=3).add_dense(16, "tanh").add_dense(CLASSES, "identity",
+                                                                         init="xavier")
+        self.assertEqual((m.input_dim, m.output_dim, m.num_layers, len(m)), (DIM, 3, 2, 2))
+        self.assertEqual(m.num_params, DIM * 16 + 16 + 16 * 3 + 3)
+        self.assertEqual(m.param_bytes, 4 * m.num_params)
+        self.assertEqual(m.layers[0], mmaint.Layer(0, "dense", DIM, 16, "tanh"))
+        self.assertEqual(m.layers[1].activation, "identity")
+        self.assertEqual(m.loss, "softmax_xent")
+        m.loss = "mse"
+        self.assertEqual(m.loss, "mse")
+        self.assertIn("2 layers", m.describe())
+        self.assertIn("8-16-3", repr(m))
+        spec = mmaint.Model("8-16-3:tanh", seed=3)
+        self.assertEqual(spec.num_params, m.num_params)
+
+    def test_same_seed_same_weights(self):
+        a = mmaint.Model("8-16-3", seed=7)
+        b = mmaint.Model("8-16-3", seed=7)
+        self.assertEqual(list(a.get_weights(0)[0]) if np is None else a.get_weights(0)[0].tolist(),
+                         list(b.get_weights(0)[0]) if np is None else b.get_weights(0)[0].tolist())
+
+    def test_weights_round_trip(self):
+        m = mmaint.Model("3-2", seed=1)
+        m.set_weights(0, [[1, 2, 3], [4, 5, 6]], [0.5, -0.5])
+        w, b = m.get_weights(0)
+        self.assertEqual(list(array.array("f", bytes(memoryview(w).cast("B")))),
+                         [1, 2, 3, 4, 5, 6])
+        self.assertEqual(list(array.array("f", bytes(memoryview(b).cast("B")))), [0.5, -0.5])
+        out = m.forward([1, 0, 0])
+        self.assertEqual(list(array.array("f", bytes(memoryview(out).cast("B")))), [1.5, 3.5])
+        m.set_weights(0, bias=[0, 0])  # weights alone or bias alone
+        with self.assertRaises(mmaint.ShapeError):
+            m.set_weights(0, [1, 2, 3])
+        with self.assertRaises(mmaint.NumericError):
+            m.set_weights(0, [1, 2, 3, 4, 5, float("nan")])
+        with self.assertRaises(mmaint.OutOfRangeError):
+            m.get_weights(5)
+
+    def test_backward_and_gradients(self):
+        m = mmaint.Model("3-2", seed=1)
+        loss = m.backward([1, 2, 3], labels=1)
+        self.assertGreater(loss, 0)
+        dw, db = m.get_gradients(0)
+        self.assertEqual(len(bytes(memoryview(dw).cast("B"))), 4 * 6)
+
+    def test_save_load_and_bytes(self):
+        m = mmaint.Model("8-16-3", seed=5)
+        x, _ = blobs(20, 1)
+        p = self.path("m.mmf")
+        m.save(p)
+        for back in (mmaint.Model.load(p), mmaint.Model.load(p.encode()),
+                     mmaint.Model.from_bytes(read(p)),
+                     mmaint.Model.from_bytes(bytearray(read(p))),
+                     mmaint.Model.from_bytes(memoryview(read(p)))):
+            with back:
+                self.assertEqual(bytes(memoryview(back.forward(x)).cast("B")),
+                                 bytes(memoryview(m.forward(x)).cast("B")))
+                self.assertEqual(back.lineage, m.lineage)
+        import pathlib
+        mmaint.Model.load(pathlib.Path(p)).close()
+
+    def test_lineage(self):
+        m = mmaint.Model("4-2")
+        m.add_lineage("note", {"why": "test", "n": 3})
+        ev = m.lineage[-1]
+        self.assertEqual((ev["op"], ev["why"], ev["n"]), ("note", "test", 3))
+        with self.assertRaises(mmaint.FormatError):
+            m.add_lineage("bad", "[1, 2]")
+
+    def test_clone_is_independent(self):
+        import copy
+        m = mmaint.Model("4-2", seed=1)
+        c = copy.copy(m)
+        c.set_weights(0, [0] * 8)
+        self.assertNotEqual(bytes(memoryview(m.get_weights(0)[0]).cast("B")),
+                            bytes(memoryview(c.get_weights(0)[0]).cast("B")))
+
+
+class TestArrays(unittest.TestCase):
+    def setUp(self):
+        self.m = mmaint.Model("4-3", seed=2)
+        self.ref = self.m.predict_proba([[1, 2, 3, 4], [0, 1, 0, 1]])
+
+    def same(self, out):
+        self.assertEqual(bytes(memoryview(out).cast("B")), bytes(memoryview(self.ref).cast("B")))
+
+    def test_no_numpy_inputs(self):
+        flat = [1, 2, 3, 4, 0, 1, 0, 1]
+        a = array.array("f", flat)
+        self.same(self.m.predict_proba(a))
+        self.same(self.m.predict_proba(memoryview(a)))
+        self.same(self.m.predict_proba(memoryview(a).toreadonly()))
+        self.same(self.m.predict_proba(a.tobytes()))
+        self.same(self.m.predict_proba(bytearray(a.tobytes())))
+        self.same(self.m.predict_proba(tuple(flat)))
+        self.same(self.m.predict_proba(memoryview(a.tobytes()).cast("f", (2, 4))))
+
+    def test_bad_inputs(self):
+        with self.assertRaises(TypeError):
+            self.m.predict(array.array("d", [1, 2, 3, 4]))
+        with self.assertRaises(TypeError):
+            self.m.predict("abcd")
+        with self.assertRaises(TypeError):
+            self.m.predict(12)
+        with self.assertRaises(mmaint.ShapeError):
+            self.m.predict([1, 2, 3])
+        with self.assertRaises(mmaint.ShapeError):
+            self.m.predict(b"\0" * 15)
+        with self.assertRaises(mmaint.ShapeError):
+            self.m.predict([])
+        with self.assertRaises(mmaint.ShapeError):
+            self.m.predict(memoryview(array.array("f", [0] * 8).tobytes()).cast("f", (4, 2)))
+        with self.assertRaises(TypeError):  # int64 labels
+            self.m.evaluate([1, 2, 3, 4], array.array("q", [1]))
+        with self.assertRaises(mmaint.ShapeError):
+            self.m.evaluate([1, 2, 3, 4], [1, 2])
+
+    def test_outputs(self):
+        labels = self.m.predict([[1, 2, 3, 4]])
+        if np is not None:
+            self.assertEqual(labels.dtype, np.int32)
+            self.assertEqual(self.ref.shape, (2, 3))
+        else:
+            self.assertEqual(labels.typecode, "i")
+            self.assertEqual(len(self.ref), 6)
+        probs = list(memoryview(self.ref).cast("B").cast("f"))
+        self.assertAlmostEqual(sum(probs[:3]), 1.0, places=5)
+
+    @unittest.skipIf(np is None, "numpy not available")
+    def test_numpy(self):
+        x = np.array([[1, 2, 3, 4], [0, 1, 0, 1]], np.float32)
+        self.same(self.m.predict_proba(x))
+        self.same(self.m.predict_proba(x.reshape(2, 2, 2)))
+        with self.assertRaisesRegex(TypeError, "float32"):
+            self.m.predict(x.astype(np.float64))
+        with self.assertRaisesRegex(TypeError, "C-contiguous"):
+            self.m.predict(np.asfortranarray(np.ones((4, 4), np.float32)))
+        with self.assertRaisesRegex(TypeError, "C-contiguous"):
+            self.m.predict(np.ones((2, 8), np.float32)[:, ::2])
+        with self.assertRaises(mmaint.ShapeError):
+            self.m.predict(np.ones((2, 5), np.float32))
+        with self.assertRaisesRegex(TypeError, "int32"):
+            self.m.evaluate(x, np.array([0, 1], np.int64))
+        loss, acc = self.m.evaluate(x, np.array([0, 1], np.int32))
+        self.assertTrue(math.isfinite(loss))
+        self.assertIn(acc, (0.0, 0.5, 1.0))
+
+
+class TestTraining(TempDir):
+    def test_fit_online_save_load(self):
+        x, y = blobs(600, 1)
+        xt, yt = blobs(300, 2)
+        m = mmaint.Model("8-16-3:relu", seed=42)
+        opt = mmaint.Optimizer(m, "adam", lr=1e-2)
+        self.assertEqual(opt.kind, "adam")
+        self.assertAlmostEqual(opt.get("lr"), 1e-2)
+        self.assertEqual(opt.get("schedule"), "constant")
+        seen = []
+        res = opt.fit(x, y, epochs=4, batch_size=32, validation=(xt, yt),
+                      callback=lambda p: seen.append((p.event, p.epoch)))
+        self.assertFalse(res.stopped)
+        self.assertEqual(res.epochs, 4)
+        self.assertEqual(seen.count(("epoch_end", 3)), 1)
+        self.assertEqual(len([s for s in seen if s[0] == "batch"]), 4 * math.ceil(600 / 32))
+        loss, acc = m.evaluate(xt, yt)
+        self.assertGreater(acc, 0.9)
+        self.assertAlmostEqual(acc, res.val_accuracy, places=6)
+        self.assertEqual(opt.steps, 4 * math.ceil(600 / 32))
+
+        # online: one sample at a time, int labels
+        online = mmaint.Optimizer(m, "sgd", lr=0.05, momentum=0.5)
+        xn, yn = blobs(200, 3)
+        before = m.get_weights(0)[0]
+        losses = [online.step(xn[i * DIM:(i + 1) * DIM], yn[i]) for i in range(200)]
+        self.assertTrue(all(math.isfinite(v) for v in losses))
+        self.assertEqual(online.steps, 200)
+        self.assertNotEqual(bytes(memoryview(before).cast("B")),
+                            bytes(memoryview(m.get_weights(0)[0]).cast("B")))
+        self.assertGreater(m.evaluate(xt, yt)[1], 0.9)
+
+        p = self.path("v2.mmf")
+        m.save(p)
+        back = mmaint.Model.load(p)
+        self.assertEqual(bytes(memoryview(back.predict(xt)).cast("B")),
+                         bytes(memoryview(m.predict(xt)).cast("B")))
+        self.assertEqual(back.lineage, m.lineage)
+
+    def test_resume_is_bit_identical(self):
+        x, y = blobs(256, 4)
+        a = mmaint.Model("8-16-3", seed=9)
+        oa = mmaint.Optimizer(a, "adamw", lr=1e-2, batch_size=16, seed=3)
+        oa.fit(x, y, epochs=1)
+        p = self.path("resume.mmf")
+        oa.save(p)
+        oa.fit(x, y, epochs=1)
+        b = mmaint.Model.load(p)
+        ob = mmaint.Optimizer.load(b, p)
+        self.assertEqual(ob.kind, "adamw")
+        ob.fit(x, y, epochs=1)
+        for i in range(2):
+            self.assertEqual(bytes(memoryview(a.get_weights(i)[0]).cast("B")),
+                             bytes(memoryview(b.get_weights(i)[0]).cast("B")))
+
+    def test_callback_stops_and_raises(self):
+        x, y = blobs(256, 5)
+        m = mmaint.Model("8-16-3", seed=1)
+        opt = mmaint.Optimizer(m, "sgd", lr=0.1)
+        res = opt.fit(x, y, epochs=3, batch_size=16, callback=lambda p: p.step >= 5)
+        self.assertTrue(res.stopped)
+        self.assertEqual(opt.steps, 5)  # the updates done so far are kept
+        self.assertEqual(res.step, 5)
+
+        class Boom(Exception):
+            pass
+
+        def cb(p):
+            raise Boom("from the callback")
+        with self.assertRaises(Boom):
+            opt.fit(x, y, callback=cb)
+        self.assertEqual(opt.steps, 6)
+        with self.assertRaises(TypeError):
+            opt.fit(mmaint.Dataset(x, y, dim=DIM), y)
+
+    def test_fit_on_dataset_and_mse(self):
+        x, y = blobs(128, 6)
+        ds = mmaint.Dataset(x, y, dim=DIM)
+        m = mmaint.Model("8-3", seed=1, loss="mse")
+        opt = mmaint.Optimizer(m, "sgd", lr=0.05)
+        opt.fit(ds, epochs=2, batch_size=8, validation=ds)
+        targets = array.array("f", [0.0] * 3)
+        targets[1] = 1.0
+        loss = opt.step(x[:DIM], targets=targets)
+        self.assertTrue(math.isfinite(loss))
+        with self.assertRaises(mmaint.ShapeError):
+            opt.step(x[:DIM], targets=[1.0, 0.0])
+
+    def test_settings(self):
+        m = mmaint.Model("4-2")
+        opt = mmaint.Optimizer(m, "sgd", lr=0.1, momentum=0.9, nesterov=True,
+                               schedule="cosine", warmup_steps=10)
+        self.assertEqual(opt["nesterov"], 1.0)
+        self.assertEqual(opt["schedule"], "cosine")
+        opt["lr"] = 0.2
+        self.assertAlmostEqual(opt.get("learning_rate"), 0.2)
+        lo, hi = mmaint.Optimizer.bounds("momentum")
+        self.assertTrue(lo == 0 and hi < 1)
+        self.assertIn("learning_rate", mmaint.Optimizer.setting_names())
+        self.assertEqual(opt.model, m)
+        self.assertIn("sgd", repr(opt))
+        with self.assertRaises(ValueError):
+            opt.set(schedule="sometimes")
+        with self.assertRaises(TypeError):
+            opt.set(lr="fast")
+
+
+class TestErrors(TempDir):
+    """Every status code the bindings can meet raises its own exception."""
+
+    def test_invalid_argument(self):
+        m = mmaint.Model("4-2")
+        with self.assertRaises(mmaint.InvalidArgumentError) as cm:
+            mmaint.Optimizer(m, "rmsprop")
+        self.assertIn("rmsprop", str(cm.exception))
+        self.assertEqual(cm.exception.status, -1)
+        with self.assertRaises(mmaint.InvalidArgumentError):
+            mmaint.Optimizer(m, "sgd", warp_speed=9)
+        with self.assertRaises(mmaint.InvalidArgumentError):
+            m.add_dense(4, "swish")
+        with self.assertRaises(mmaint.InvalidArgumentError):
+            mmaint.Model("4-x-2")
+
+    def test_out_of_memory(self):
+        m = mmaint.Model(1 << 24)  # the largest input width
+        with self.assertRaises(mmaint.OutOfMemoryError):
+            m.add_dense(1 << 24)  # 2^48 weights
+        self.assertEqual(m.num_layers, 0)
+        with self.assertRaises(mmaint.InvalidArgumentError):
+            mmaint.Model(1 << 40)
+
+    def test_shape_and_range(self):
+        m = mmaint.Model("4-2")
+        with self.assertRaises(mmaint.ShapeError):
+            m.set_weights(0, [1.0] * 7)
+        opt = mmaint.Optimizer(m, "sgd")
+        with self.assertRaises(mmaint.OutOfRangeError) as cm:
+            opt.set(lr=-1)
+        self.assertIn("learning_rate", str(cm.exception))
+        with self.assertRaises(mmaint.OutOfRangeError):
+            opt.step([1, 2, 3, 4], 7)  # label >= outputs
+        with self.assertRaises(OverflowError):
+            opt.step([1, 2, 3, 4], 1 << 40)
+
+    def test_io_format_checksum_version_notfound(self):
+        with self.assertRaises(mmaint.InputOutputError) as cm:
+            mmaint.Model.load(self.path("missing.mmf"))
+        self.assertIn("missing.mmf", str(cm.exception))
+        with self.assertRaises(mmaint.FormatError):
+            mmaint.Model.from_bytes(b"not a model file at all")
+        m = mmaint.Model("4-3-2", seed=1)
+        p = self.path("m.mmf")
+        m.save(p)
+        data = bytearray(read(p))
+        flipped = bytearray(data)
+        flipped[-1] ^= 0x55
+        with self.assertRaises(mmaint.ChecksumError):
+            mmaint.Model.from_bytes(flipped)
+        v2 = bytes(data).replace(b'"format_version":"1"', b'"format_version":"2"')
+        self.assertNotEqual(v2, bytes(data))
+        with self.assertRaises(mmaint.VersionError):
+            mmaint.Model.from_bytes(v2)
+        with self.assertRaises(mmaint.NotFoundError):
+            mmaint.Optimizer.load(m, p)  # saved without optimizer state
+        with self.assertRaises(mmaint.InputOutputError):
+            m.save(self.path("no/such/dir/m.mmf"))
+        with self.assertRaises(mmaint.InputOutputError):
+            mmaint.Dataset.load_csv(self.path("none.csv"))
+
+    def test_unsupported_state_numeric(self):
+        m = mmaint.Model("4-3-2", seed=1)
+        opt = mmaint.Optimizer(m, "sgd")
+        with self.assertRaises(mmaint.UnsupportedError):
+            opt.set(beta1=0.5)
+        with self.assertRaises(mmaint.NumericError):
+            opt.step([1, float("nan"), 3, 4], 0)
+        self.assertEqual(opt.steps, 0)
+        q = mmaint.Quantizer("int8_static")
+        with self.assertRaises(mmaint.StateError):
+            q.apply(m)  # not calibrated
+        m.add_dense(2)  # the optimizer's model changed shape
+        with self.assertRaises(mmaint.StateError):
+            opt.step([1, 2, 3, 4], 0)
+
+    def test_cancelled_from_the_c_api(self):
+        """A raw C callback that stops fit gives CancelledError through the
+        status check (Optimizer.fit reports a stop requested by its own
+        callback as result.stopped instead)."""
+        x, y = blobs(64, 1)
+        ds = mmaint.Dataset(x, y, dim=DIM)
+        m = mmaint.Model("8-3")
+        opt = mmaint.Optimizer(m, "sgd")
+        cb = _lib.FIT_CALLBACK(lambda p, u: 1)
+        with self.assertRaises(mmaint.CancelledError) as cm:
+            _lib.lib.mm_optimizer_fit(opt._p(), ds._p(), None, cb, None, None)
+        self.assertEqual(cm.exception.name, "MM_E_CANCELLED")
+
+    def test_closed_objects(self):
+        m = mmaint.Model("4-2")
+        m.close()
+        m.close()  # idempotent
+        self.assertTrue(m.closed)
+        with self.assertRaisesRegex(ValueError, "Model is closed"):
+            m.predict([1, 2, 3, 4])
+        with self.assertRaises(ValueError):
+            mmaint.Optimizer(m)
+        with self.assertRaises(TypeError):
+            mmaint.Optimizer("not a model")
+        self.assertIn("closed", repr(m))
+
+
+class TestOwnership(unittest.TestCase):
+    def test_handle_frees_once_after_borrowers(self):
+        freed = []
+        model = Handle(1, freed.append)
+        opt = Handle(2, freed.append, deps=(model,))
+        model.release()
+        self.assertEqual(freed, [])  # borrowed: deferred
+        model.release()
+        opt.release()
+        opt.release()
+        self.assertEqual(freed, [2, 1])
+
+    def test_close_model_before_optimizer(self):
+        m = mmaint.Model("4-2")
+        opt = mmaint.Optimizer(m, "sgd")
+        h = m._h
+        m.close()
+        self.assertIsNotNone(h.ptr)  # still used by the optimizer
+        opt.step([1, 2, 3, 4], 1)  # and still valid
+        opt.close()
+        self.assertIsNone(h.ptr)
+        self.assertIsNone(opt._h.ptr)
+
+    def test_garbage_collected_in_any_order(self):
+        m = mmaint.Model("4-2")
+        opt = mmaint.Optimizer(m, "sgd")
+        hm, ho = m._h, opt._h
+        del m
+        gc.collect()
+        self.assertIsNotNone(hm.ptr)  # the optimizer keeps its model alive
+        self.assertIs(opt.model._h, hm)
+        del opt
+        gc.collect()
+        self.assertIsNone(ho.ptr)
+        self.assertIsNone(hm.ptr)
+
+    def test_context_managers(self):
+        with mmaint.Model("4-2") as m, mmaint.Optimizer(m) as opt, \
+                mmaint.Pruner() as p, mmaint.Quantizer("fp16") as q, \
+                mmaint.Dataset([[1, 2, 3, 4]], [0]) as ds:
+            opt.fit(ds)
+            self.assertEqual(p.criterion, "magnitude_global")
+            self.assertEqual(q.scheme, "fp16")
+        for o in (m, opt, p, q, ds):
+            self.assertTrue(o.closed)
+            self.assertIsNone(o._h.ptr)
+
+    def test_dataset_views_keep_it_alive(self):
+        x, y = blobs(10, 1)
+        ds = mmaint.Dataset(x, y, dim=DIM)
+        f, l = ds.features, ds.labels
+        h = ds._h
+        ds.close()
+        self.assertIsNotNone(h.ptr)
+        self.assertEqual(list(memoryview(f).cast("B").cast("f")) if np is None
+                         else f.ravel().tolist(), list(x))
+        self.assertEqual(list(l), list(y))
+        del f
+        gc.collect()
+        self.assertIsNotNone(h.ptr)
+        del l
+        gc.collect()
+        self.assertIsNone(h.ptr)
+
+    def test_no_leaks(self):
+        """Create/use/free in a loop: Python allocations (tracemalloc) and the
+        process RSS stay flat. Each iteration would leak ~1 MB of C memory."""
+        x, y = blobs(64, 1)
+
+        def once():
+            m = mmaint.Model("8-256-256-3", seed=1)
+            opt = mmaint.Optimizer(m, "adam")
+            opt.step(x, y)
+            ds = mmaint.Dataset(x, y, dim=DIM)
+            opt.fit(ds, batch_size=32, callback=lambda p: None)
+            m.predict(x)
+            ds.features
+            if np is not None:
+                m.predict(np.frombuffer(x, np.float32).reshape(-1, DIM))
+            p = mmaint.Pruner("magnitude", sparsity=0.5)
+            p.apply(m)
+            c = m.clone()
+            c.close()
+            with self.assertRaises(mmaint.ShapeError):
+                m.predict([1.0])
+            with self.assertRaises(mmaint.InvalidArgumentError):
+                mmaint.Optimizer(m, "nope")
+            if m.num_layers:  # drop in any order
+                del m
+
+        for _ in range(30):
+            once()
+        gc.collect()
+        tracemalloc.start()
+        snap0 = tracemalloc.take_snapshot()
+        rss0 = rss_kb()
+        for _ in range(300):
+            once()
+        gc.collect()
+        rss1 = rss_kb()
+        snap1 = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        py_growth = sum(s.size_diff for s in snap1.compare_to(snap0, "filename"))
+        self.assertLess(py_growth, 64 * 1024, "Python allocations grew by %d bytes" % py_growth)
+        self.assertLess(rss1 - rss0, 16 * 1024,
+                        "RSS grew from %d to %d kB over 300 iterations" % (rss0, rss1))
+
+
+class TestDataset(TempDir):
+    def test_from_arrays(self):
+        x, y = blobs(50, 1)
+        ds = mmaint.Dataset.from_arrays(x, y, dim=DIM)
+        self.assertEqual((len(ds), ds.size, ds.dim, ds.num_classes), (50, 50, DIM, 3))
+        rows = [list(x[i * DIM:(i + 1) * DIM]) for i in range(50)]
+        self.assertEqual(len(mmaint.Dataset(rows, list(y))), 50)  # list of rows
+        sub = ds[10:20]
+        self.assertEqual(len(sub), 10)
+        self.assertEqual(list(sub.labels), list(y[10:20]))
+        self.assertEqual(len(ds.slice(45, 5)), 5)
+        with self.assertRaises(mmaint.OutOfRangeError):
+            ds.slice(45, 6)
+        with self.assertRaises(TypeError):
+            ds[3]
+        nolabels = mmaint.Dataset(x, dim=DIM)
+        self.assertIsNone(nolabels.labels)
+        self.assertEqual(nolabels.num_classes, 0)
+        with self.assertRaises(TypeError):
+            mmaint.Dataset(x)  # flat data needs dim=
+        with self.assertRaises(mmaint.ShapeError):
+            mmaint.Dataset(x, y[:3], dim=DIM)
+
+    def test_views_are_read_only(self):
+        x, y = blobs(5, 1)
+        ds = mmaint.Dataset(x, y, dim=DIM)
+        f = ds.features
+        with self.assertRaises((TypeError, ValueError)):
+            f[0] = 1.0
+
+    def test_standardize_minmax(self):
+        x, y = blobs(200, 1)
+        ds = mmaint.Dataset(x, y, dim=DIM).standardize()
+        f = list(memoryview(ds.features).cast("B").cast("f"))
+        col0 = f[0::DIM]
+        self.assertAlmostEqual(sum(col0) / len(col0), 0.0, places=4)
+        mm = mmaint.Dataset(x, y, dim=DIM).minmax()
+        g = list(memoryview(mm.features).cast("B").cast("f"))
+        self.assertAlmostEqual(min(g), 0.0, places=6)
+        self.assertAlmostEqual(max(g), 1.0, places=6)
+        other = mmaint.Dataset([[1.0] * 4], dim=4)
+        with self.assertRaises(mmaint.ShapeError):
+            ds.standardize(other)
+
+    def test_csv(self):
+        p = self.path("d.csv")
+        with open(p, "w") as f:
+            f.write("a,b,label\n1,2,0\n3,4,1\n5,6,1\n")
+        ds = mmaint.Dataset.load_csv(p, label_column=-2)
+        self.assertEqual((len(ds), ds.dim), (3, 2))
+        self.assertEqual(list(ds.labels), [0, 1, 1])
+        with open(p, "w") as f:
+            f.write("1,2,0\n3,4\n")
+        with self.assertRaises(mmaint.FormatError) as cm:
+            mmaint.Dataset.load_csv(p)
+        self.assertIn("line 2", str(cm.exception))
+
+    def test_idx(self):
+        img = os.path.join(FASHION, "t10k-images-idx3-ubyte.gz")
+        lab = os.path.join(FASHION, "t10k-labels-idx1-ubyte.gz")
+        if not os.path.exists(img):
+            self.skipTest("Fashion-MNIST not installed at %s" % FASHION)
+        ds = mmaint.Dataset.load_idx(img, lab)
+        self.assertEqual((len(ds), ds.dim, ds.num_classes), (10000, 784, 10))
+        with self.assertRaises(mmaint.FormatError):
+            mmaint.Dataset.load_idx(lab, None)  # 1-d labels file is not images
+        if np is not None:
+            f = ds.features
+            self.assertEqual(f.shape, (10000, 784))
+            self.assertTrue(0.0 <= f.min() and f.max() <= 1.0)
+
+
+class TestPrunerQuantizer(unittest.TestCase):
+    def trained(self):
+        x, y = blobs(600, 1)
+        m = mmaint.Model("8-32-32-3:relu", seed=1)
+        mmaint.Optimizer(m, "adam", lr=1e-2).fit(x, y, epochs=5, batch_size=32)
+        return m, x, y
+
+    def test_prune_one_shot_and_finalize(self):
+        m, x, y = self.trained()
+        p = mmaint.Pruner("magnitude_global", sparsity=0.6, sparse_format="dense")
+        self.assertEqual(p["sparse_format"], "dense")
+        nz = m.num_nonzero
+        p.apply(m)
+        self.assertLess(m.num_nonzero, nz)
+        total = sum(l.inputs * l.outputs for l in m.layers)
+        zeros = sum(m.layer_sparsity(i) * l.inputs * l.outputs for i, l in enumerate(m.layers))
+        self.assertAlmostEqual(zeros / total, 0.6, delta=0.01)
+        self.assertGreater(m.evaluate(x, y)[1], 0.8)
+        structured = mmaint.Pruner("neuron_l1", sparsity=0.5)
+        m2, _, _ = self.trained()
+        structured.apply(m2)
+        structured.finalize(m2)
+        self.assertEqual(m2.layers[0].outputs, 16)
+
+    def test_gradual_pruning_while_training(self):
+        m, x, y = self.trained()
+        opt = mmaint.Optimizer(m, "adam", lr=1e-3)
+        p = mmaint.Pruner("magnitude", sparsity=0.5, schedule="polynomial", begin_step=0,
+                          end_step=20, frequency=5)
+        self.assertAlmostEqual(p.sparsity_at(20), 0.5)
+        p.attach(opt)
+        del p  # the optimizer keeps it alive
+        gc.collect()
+        opt.fit(x, y, epochs=2, batch_size=32)
+        self.assertAlmostEqual(m.layer_sparsity(0), 0.5, delta=0.02)
+        opt._pruner.detach()
+        self.assertIsNone(opt._pruner)
+
+    def test_quantize(self):
+        m, x, y = self.trained()
+        acc = m.evaluate(x, y)[1]
+        q = mmaint.Quantizer("int8_static", observer="percentile", percentile=99.9)
+        self.assertEqual(q["observer"], "percentile")
+        q.calibrate(m, x[:DIM * 200])
+        q.apply(m)
+        self.assertNotEqual(m.layers[0].kind, "dense")
+        self.assertGreater(m.evaluate(x, y)[1], acc - 0.05)
+        rep = q.report
+        self.assertEqual(len(rep["layers"]), 3)
+        with self.assertRaises(mmaint.UnsupportedError):
+            mmaint.Quantizer("fp16", observer="mse")
+        m2, _, _ = self.trained()
+        q2 = mmaint.Quantizer("int8_dynamic", max_drop=0.01)
+        final = q2.apply_with_tolerance(m2, x, y)
+        self.assertGreater(final, 0.8)
+        self.assertEqual(q2.report["mode"], "accuracy_aware")
+
+
+class TestThreads(unittest.TestCase):
+    def test_parallel_inference_on_a_shared_model(self):
+        x, _ = blobs(256, 1)
+        m = mmaint.Model("8-64-64-3", seed=4)
+        want = bytes(memoryview(m.predict_proba(x)).cast("B"))
+        results, errors = [], []
+
+        def work():
+            try:
+                for _ in range(50):
+                    results.append(bytes(memoryview(m.predict_proba(x)).cast("B")) == want)
+            except BaseException as e:  # reported below
+                errors.append(e)
+        ts = [threading.Thread(target=work) for _ in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        self.assertEqual(errors, [])
+        self.assertEqual(results, [True] * 200)
+
+    def test_error_messages_are_per_thread(self):
+        msgs = {}
+
+        def work(k):
+            m = mmaint.Model("4-2")
+            try:
+                mmaint.Optimizer(m, "opt%d" % k)
+            except mmaint.InvalidArgumentError as e:
+                msgs[k] = str(e)
+        ts = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        for k in range(4):
+            self.assertIn("opt%d" % k, msgs[k])
+
+
+if __name__ == "__main__":
+    unittest.main()
