@@ -34,7 +34,7 @@ __all__ = [
     "InputOutputError", "FormatError", "UnsupportedError", "StateError", "NumericError",
     "CancelledError", "ChecksumError", "VersionError", "NotFoundError", "InternalError",
     "version", "version_number", "library_path", "backend", "set_backend",
-    "set_num_threads", "HAVE_NUMPY",
+    "set_num_threads", "onnx_available", "HAVE_NUMPY",
 ]
 
 _lib_ = _lib.lib
@@ -75,3 +75,8 @@ def set_backend(name):
 def set_num_threads(n):
     """Threads the BLIS backend may use (>= 1), process-wide."""
     _lib_.mm_set_num_threads(n)
+
+
+def onnx_available():
+    """True if the loaded libmmaint was built with ONNX import/export."""
+    return bool(_lib_.mm_onnx_available())

@@ -232,6 +232,11 @@ SIGNATURES = {
     "mm_quantizer_apply_with_tolerance": (STATUS, [P, P, P, P, S, D]),
     "mm_quantizer_prepare_qat": (STATUS, [P, P]),
     "mm_quantizer_report": (c_char_p, [P]),
+    # mm_onnx.h
+    "mm_onnx_available": (c_int, []),
+    "mm_onnx_export": (STATUS, [P, c_char_p]),
+    "mm_onnx_import": (STATUS, [H, c_char_p]),
+    "mm_onnx_import_buffer": (STATUS, [H, P, S]),
 }
 
 

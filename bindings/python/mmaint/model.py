@@ -1,6 +1,7 @@
 """mmaint.Model: a feed-forward network (mm_model.h)."""
 
 import json
+import os
 from collections import namedtuple
 from ctypes import byref, c_char_p, c_double, c_int, c_size_t, create_string_buffer
 
@@ -72,6 +73,24 @@ class Model(Owner):
         h = new_handle()
         lib.mm_model_load_buffer(byref(h), addr, n)
         return cls._wrap(h.value)
+
+    @classmethod
+    def from_onnx(cls, source):
+        """Import an ONNX model: `source` is a path or the file's bytes
+        (bytes-like). Unsupported graphs raise UnsupportedError naming the
+        node; malformed files FormatError. See doc/ONNX.md for the mapping."""
+        h = new_handle()
+        if isinstance(source, (str, os.PathLike)):
+            lib.mm_onnx_import(byref(h), fspath(source))
+        else:
+            addr, n, keep = B.raw(source, "source")
+            lib.mm_onnx_import_buffer(byref(h), addr, n)
+        return cls._wrap(h.value)
+
+    def export_onnx(self, path):
+        """Write the model as an ONNX file (opset 13), atomically. With a
+        softmax_xent loss the graph ends with Softmax (= predict_proba)."""
+        lib.mm_onnx_export(self._p(), fspath(path))
 
     def save(self, path):
         """Save to a model file, atomically (temporary file, fsync, rename)."""

@@ -212,6 +212,30 @@ class TestModel(TempDir):
                             bytes(memoryview(c.get_weights(0)[0]).cast("B")))
 
 
+class TestOnnx(TempDir):
+    def test_export_import(self):
+        m = mmaint.Model("8-16-3:tanh", seed=2)
+        x, _ = blobs(10, 1)
+        p = self.path("m.onnx")
+        if not mmaint.onnx_available():
+            with self.assertRaises(mmaint.UnsupportedError):
+                m.export_onnx(p)
+            with self.assertRaises(mmaint.UnsupportedError):
+                mmaint.Model.from_onnx(b"\x08\x07")
+            return
+        m.export_onnx(p)
+        for back in (mmaint.Model.from_onnx(p), mmaint.Model.from_onnx(read(p))):
+            self.assertEqual(back.num_params, m.num_params)
+            a = list(memoryview(m.predict_proba(x)).cast("B").cast("f"))
+            b = list(memoryview(back.predict_proba(x)).cast("B").cast("f"))
+            for u, v in zip(a, b):
+                self.assertAlmostEqual(u, v, places=5)
+        with self.assertRaises(mmaint.FormatError):
+            mmaint.Model.from_onnx(b"\xff" * 64)
+        with self.assertRaises(mmaint.InputOutputError):
+            mmaint.Model.from_onnx(self.path("missing.onnx"))
+
+
 class TestArrays(unittest.TestCase):
     def setUp(self):
         self.m = mmaint.Model("4-3", seed=2)
