@@ -10,5 +10,6 @@
 #include "mm_pruner.h"
 #include "mm_quantizer.h"
 #include "mm_onnx.h"
+#include "mm_safetensors.h"
 
 #endif

@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "common/half.h"
 #include "model/mmfile.h"
 
 #define MMF_MAX_HEADER 100000000u /* the safetensors reference limit */
@@ -768,6 +769,118 @@ mm_status mm_file_read_tensor(const mm_file *f, const char *name, mm_dtype dtype
     return st == MM_OK ? st : file_fail(f, st);
 }
 
+/* ---- tensors of any dtype ---- */
+
+size_t mm_file_tensor_count(const mm_file *f) { return f ? f->nt : 0; }
+
+const char *mm_file_tensor_name(const mm_file *f, size_t i) {
+    return f && i < f->nt ? f->t[f->by_name[i]].name : NULL;
+}
+
+mm_status mm_file_tensor_shape(const mm_file *f, const char *name, const char **dtype,
+                               uint64_t shape[MMF_MAX_DIMS], size_t *ndim) {
+    if (!f) return mm_null_arg("f");
+    if (!name) return mm_null_arg("name");
+    const tensor_info *t = find_tensor(f, name);
+    if (!t) return file_fail(f, mm_error(MM_E_NOT_FOUND, "tensor %s not found", name));
+    if (dtype) *dtype = t->dtype;
+    if (shape && t->ndim) memcpy(shape, t->shape, t->ndim * sizeof *shape);
+    if (ndim) *ndim = t->ndim;
+    return MM_OK;
+}
+
+static bool host_is_little_endian(void) {
+    const uint16_t one = 1;
+    unsigned char b;
+    memcpy(&b, &one, 1);
+    return b == 1;
+}
+
+static uint16_t rd_u16le(const unsigned char *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+
+/* Index of the first NaN or infinity in x[0..n), or n. The scan is
+ * branch-free (vectorises); the position is searched only on failure. */
+static size_t first_non_finite(const float *x, size_t n) {
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], sizeof u);
+        bad |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
+    }
+    if (!bad) return n;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return i;
+    return n;
+}
+
+static mm_status read_float(const mm_file *f, const char *name, size_t rows, size_t cols,
+                            bool round_f64, float *dst) {
+    const tensor_info *t = find_tensor(f, name);
+    if (!t) return mm_error(MM_E_NOT_FOUND, "tensor %s not found", name);
+    const bool f32 = strcmp(t->dtype, "F32") == 0, f16 = strcmp(t->dtype, "F16") == 0,
+               bf16 = strcmp(t->dtype, "BF16") == 0, f64 = strcmp(t->dtype, "F64") == 0;
+    if (!f32 && !f16 && !bf16 && !f64)
+        return mm_error(MM_E_UNSUPPORTED,
+                        "tensor %s: dtype %s is not supported (F32, F16, BF16 or F64)", name,
+                        t->dtype);
+    bool ok = (t->ndim == 2 && t->shape[0] == rows && t->shape[1] == cols) ||
+              (t->ndim == 1 && cols == 1 && t->shape[0] == rows);
+    if (!ok) {
+        char sbuf[256];
+        if (cols == 1)
+            return mm_error(MM_E_SHAPE, "tensor %s: shape %s, expected [%zu] or [%zu, 1]", name,
+                            shape_text(sbuf, sizeof sbuf, t->shape, t->ndim), rows, rows);
+        return mm_error(MM_E_SHAPE, "tensor %s: shape %s, expected [%zu, %zu]", name,
+                        shape_text(sbuf, sizeof sbuf, t->shape, t->ndim), rows, cols);
+    }
+    if (!dst) return MM_OK;
+    const unsigned char *p = f->data + t->begin;
+    const size_t n = rows * cols; /* fits: the tensor is in memory */
+    if (f32) {
+        if (host_is_little_endian())
+            memcpy(dst, p, n * sizeof *dst);
+        else
+            for (size_t i = 0; i < n; i++) dst[i] = rd_f32le(p + 4 * i);
+    } else if (f16) {
+        for (size_t i = 0; i < n; i++) dst[i] = mm_f16_to_f32(rd_u16le(p + 2 * i));
+    } else if (bf16) {
+        for (size_t i = 0; i < n; i++) dst[i] = mm_bf16_to_f32(rd_u16le(p + 2 * i));
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            uint64_t u = rd_u64le(p + 8 * i);
+            double d;
+            memcpy(&d, &u, sizeof d);
+            if (!isfinite(d))
+                return mm_error(MM_E_NUMERIC, "tensor %s: element %zu is %s", name, i,
+                                isnan(d) ? "NaN" : "infinite");
+            float x = (float)d;
+            if (isinf(x))
+                return mm_error(MM_E_OUT_OF_RANGE,
+                                "tensor %s: element %zu (%.17g) is beyond the float range", name,
+                                i, d);
+            if (!round_f64 && (double)x != d)
+                return mm_error(MM_E_OUT_OF_RANGE,
+                                "tensor %s: F64 element %zu (%.17g) is not exactly a float "
+                                "(allow rounding to convert it)",
+                                name, i, d);
+            dst[i] = x;
+        }
+    }
+    size_t bad = first_non_finite(dst, n);
+    if (bad < n)
+        return mm_error(MM_E_NUMERIC, "tensor %s: element %zu is %s", name, bad,
+                        isnan(dst[bad]) ? "NaN" : "infinite");
+    return MM_OK;
+}
+
+mm_status mm_file_read_float(const mm_file *f, const char *name, size_t rows, size_t cols,
+                             bool round_f64, float *dst) {
+    if (!f) return mm_null_arg("f");
+    if (!name) return mm_null_arg("name");
+    mm_status st = read_float(f, name, rows, cols, round_f64, dst);
+    return st == MM_OK ? st : file_fail(f, st);
+}
+
 /* ---- layer parameters ---- */
 
 #define MMF_NAME_CAP 128
@@ -896,34 +1009,17 @@ static bool parse_u64_hex16(const char *s, uint64_t *out) {
     return true;
 }
 
-typedef struct arch_layer {
-    const mm_layer_kind *kind;
-    const json_t *entry; /* inside arch_info.root */
-    size_t in, out;
-    mm_activation act;
-} arch_layer;
-
-typedef struct arch_info {
-    json_t *root; /* the parsed architecture (owned): the entries point into it */
-    size_t input_dim;
-    mm_loss loss;
-    float leaky_slope;
-    uint64_t seed;
-    bool have_rng;
-    mm_rng rng;
-    arch_layer *layers;
-    size_t n_layers;
-} arch_info;
-
-static void arch_info_free(arch_info *a) {
+void mm_file_arch_free(mm_file_arch *a) {
+    if (!a) return;
     free(a->layers);
     json_decref(a->root);
+    memset(a, 0, sizeof *a);
 }
 
 /* The generic checks of every layer entry (kind known, dims, chaining,
  * activation), before any layer is built. What a kind needs beyond these
  * (its tensors, its own fields) its loader checks, before allocating. */
-static mm_status parse_architecture(const mm_file *f, arch_info *a) {
+static mm_status parse_architecture(const mm_file *f, mm_file_arch *a) {
     const char *text = mm_file_meta(f, "architecture");
     if (!text) return mm_error(MM_E_FORMAT, "__metadata__.architecture is missing");
     if (json_value_bound(text, strlen(text)) > MMF_MAX_JSON_VALUES)
@@ -981,7 +1077,7 @@ static mm_status parse_architecture(const mm_file *f, arch_info *a) {
         snprintf(where, sizeof where, "layer %zu", i);
         if (!json_is_object(l))
             return mm_error(MM_E_FORMAT, "architecture: %s must be an object", where);
-        arch_layer *al = &a->layers[i];
+        mm_file_arch_layer *al = &a->layers[i];
         al->entry = l;
         if ((st = arch_string(l, "kind", where, &s)) != MM_OK) return st;
         al->kind = mm_layer_kind_find(s);
@@ -1009,7 +1105,7 @@ static mm_status build_model(const mm_file *f, mm_model **out) {
                         "not an mmaint model file (__metadata__.format is %s%.40s%s, expected "
                         "\"" MMF_FORMAT "\")",
                         fmt ? "\"" : "", fmt ? fmt : "missing", fmt ? "\"" : "");
-    arch_info a;
+    mm_file_arch a;
     memset(&a, 0, sizeof a);
     mm_model *m = NULL;
     mm_status st = parse_architecture(f, &a);
@@ -1020,7 +1116,7 @@ static mm_status build_model(const mm_file *f, mm_model **out) {
     m->leaky_slope = a.leaky_slope;
     if (a.have_rng) m->init_rng = a.rng;
     for (size_t i = 0; i < a.n_layers; i++) {
-        const arch_layer *al = &a.layers[i];
+        const mm_file_arch_layer *al = &a.layers[i];
         mm_layer *l = NULL;
         /* the loader checks its tensors against the file before allocating */
         st = al->kind->load(f, i, al->entry, al->in, al->out, al->act, a.leaky_slope, &l);
@@ -1042,13 +1138,23 @@ static mm_status build_model(const mm_file *f, mm_model **out) {
     }
     st = mm_lineage_set(m, lineage ? lineage : "[]");
     if (st != MM_OK) goto fail;
-    arch_info_free(&a);
+    mm_file_arch_free(&a);
     *out = m;
     return MM_OK;
 fail:
-    arch_info_free(&a);
+    mm_file_arch_free(&a);
     mm_model_free(m);
     return st;
+}
+
+mm_status mm_file_parse_architecture(const mm_file *f, mm_file_arch *a) {
+    if (!a) return mm_null_arg("a");
+    memset(a, 0, sizeof *a);
+    if (!f) return mm_null_arg("f");
+    mm_status st = parse_architecture(f, a);
+    if (st == MM_OK) return MM_OK;
+    mm_file_arch_free(a);
+    return file_fail(f, st);
 }
 
 mm_status mm_file_build_model(const mm_file *f, mm_model **out) {
@@ -1069,8 +1175,8 @@ mm_status mm_file_build_model(const mm_file *f, mm_model **out) {
 mm_status mm_file_check_vector(const mm_file *f, const char *name, mm_dtype want, mm_dtype alt,
                            uint64_t len_or_max, bool exact, mm_dtype *dtype, uint64_t *len) {
     uint64_t shape[MM_FILE_MAX_DIMS];
-    size_t ndim;
-    mm_dtype dt;
+    size_t ndim = 0;
+    mm_dtype dt = MM_DTYPE_F32;
     mm_status st = mm_file_tensor_info(f, name, &dt, shape, &ndim);
     if (st == MM_E_NOT_FOUND) return mm_error(MM_E_FORMAT, "tensor %s is missing", name);
     if (st != MM_OK) return mm_error_prefix(MM_E_FORMAT, "tensor %s", name);
@@ -1195,7 +1301,12 @@ struct mm_file_writer {
     size_t nt, cap_t;
     wmeta *m;
     size_t nm, cap_m;
+    bool plain; /* no format tag, version or checksum */
 };
+
+void mm_file_writer_set_plain(mm_file_writer *w, bool plain) {
+    if (w) w->plain = plain;
+}
 
 mm_status mm_file_writer_create(mm_file_writer **out) {
     if (!out) return mm_null_arg("out");
@@ -1350,7 +1461,8 @@ static char *dump_compact(const json_t *j) {
 }
 
 /* The architecture text; each layer's save hook adds its fields to the
- * layer's entry and its tensors to w. */
+ * layer's entry and its tensors to w. Without w, every layer is described
+ * as kind "dense" and nothing is added. */
 static mm_status architecture_json(const mm_model *model, mm_file_writer *w, char **out) {
     json_t *root = json_object();
     json_t *layers = json_array();
@@ -1374,7 +1486,7 @@ static mm_status architecture_json(const mm_model *model, mm_file_writer *w, cha
         goto oom;
     for (size_t i = 0; i < model->n_layers; i++) {
         const mm_layer *l = model->layers[i];
-        if (!l->vt->save) {
+        if (w && !l->vt->save) {
             st = mm_error(MM_E_UNSUPPORTED, "layer %zu: %s layers cannot be saved", i,
                           l->vt->kind);
             goto done;
@@ -1382,7 +1494,7 @@ static mm_status architecture_json(const mm_model *model, mm_file_writer *w, cha
         const char *act = mm_activation_name(l->act);
         json_t *o = json_object();
         if (!o) goto oom;
-        if (json_object_set_new(o, "kind", json_string(l->vt->kind)) ||
+        if (json_object_set_new(o, "kind", json_string(w ? l->vt->kind : "dense")) ||
             json_object_set_new(o, "in", json_integer((json_int_t)l->in)) ||
             json_object_set_new(o, "out", json_integer((json_int_t)l->out)) ||
             json_object_set_new(o, "activation", json_string(act ? act : "?"))) {
@@ -1390,8 +1502,10 @@ static mm_status architecture_json(const mm_model *model, mm_file_writer *w, cha
             goto oom;
         }
         if (json_array_append_new(layers, o)) goto oom; /* frees o when it fails */
-        st = l->vt->save(l, i, o, w);
-        if (st != MM_OK) goto done;
+        if (w) {
+            st = l->vt->save(l, i, o, w);
+            if (st != MM_OK) goto done;
+        }
     }
     if (json_object_set(root, "layers", layers) != 0) goto oom;
     *out = dump_compact(root);
@@ -1404,6 +1518,16 @@ done:
     json_decref(layers);
     json_decref(root);
     return st;
+}
+
+mm_status mm_file_dense_architecture(const mm_model *model, char **out) {
+    if (!out) return mm_null_arg("out");
+    *out = NULL;
+    if (!model) return mm_null_arg("model");
+    for (size_t i = 0; i < model->n_layers; i++)
+        if (!mm_activation_name(model->layers[i]->act))
+            return mm_error(MM_E_INTERNAL, "layer %zu has an unknown activation", i);
+    return architecture_json(model, NULL, out);
 }
 
 mm_status mm_file_writer_add_model(mm_file_writer *w, const mm_model *model) {
@@ -1491,8 +1615,8 @@ static mm_status writer_header(const mm_file_writer *w, const wmeta *fixed, size
         if (json_object_set_new(meta, fixed[i].key, json_string(fixed[i].value))) goto oom;
     for (size_t i = 0; i < w->nm; i++)
         if (json_object_set_new(meta, w->m[i].key, json_string(w->m[i].value))) goto oom;
-    if (json_object_set_new(meta, "checksum", json_string(checksum))) goto oom;
-    if (json_object_set(root, "__metadata__", meta)) goto oom;
+    if (checksum && json_object_set_new(meta, "checksum", json_string(checksum))) goto oom;
+    if (json_object_size(meta) > 0 && json_object_set(root, "__metadata__", meta)) goto oom;
     uint64_t off = 0;
     for (size_t i = 0; i < w->nt; i++) {
         const wtensor *t = &w->t[i];
@@ -1605,9 +1729,10 @@ mm_status mm_file_writer_commit(mm_file_writer *w, const char *path) {
     char *tmp = NULL;
     FILE *fp = NULL;
     bool created = false;
-    mm_status st = writer_checksum(w, fixed, 2, chunk, checksum);
+    const size_t nfixed = w->plain ? 0 : 2;
+    mm_status st = w->plain ? MM_OK : writer_checksum(w, fixed, nfixed, chunk, checksum);
     if (st != MM_OK) goto done;
-    st = writer_header(w, fixed, 2, checksum, &header, &hlen);
+    st = writer_header(w, fixed, nfixed, w->plain ? NULL : checksum, &header, &hlen);
     if (st != MM_OK) goto done;
 
     struct stat target;

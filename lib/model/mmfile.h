@@ -119,6 +119,62 @@ void mm_file_csr_free(mm_file_csr *csr);
 /* Build the model the file describes. */
 mm_status mm_file_build_model(const mm_file *f, mm_model **out);
 
+/* The "architecture" metadata (doc/FORMAT.md §4.1), parsed and checked as
+ * mm_file_build_model checks it (generic fields, widths chaining, kinds
+ * known), without building anything. Works on any file that has the key
+ * (mm_safetensors_export writes it into plain safetensors files). */
+typedef struct mm_file_arch_layer {
+    const mm_layer_kind *kind;
+    const json_t *entry; /* inside mm_file_arch.root */
+    size_t in, out;
+    mm_activation act;
+} mm_file_arch_layer;
+
+typedef struct mm_file_arch {
+    json_t *root; /* the parsed architecture (owned): the entries point into it */
+    size_t input_dim;
+    mm_loss loss;
+    float leaky_slope;
+    uint64_t seed;
+    bool have_rng;
+    mm_rng rng;
+    mm_file_arch_layer *layers;
+    size_t n_layers;
+} mm_file_arch;
+
+/* MM_E_FORMAT (missing or invalid) / MM_E_UNSUPPORTED (unknown kind);
+ * on error *a needs no freeing. */
+mm_status mm_file_parse_architecture(const mm_file *f, mm_file_arch *a);
+void mm_file_arch_free(mm_file_arch *a);
+
+/* The architecture JSON text of a model (doc/FORMAT.md §4.1), every layer
+ * described as kind "dense" (what it computes), without any tensor: for
+ * exports that write every layer as dense weights. Caller frees *out. */
+mm_status mm_file_dense_architecture(const mm_model *model, char **out);
+
+/* ---- tensors of any dtype (foreign files) ---- */
+
+/* Number of tensors, and the name of the i-th in ascending byte order of
+ * names (borrowed; NULL if i is out of range). */
+size_t mm_file_tensor_count(const mm_file *f);
+const char *mm_file_tensor_name(const mm_file *f, size_t i);
+
+/* dtype name ("F64", "BOOL", ...: any safetensors dtype) and shape of a
+ * tensor; each output may be NULL. MM_E_NOT_FOUND if absent. */
+mm_status mm_file_tensor_shape(const mm_file *f, const char *name, const char **dtype,
+                               uint64_t shape[MM_FILE_MAX_DIMS], size_t *ndim);
+
+/* A floating-point tensor of shape rows x cols (cols == 1 also accepts a
+ * 1-d [rows]) read as F32 into dst: F32 as is, F16 and BF16 widened
+ * (exactly), F64 only when every value is exactly a float unless
+ * round_f64 (then rounded to nearest; beyond the float range still
+ * refused). dst NULL checks presence, dtype and shape only (do it before
+ * allocating). MM_E_NOT_FOUND; MM_E_UNSUPPORTED for another dtype;
+ * MM_E_SHAPE; MM_E_OUT_OF_RANGE for an inexact or too large F64;
+ * MM_E_NUMERIC for NaN or infinity; each naming tensor and element. */
+mm_status mm_file_read_float(const mm_file *f, const char *name, size_t rows, size_t cols,
+                             bool round_f64, float *dst);
+
 /* ---- writing ---- */
 typedef struct mm_file_writer mm_file_writer;
 
@@ -139,6 +195,10 @@ mm_status mm_file_writer_add_meta(mm_file_writer *w, const char *key, const char
 /* Architecture metadata, lineage and every layer's tensors (through each
  * layer's vtable save hook). */
 mm_status mm_file_writer_add_model(mm_file_writer *w, const mm_model *model);
+/* Plain mode: commit writes no format, format_version or checksum
+ * metadata, so the result is a plain safetensors file (for other tools;
+ * the model loader refuses it). Default: an mmaint file. */
+void mm_file_writer_set_plain(mm_file_writer *w, bool plain);
 /* Write atomically: temp file in the same directory, fsync, rename. */
 mm_status mm_file_writer_commit(mm_file_writer *w, const char *path);
 

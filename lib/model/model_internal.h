@@ -171,6 +171,20 @@ static inline void mm_layer_params_changed(mm_layer *layer) {
  * Whoever changes layer widths or swaps layers calls this. */
 void mm_model_drop_caches(mm_model *model);
 
+/* A model spec ("784-256-128-10:relu", mm_model_create_from_spec) parsed:
+ * widths[0] is the input width, widths[1..count) the layers' widths; the
+ * hidden layers use `act`, the last one identity. MM_E_INVALID_ARGUMENT
+ * naming the offending part (spec.c). */
+#define MM_SPEC_MAX_LAYERS 64
+typedef struct mm_spec {
+    size_t widths[MM_SPEC_MAX_LAYERS + 1];
+    size_t count;
+    mm_activation act;
+    mm_init init;
+    mm_loss loss;
+} mm_spec;
+mm_status mm_spec_parse(const char *spec, mm_spec *out);
+
 /* Append a layer that is already built (takes ownership on success). */
 mm_status mm_model_push_layer(mm_model *model, mm_layer *layer);
 

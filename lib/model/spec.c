@@ -8,8 +8,6 @@
 
 #include "model/model_internal.h"
 
-#define MM_SPEC_MAX_LAYERS 64
-
 static mm_status parse_options(const char *opts, mm_activation *act, mm_init *init,
                                mm_loss *loss) {
     char buf[256];
@@ -34,11 +32,10 @@ static mm_status parse_options(const char *opts, mm_activation *act, mm_init *in
     return MM_OK;
 }
 
-mm_status mm_model_create_from_spec(mm_model **out, const char *spec, uint64_t seed) {
+mm_status mm_spec_parse(const char *spec, mm_spec *out) {
     if (!out) return mm_null_arg("out");
-    *out = NULL;
     if (!spec) return mm_null_arg("spec");
-    size_t widths[MM_SPEC_MAX_LAYERS + 1];
+    size_t *widths = out->widths;
     size_t count = 0;
     const char *p = spec;
     for (;;) {
@@ -71,18 +68,26 @@ mm_status mm_model_create_from_spec(mm_model **out, const char *spec, uint64_t s
     if (count < 2)
         return mm_error(MM_E_INVALID_ARGUMENT,
                         "model spec '%s' needs an input width and at least one layer", spec);
-    mm_activation act = MM_ACT_RELU;
-    mm_init init = MM_INIT_AUTO;
-    mm_loss loss = MM_LOSS_SOFTMAX_XENT;
-    if (*p == ':') {
-        mm_status st = parse_options(p + 1, &act, &init, &loss);
-        if (st != MM_OK) return st;
-    }
+    out->count = count;
+    out->act = MM_ACT_RELU;
+    out->init = MM_INIT_AUTO;
+    out->loss = MM_LOSS_SOFTMAX_XENT;
+    if (*p == ':') return parse_options(p + 1, &out->act, &out->init, &out->loss);
+    return MM_OK;
+}
+
+mm_status mm_model_create_from_spec(mm_model **out, const char *spec, uint64_t seed) {
+    if (!out) return mm_null_arg("out");
+    *out = NULL;
+    mm_spec sp;
+    mm_status st = mm_spec_parse(spec, &sp);
+    if (st != MM_OK) return st;
     mm_model *m = NULL;
-    mm_status st = mm_model_create(&m, widths[0], seed);
-    for (size_t i = 1; st == MM_OK && i < count; i++)
-        st = mm_model_add_dense_init(m, widths[i], i + 1 == count ? MM_ACT_IDENTITY : act, init);
-    if (st == MM_OK) st = mm_model_set_loss(m, loss);
+    st = mm_model_create(&m, sp.widths[0], seed);
+    for (size_t i = 1; st == MM_OK && i < sp.count; i++)
+        st = mm_model_add_dense_init(m, sp.widths[i], i + 1 == sp.count ? MM_ACT_IDENTITY : sp.act,
+                                     sp.init);
+    if (st == MM_OK) st = mm_model_set_loss(m, sp.loss);
     if (st != MM_OK) {
         mm_model_free(m);
         return st;

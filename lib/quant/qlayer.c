@@ -97,6 +97,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/half.h"
 #include "model/mmfile.h"
 #include "quant/quant_internal.h"
 
@@ -211,18 +212,6 @@ static uint16_t f32_to_f16(float f) {
     return (uint16_t)(sign | ((r - (112u << 23)) >> 13));
 }
 
-/* IEEE half -> float, exact (branch-free, vectorises). */
-QL_INLINE float f16_to_f32(uint16_t h) {
-    uint32_t o = (uint32_t)(h & 0x7fffu) << 13;
-    const uint32_t exp = o & (0x7c00u << 13);
-    o += (127u - 15u) << 23;
-    const float sub = u2f(o + (1u << 23)) - u2f(113u << 23);
-    uint32_t r = exp == (0x7c00u << 13) ? o + ((128u - 16u) << 23) : o;
-    r = exp == 0 ? f2u(sub) : r;
-    return u2f(r | ((uint32_t)(h & 0x8000u) << 16));
-}
-
-QL_INLINE float bf16_to_f32(uint16_t h) { return u2f((uint32_t)h << 16); }
 
 /* Round half to even for |v| < 2^22 (the values here are clamped to
  * +-255): adding and removing 1.5 * 2^23 leaves the integer part. Plain
@@ -520,8 +509,8 @@ static int wkind(const qlayer *q) {
 
 /* Element i of row o as float (int8: q - zq, unscaled). */
 QL_INLINE float wval(int kind, const void *base, size_t idx, int32_t z) {
-    if (kind == WK_F16) return f16_to_f32(((const uint16_t *)base)[idx]);
-    if (kind == WK_BF16) return bf16_to_f32(((const uint16_t *)base)[idx]);
+    if (kind == WK_F16) return mm_f16_to_f32(((const uint16_t *)base)[idx]);
+    if (kind == WK_BF16) return mm_bf16_to_f32(((const uint16_t *)base)[idx]);
     return (float)((int32_t)((const int8_t *)base)[idx] - z);
 }
 
