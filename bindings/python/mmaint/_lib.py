@@ -237,6 +237,10 @@ SIGNATURES = {
     "mm_onnx_export": (STATUS, [P, c_char_p]),
     "mm_onnx_import": (STATUS, [H, c_char_p]),
     "mm_onnx_import_buffer": (STATUS, [H, P, S]),
+    # mm_safetensors.h
+    "mm_safetensors_import": (STATUS, [H, c_char_p, c_char_p, c_char_p, c_uint]),
+    "mm_safetensors_import_buffer": (STATUS, [H, P, S, c_char_p, c_char_p, c_uint]),
+    "mm_safetensors_export": (STATUS, [P, c_char_p, c_char_p]),
 }
 
 
