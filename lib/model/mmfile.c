@@ -575,7 +575,7 @@ static mm_status file_new(mm_file **out, unsigned char *buf, size_t len, const c
     return MM_OK;
 }
 
-static mm_status read_whole_file(const char *path, unsigned char **out, size_t *out_len) {
+mm_status mm_file_read_all(const char *path, unsigned char **out, size_t *out_len) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return mm_error(MM_E_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
@@ -629,7 +629,7 @@ mm_status mm_file_open(mm_file **out, const char *path) {
     if (!path) return mm_null_arg("path");
     unsigned char *buf = NULL;
     size_t len = 0;
-    mm_status st = read_whole_file(path, &buf, &len);
+    mm_status st = mm_file_read_all(path, &buf, &len);
     if (st != MM_OK) return st;
     return file_new(out, buf, len, path);
 }
@@ -1708,45 +1708,29 @@ static int fsync_parent_dir(const char *path) {
     return err;
 }
 
-static mm_status write_all(FILE *fp, const void *p, size_t n, const char *tmp) {
+mm_status mm_file_write_all(FILE *fp, const void *p, size_t n, const char *tmp) {
+    errno = 0;
     if (n && fwrite(p, 1, n, fp) != n)
         return mm_error(MM_E_IO, "cannot write %s: %s", tmp, strerror(errno ? errno : EIO));
     return MM_OK;
 }
 
-mm_status mm_file_writer_commit(mm_file_writer *w, const char *path) {
-    if (!w) return mm_null_arg("w");
+mm_status mm_file_write_atomic(const char *path, mm_file_fill_fn fill, void *ctx) {
     if (!path) return mm_null_arg("path");
+    if (!fill) return mm_null_arg("fill");
     if (!*path) return mm_error(MM_E_INVALID_ARGUMENT, "empty path");
-
-    const wmeta fixed[2] = {{(char *)"format", (char *)MMF_FORMAT},
-                            {(char *)"format_version", (char *)MMF_VERSION}};
-    unsigned char *chunk = malloc(4 * MMF_CHUNK);
-    if (!chunk) return mm_oom("write buffer");
-    char checksum[16];
-    char *header = NULL;
-    size_t hlen = 0;
+    mm_status st = MM_OK;
     char *tmp = NULL;
     FILE *fp = NULL;
     bool created = false;
-    const size_t nfixed = w->plain ? 0 : 2;
-    mm_status st = w->plain ? MM_OK : writer_checksum(w, fixed, nfixed, chunk, checksum);
-    if (st != MM_OK) goto done;
-    st = writer_header(w, fixed, nfixed, w->plain ? NULL : checksum, &header, &hlen);
-    if (st != MM_OK) goto done;
 
     struct stat target;
     bool target_exists = stat(path, &target) == 0;
-    if (target_exists && S_ISDIR(target.st_mode)) {
-        st = mm_error(MM_E_IO, "%s is a directory", path);
-        goto done;
-    }
+    if (target_exists && S_ISDIR(target.st_mode))
+        return mm_error(MM_E_IO, "%s is a directory", path);
     size_t tlen = strlen(path) + 64;
     tmp = malloc(tlen);
-    if (!tmp) {
-        st = mm_oom("temporary path");
-        goto done;
-    }
+    if (!tmp) return mm_oom("temporary path");
     snprintf(tmp, tlen, "%s.tmp.%ld.%u", path, (long)getpid(),
              atomic_fetch_add(&tmp_counter, 1u));
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
@@ -1763,24 +1747,7 @@ mm_status mm_file_writer_commit(mm_file_writer *w, const char *path) {
         close(fd);
         goto done;
     }
-
-    unsigned char lenbuf[8];
-    wr_u64le(lenbuf, (uint64_t)hlen);
-    errno = 0;
-    if ((st = write_all(fp, lenbuf, 8, tmp)) != MM_OK) goto done;
-    if ((st = write_all(fp, header, hlen, tmp)) != MM_OK) goto done;
-    for (size_t i = 0; i < w->nt; i++) {
-        const wtensor *t = &w->t[i];
-        const unsigned char *x = t->data;
-        size_t n = t->count;
-        while (n > 0) {
-            size_t step = n > MMF_CHUNK ? MMF_CHUNK : n;
-            host_to_le(chunk, x, step, t->elsize);
-            if ((st = write_all(fp, chunk, step * t->elsize, tmp)) != MM_OK) goto done;
-            x += step * t->elsize;
-            n -= step;
-        }
-    }
+    if ((st = fill(fp, tmp, ctx)) != MM_OK) goto done;
     if (fflush(fp) != 0) {
         st = mm_error(MM_E_IO, "cannot write %s: %s", tmp, strerror(errno));
         goto done;
@@ -1804,11 +1771,63 @@ mm_status mm_file_writer_commit(mm_file_writer *w, const char *path) {
     if (err != 0)
         st = mm_error(MM_E_IO, "%s written, but syncing its directory failed: %s", path,
                       strerror(err));
-
 done:
     if (fp) fclose(fp);
     if (created) unlink(tmp);
     free(tmp);
+    return st;
+}
+
+/* The content of a model file, for mm_file_write_atomic. */
+typedef struct commit_ctx {
+    const mm_file_writer *w;
+    const char *header;
+    size_t hlen;
+    unsigned char *chunk;
+} commit_ctx;
+
+static mm_status commit_fill(FILE *fp, const char *tmp, void *ctx) {
+    const commit_ctx *c = ctx;
+    unsigned char lenbuf[8];
+    wr_u64le(lenbuf, (uint64_t)c->hlen);
+    mm_status st;
+    if ((st = mm_file_write_all(fp, lenbuf, 8, tmp)) != MM_OK) return st;
+    if ((st = mm_file_write_all(fp, c->header, c->hlen, tmp)) != MM_OK) return st;
+    for (size_t i = 0; i < c->w->nt; i++) {
+        const wtensor *t = &c->w->t[i];
+        const unsigned char *x = t->data;
+        size_t n = t->count;
+        while (n > 0) {
+            size_t step = n > MMF_CHUNK ? MMF_CHUNK : n;
+            host_to_le(c->chunk, x, step, t->elsize);
+            if ((st = mm_file_write_all(fp, c->chunk, step * t->elsize, tmp)) != MM_OK)
+                return st;
+            x += step * t->elsize;
+            n -= step;
+        }
+    }
+    return MM_OK;
+}
+
+mm_status mm_file_writer_commit(mm_file_writer *w, const char *path) {
+    if (!w) return mm_null_arg("w");
+    if (!path) return mm_null_arg("path");
+    if (!*path) return mm_error(MM_E_INVALID_ARGUMENT, "empty path");
+
+    const wmeta fixed[2] = {{(char *)"format", (char *)MMF_FORMAT},
+                            {(char *)"format_version", (char *)MMF_VERSION}};
+    unsigned char *chunk = malloc(4 * MMF_CHUNK);
+    if (!chunk) return mm_oom("write buffer");
+    char checksum[16];
+    char *header = NULL;
+    size_t hlen = 0;
+    const size_t nfixed = w->plain ? 0 : 2;
+    mm_status st = w->plain ? MM_OK : writer_checksum(w, fixed, nfixed, chunk, checksum);
+    if (st == MM_OK) st = writer_header(w, fixed, nfixed, w->plain ? NULL : checksum, &header, &hlen);
+    if (st == MM_OK) {
+        commit_ctx c = {w, header, hlen, chunk};
+        st = mm_file_write_atomic(path, commit_fill, &c);
+    }
     free(header);
     free(chunk);
     return st;

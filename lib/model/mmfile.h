@@ -4,6 +4,8 @@
 #ifndef MM_MMFILE_H
 #define MM_MMFILE_H
 
+#include <stdio.h>
+
 #include "model/model_internal.h"
 
 /* Tensor element types mmaint reads and writes, with their safetensors
@@ -201,5 +203,20 @@ mm_status mm_file_writer_add_model(mm_file_writer *w, const mm_model *model);
 void mm_file_writer_set_plain(mm_file_writer *w, bool plain);
 /* Write atomically: temp file in the same directory, fsync, rename. */
 mm_status mm_file_writer_commit(mm_file_writer *w, const char *path);
+
+/* ---- plain files (shared with the other formats, e.g. ONNX) ---- */
+
+/* Writes a file's content to fp; `tmp` names the file in messages. */
+typedef mm_status (*mm_file_fill_fn)(FILE *fp, const char *tmp, void *ctx);
+/* Write `path` atomically: fill() writes a temporary file in the same
+ * directory, which is fsynced and renamed over `path`, then the directory
+ * is fsynced. On any error the temporary file is removed and `path` is
+ * untouched. Keeps the mode of a file it replaces. */
+mm_status mm_file_write_atomic(const char *path, mm_file_fill_fn fill, void *ctx);
+/* fwrite all n bytes or MM_E_IO naming tmp. */
+mm_status mm_file_write_all(FILE *fp, const void *p, size_t n, const char *tmp);
+/* Read a whole regular file into a malloc'ed buffer (freed by the caller);
+ * MM_E_IO naming the path on failure. */
+mm_status mm_file_read_all(const char *path, unsigned char **out, size_t *out_len);
 
 #endif

@@ -1335,6 +1335,98 @@ static mm_status ql_save(const mm_layer *layer, size_t index, json_t *entry, mm_
     return st;
 }
 
+/* ---- the int8 form for other formats (quant_internal.h) ------------------------ */
+
+mm_status mm_qlayer_int8_describe(const mm_layer *layer, mm_qlayer_int8 *d) {
+    if (!layer) return mm_null_arg("layer");
+    if (!d) return mm_null_arg("d");
+    qlayer *q = (qlayer *)(uintptr_t)layer; /* save_rows fills the save cache only */
+    if (!mm_layer_is_quantized(layer) || !is_int8(q))
+        return mm_error(MM_E_INVALID_ARGUMENT, "layer kind %s is not int8", layer->vt->kind);
+    if (q->stale)
+        return mm_error(MM_E_STATE,
+                        "re-quantization after the last update ran out of memory; train another "
+                        "step or re-quantize first");
+    const int8_t *rows = NULL;
+    mm_status st = save_rows(q, &rows);
+    if (st != MM_OK) return st;
+    *d = (mm_qlayer_int8){.scheme = q->scheme,
+                          .per_channel = q->per_channel,
+                          .weight_symmetric = q->weight_symmetric,
+                          .act_symmetric = q->act_symmetric,
+                          .weight_q = rows,
+                          .weight_scale = q->w_scale,
+                          .weight_zp = q->w_zp,
+                          .bias = q->bias,
+                          .in_lo = q->in_range[0],
+                          .in_hi = q->in_range[1],
+                          .x_scale = q->x_scale,
+                          .x_zp = q->x_zp};
+    return MM_OK;
+}
+
+mm_status mm_qlayer_int8_create(const mm_qlayer_int8 *d, size_t in, size_t out,
+                                mm_activation act, float slope, mm_layer **res) {
+    if (!res) return mm_null_arg("res");
+    *res = NULL;
+    if (!d || !d->weight_q || !d->weight_scale || !d->bias || (!d->weight_symmetric && !d->weight_zp))
+        return mm_null_arg("int8 layer description");
+    if (d->scheme != MM_QUANT_INT8_WEIGHT_ONLY && d->scheme != MM_QUANT_INT8_DYNAMIC &&
+        d->scheme != MM_QUANT_INT8_STATIC)
+        return mm_error(MM_E_INVALID_ARGUMENT, "scheme %d is not an int8 scheme", (int)d->scheme);
+    const unsigned lim = d->weight_symmetric ? MM_INT8_MAX_IN : QL_ASYM_MAX_IN;
+    if (in > lim)
+        return mm_error(MM_E_UNSUPPORTED, "int8 layer with %zu inputs (at most %u)", in, lim);
+    const size_t ns = d->per_channel ? out : 1;
+    for (size_t o = 0; o < ns; o++) {
+        if (!(d->weight_scale[o] > 0.0f) || !isfinite(d->weight_scale[o]))
+            return mm_error(MM_E_FORMAT, "weight scale %zu is %g (scales must be finite and > 0)",
+                            o, (double)d->weight_scale[o]);
+        if (d->weight_zp && !d->weight_symmetric &&
+            (d->weight_zp[o] < -128 || d->weight_zp[o] > 127))
+            return mm_error(MM_E_FORMAT, "weight zero point %zu is %d (outside [-128, 127])", o,
+                            (int)d->weight_zp[o]);
+    }
+    for (size_t o = 0; o < out; o++)
+        if (!isfinite(d->bias[o]))
+            return mm_error(MM_E_NUMERIC, "bias[%zu] is not finite", o);
+    mm_status st;
+    qlayer *q;
+    st = ql_alloc(&q, in, out, act, slope, d->scheme, d->per_channel, d->weight_symmetric,
+                  d->act_symmetric, false);
+    if (st != MM_OK) return st;
+    memcpy(q->bias, d->bias, out * sizeof(float));
+    for (size_t o = 0; o < out; o++) {
+        q->w_scale[o] = d->weight_scale[d->per_channel ? o : 0];
+        if (q->w_zp) q->w_zp[o] = d->weight_zp[d->per_channel ? o : 0];
+    }
+    if (d->scheme == MM_QUANT_INT8_STATIC) st = set_static_range(q, d->in_lo, d->in_hi);
+    if (st == MM_OK) {
+        if (q->wq) memcpy(q->wq, d->weight_q, in * out);
+        else st = mm_int8_pack_weights(d->weight_q, out, in, &q->packed);
+    }
+    if (st != MM_OK) {
+        ql_destroy(&q->base);
+        return st;
+    }
+    *res = &q->base;
+    return MM_OK;
+}
+
+mm_status mm_qlayer_effective_weights(const mm_layer *layer, float *w) {
+    if (!layer) return mm_null_arg("layer");
+    if (!w) return mm_null_arg("w");
+    if (!mm_layer_is_quantized(layer))
+        return mm_error(MM_E_INVALID_ARGUMENT, "layer kind %s is not quantized", layer->vt->kind);
+    const qlayer *q = (const qlayer *)layer;
+    int8_t *owned = NULL;
+    const int8_t *w8 = is_int8(q) ? int8_rows(q, &owned) : NULL;
+    if (is_int8(q) && !w8) return mm_oom("int8 weights");
+    dequant_rows(q, w8, 0, layer->out, w);
+    free(owned);
+    return MM_OK;
+}
+
 /* Presence, dtype and exact shape of a tensor, before anything is
  * allocated for it. */
 static mm_status expect_tensor(const mm_file *f, const char *name, mm_dtype dtype,

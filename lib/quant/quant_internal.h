@@ -29,6 +29,38 @@ mm_status mm_qlayer_from_dense(const mm_layer *dense, const mm_qlayer_config *cf
  * kept, else the dequantized ones): used for accuracy-aware fallback. */
 mm_status mm_qlayer_to_dense(const mm_layer *qlayer, mm_layer **out);
 
+/* The int8 form of an int8-kind layer, for other formats (ONNX QDQ). */
+typedef struct mm_qlayer_int8 {
+    mm_quant_scheme scheme;     /* MM_QUANT_INT8_WEIGHT_ONLY, _DYNAMIC or _STATIC */
+    bool per_channel, weight_symmetric, act_symmetric;
+    const int8_t *weight_q;     /* out x in, row-major */
+    const float *weight_scale;  /* out values (per tensor: one value repeated) */
+    const int32_t *weight_zp;   /* out values in [-128, 127]; NULL when symmetric */
+    const float *bias;          /* out values */
+    float in_lo, in_hi;         /* static: the calibrated input range */
+    float x_scale;              /* static: the input's scale and uint8 zero point, */
+    int32_t x_zp;               /*   mm_int8_choose_params(in_lo, in_hi, act_symmetric) */
+} mm_qlayer_int8;
+
+/* Describe an int8-kind layer. The pointers are borrowed from the layer
+ * until it is next mutated (weight_q may be a cache the layer owns, as its
+ * save hook uses). MM_E_INVALID_ARGUMENT for another kind, MM_E_STATE if
+ * its int8 form is stale, MM_E_OUT_OF_MEMORY. */
+mm_status mm_qlayer_int8_describe(const mm_layer *layer, mm_qlayer_int8 *d);
+
+/* Build an int8 layer without master weights from a description (copied;
+ * x_scale and x_zp are ignored: they are derived from in_lo, in_hi and
+ * act_symmetric). Per tensor, weight_scale (and weight_zp) are read at
+ * element 0 only. Checks what a model file's loader checks: scales finite
+ * and > 0, zero points in [-128, 127], bias finite, the input-count limits
+ * of the kernels; MM_E_FORMAT / MM_E_NUMERIC / MM_E_UNSUPPORTED. */
+mm_status mm_qlayer_int8_create(const mm_qlayer_int8 *d, size_t in, size_t out,
+                                mm_activation act, float slope, mm_layer **res);
+
+/* The float weights (out x in) a quantized layer's forward pass multiplies
+ * by: the dequantized int8 or widened 16-bit values, not the master. */
+mm_status mm_qlayer_effective_weights(const mm_layer *layer, float *w);
+
 /* True for the kinds defined in qlayer.c. */
 bool mm_layer_is_quantized(const mm_layer *layer);
 
