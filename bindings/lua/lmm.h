@@ -1,0 +1,164 @@
+/* mmaint Lua binding — shared declarations of the module's C files.
+ *
+ * The binding only translates: Lua values <-> C arrays, handle lifetimes
+ * (userdata with __gc/__close), and mm_status -> Lua errors. All work is done
+ * by libmmaint.
+ *
+ * Handles. Every library object lives in a `lmm_handle` userdata whose
+ * metatable is the object's class ("mmaint.model", ...). close() or __gc or
+ * __close frees the C object once; a closed handle is refused by every
+ * method with an argument error. Objects that borrow another (an optimizer
+ * its model, a tensor view a dataset's memory) keep the lender's userdata in
+ * a user value (so the GC keeps it alive) and count themselves in the
+ * lender's `borrowers`: closing a lender that still has borrowers only marks
+ * it closed; the C object is freed when the last borrower goes.
+ */
+#ifndef LMM_H
+#define LMM_H
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mm/mm.h"
+
+/* Class names (metatable registry keys). */
+#define LMM_MODEL "mmaint.model"
+#define LMM_OPTIMIZER "mmaint.optimizer"
+#define LMM_DATASET "mmaint.dataset"
+#define LMM_PRUNER "mmaint.pruner"
+#define LMM_QUANTIZER "mmaint.quantizer"
+#define LMM_TENSOR "mmaint.tensor"
+#define LMM_ERROR "mmaint.error"
+
+typedef void (*lmm_free_fn)(void *);
+
+typedef struct lmm_handle {
+    void *p;               /* the library object; NULL once freed */
+    lmm_free_fn free_fn;   /* frees p */
+    int closed;            /* close() was called (or the GC collected it) */
+    int borrowers;         /* live handles/tensors that borrow p */
+    struct lmm_handle *lender; /* the handle this one borrows from, or NULL */
+} lmm_handle;
+
+/* ---- handles (lmm_core.c) ---------------------------------------------- */
+
+/* Push a new handle of class `cls` owning p (freed with free_fn). When
+ * lender_idx != 0 the value at that stack index (a handle) is stored as user
+ * value 1 and counted as lent to. `nuv` user values in all (>= 1). */
+lmm_handle *lmm_push_handle(lua_State *L, const char *cls, void *p, lmm_free_fn free_fn,
+                            int lender_idx, int nuv);
+/* The handle at `arg` of class `cls`; argument error if it is something else
+ * or closed. */
+lmm_handle *lmm_check_handle(lua_State *L, int arg, const char *cls);
+/* The library object of an open handle at `arg`. */
+void *lmm_check(lua_State *L, int arg, const char *cls);
+/* Same, or NULL when the argument is nil/none. */
+void *lmm_opt(lua_State *L, int arg, const char *cls);
+/* Mark closed and free when nothing borrows it (idempotent). */
+void lmm_handle_close(lmm_handle *h);
+/* Count a borrower of h / forget one (frees a closed lender at zero). */
+void lmm_lend(lmm_handle *h);
+void lmm_unlend(lmm_handle *h);
+/* Register a class: metatable with __index = methods, __gc, __close,
+ * __tostring (name + state), close(), and the given methods. */
+void lmm_new_class(lua_State *L, const char *cls, const luaL_Reg *methods);
+
+/* ---- errors (lmm_core.c) ----------------------------------------------- */
+
+/* If st != MM_OK: return the Lua error convention for the failed call —
+ * push nil, message, code name and return 3 — or, when the module is set to
+ * raise (mmaint.set_raise(true)), raise an mmaint.error object. Returns 0
+ * on MM_OK (nothing pushed). Use as: `if (st) return lmm_fail(L, st);` */
+int lmm_fail(lua_State *L, mm_status st);
+/* Convenience: return lmm_fail when st != OK, else push the value at idx
+ * (or `true` when idx == 0) and return 1. */
+int lmm_result(lua_State *L, mm_status st, int idx);
+/* Fail with a message made here (for problems the binding detects itself,
+ * such as an array whose length is not a multiple of the model's inputs). */
+int lmm_fail_msg(lua_State *L, mm_status st, const char *fmt, ...);
+
+/* Lua integer argument >= lo as size_t (argument error otherwise). */
+size_t lmm_checksize(lua_State *L, int arg, lua_Integer lo);
+/* 1-based index argument -> 0-based size_t. */
+size_t lmm_checkindex(lua_State *L, int arg);
+
+/* ---- arrays (lmm_tensor.c) ------------------------------------------------
+ * Arguments that are arrays accept a tensor of the right dtype, or a Lua
+ * table: flat ({1, 2, 3}) or a table of rows ({{1, 2}, {3, 4}}). */
+typedef enum lmm_dtype { LMM_F32 = 0, LMM_I32 = 1 } lmm_dtype;
+
+typedef struct lmm_array {
+    void *data;   /* float* or int32_t* */
+    size_t len;   /* elements */
+    size_t rows;  /* rows of a 2-d argument (table of rows or 2-d tensor), else 0 */
+    int is_table; /* 1 if converted from a Lua table (results mirror it) */
+    int32_t one;  /* storage of a single integer label */
+} lmm_array;
+
+/* Convert the argument at `arg` (the converted copy, if any, is anchored on
+ * the Lua stack as a userdata so errors cannot leak it: fix the argument
+ * count with lua_settop first, so later optional arguments are not mistaken
+ * for the anchor). `what` names the argument in messages. */
+void lmm_check_array(lua_State *L, int arg, lmm_dtype dt, lmm_array *a, const char *what);
+/* Labels: an integer (one label), a table of integers, or an int32 tensor. */
+void lmm_check_labels(lua_State *L, int arg, lmm_array *a);
+
+typedef struct lmm_tensor {
+    void *data;
+    size_t len;        /* elements */
+    size_t dims[2];    /* shape: dims[0] x dims[1] (2-d) or dims[0] (1-d) */
+    int ndim;          /* 1 or 2 */
+    lmm_dtype dtype;
+    lmm_handle *lender;/* a handle whose memory this views (dataset), or NULL */
+    /* owned storage follows when the tensor owns its data */
+} lmm_tensor;
+
+/* New owning tensor (zeroed) of shape rows x cols (ndim 2) or rows (ndim 1). */
+lmm_tensor *lmm_new_tensor(lua_State *L, lmm_dtype dt, int ndim, size_t rows, size_t cols);
+/* New tensor viewing `data`, owned by the handle at stack index owner_idx
+ * (kept alive through a user value and counted as a borrower). */
+lmm_tensor *lmm_view_tensor(lua_State *L, int owner_idx, lmm_dtype dt, void *data, int ndim,
+                            size_t rows, size_t cols);
+lmm_tensor *lmm_test_tensor(lua_State *L, int arg);
+/* Push a result array of len elements (rows of width `cols` when the input
+ * was a table of rows) in the same kind as the input `like`: a Lua table
+ * when `like` came from a table, else a tensor. */
+void lmm_push_result(lua_State *L, const lmm_array *like, lmm_dtype dt, const void *data,
+                     size_t len, size_t cols);
+
+/* Inputs of evaluate/backward/step/calibrate at arg..arg+2: (x [, labels
+ * [, targets]]) or (dataset). Returns 0 with *b filled (labels/targets NULL
+ * when absent), or the number of error results pushed (shape problems the
+ * binding detects). Converted copies are anchored on the stack. (lmm_model.c) */
+typedef struct lmm_batch {
+    const float *x;
+    const int32_t *labels;
+    const float *targets;
+    size_t n;
+    lmm_array la; /* storage of the labels argument */
+} lmm_batch;
+int lmm_check_batch(lua_State *L, int arg, const mm_model *m, lmm_batch *b);
+
+/* ---- the classes (one file each) --------------------------------------- */
+void lmm_open_tensor(lua_State *L);    /* adds mmaint.tensor */
+void lmm_open_model(lua_State *L);     /* mmaint.model, mmaint.load, ... */
+void lmm_open_dataset(lua_State *L);
+void lmm_open_optimizer(lua_State *L);
+void lmm_open_pruner(lua_State *L);
+void lmm_open_quantizer(lua_State *L);
+
+/* Shared by several classes. */
+/* Value of an enum-keyed setting: a number, or a boolean (1/0). */
+double lmm_check_setting_value(lua_State *L, int arg);
+/* Setter of one named setting whose value is at stack index validx. */
+typedef mm_status (*lmm_setter)(lua_State *L, void *obj, const char *name, int validx);
+/* Apply a table {name = value, ...} of settings (string keys; anything else
+ * is an argument error); stops at the first failure and returns its status. */
+mm_status lmm_apply_settings(lua_State *L, int tbl, void *obj, lmm_setter set);
+/* obj:set(name, value) or obj:set{name = value, ...}: the shared method body
+ * (object at 1); returns the Lua results. */
+int lmm_set_method(lua_State *L, void *obj, lmm_setter set);
+
+#endif

@@ -1,0 +1,130 @@
+/* mmaint Lua binding — mmaint.quantizer. */
+#include "lmm.h"
+
+static void free_quantizer(void *p) { mm_quantizer_free(p); }
+
+#define CHECK_Q(arg) ((mm_quantizer *)lmm_check(L, (arg), LMM_QUANTIZER))
+
+/* Values are numbers or booleans; the observer may also be named ("entropy"). */
+static mm_status set_named(lua_State *L, void *obj, const char *name, int validx) {
+    mm_quant_param p;
+    mm_status st = mm_quant_param_from_name(name, &p);
+    if (st) return st;
+    if (p == MM_QUANT_OBSERVER && lua_type(L, validx) == LUA_TSTRING) {
+        mm_quant_observer o;
+        if ((st = mm_quant_observer_from_name(lua_tostring(L, validx), &o))) return st;
+        return mm_quantizer_set(obj, p, (double)o);
+    }
+    return mm_quantizer_set(obj, p, lmm_check_setting_value(L, validx));
+}
+
+/* mm.quantizer(scheme [, settings]) */
+static int l_quantizer(lua_State *L) {
+    lua_settop(L, 2);
+    mm_quant_scheme s;
+    mm_status st = mm_quant_scheme_from_name(luaL_checkstring(L, 1), &s);
+    if (st) return lmm_fail(L, st);
+    if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+    lmm_handle *h = lmm_push_handle(L, LMM_QUANTIZER, NULL, free_quantizer, 0, 1);
+    mm_quantizer *q = NULL;
+    st = mm_quantizer_create(&q, s);
+    h->p = q;
+    if (st == MM_OK && !lua_isnoneornil(L, 2)) st = lmm_apply_settings(L, 2, q, set_named);
+    if (st == MM_OK) return 1;
+    lmm_handle_close(h);
+    lua_pop(L, 1);
+    return lmm_fail(L, st);
+}
+
+static int l_bounds(lua_State *L) {
+    mm_quant_param p;
+    double lo, hi;
+    mm_status st = mm_quant_param_from_name(luaL_checkstring(L, 1), &p);
+    if (st == MM_OK) st = mm_quant_param_bounds(p, &lo, &hi);
+    if (st) return lmm_fail(L, st);
+    lua_pushnumber(L, lo);
+    lua_pushnumber(L, hi);
+    return 2;
+}
+
+static int q_set(lua_State *L) { return lmm_set_method(L, CHECK_Q(1), set_named); }
+
+static int q_get(lua_State *L) {
+    mm_quantizer *q = CHECK_Q(1);
+    mm_quant_param p;
+    double v;
+    mm_status st = mm_quant_param_from_name(luaL_checkstring(L, 2), &p);
+    if (st == MM_OK) st = mm_quantizer_get(q, p, &v);
+    if (st) return lmm_fail(L, st);
+    lua_pushnumber(L, v);
+    return 1;
+}
+
+static int q_scheme(lua_State *L) {
+    lua_pushstring(L, mm_quant_scheme_name(mm_quantizer_scheme(CHECK_Q(1))));
+    return 1;
+}
+
+/* q:set_layer(layer, enabled) — layer is 1-based */
+static int q_set_layer(lua_State *L) {
+    mm_quantizer *q = CHECK_Q(1);
+    size_t i = lmm_checkindex(L, 2);
+    luaL_checktype(L, 3, LUA_TBOOLEAN);
+    return lmm_result(L, mm_quantizer_set_layer(q, i, lua_toboolean(L, 3)), 1);
+}
+
+/* q:calibrate(model, x | dataset) */
+static int q_calibrate(lua_State *L) {
+    mm_quantizer *q = CHECK_Q(1);
+    mm_model *m = lmm_check(L, 2, LMM_MODEL);
+    lmm_batch b;
+    int nret = lmm_check_batch(L, 3, m, &b);
+    if (nret) return nret;
+    return lmm_result(L, mm_quantizer_calibrate(q, m, b.x, b.n), 1);
+}
+
+static int q_apply(lua_State *L) {
+    mm_quantizer *q = CHECK_Q(1);
+    return lmm_result(L, mm_quantizer_apply(q, lmm_check(L, 2, LMM_MODEL)), 1);
+}
+
+/* q:apply_with_tolerance(model, x, labels | dataset) -> final accuracy */
+static int q_apply_with_tolerance(lua_State *L) {
+    mm_quantizer *q = CHECK_Q(1);
+    mm_model *m = lmm_check(L, 2, LMM_MODEL);
+    lmm_batch b;
+    int nret = lmm_check_batch(L, 3, m, &b);
+    if (nret) return nret;
+    double acc;
+    mm_status st = mm_quantizer_apply_with_tolerance(q, m, b.x, b.labels, b.n, &acc);
+    if (st) return lmm_fail(L, st);
+    lua_pushnumber(L, acc);
+    return 1;
+}
+
+static int q_prepare_qat(lua_State *L) {
+    mm_quantizer *q = CHECK_Q(1);
+    return lmm_result(L, mm_quantizer_prepare_qat(q, lmm_check(L, 2, LMM_MODEL)), 1);
+}
+
+static int q_report(lua_State *L) {
+    lua_pushstring(L, mm_quantizer_report(CHECK_Q(1)));
+    return 1;
+}
+
+void lmm_open_quantizer(lua_State *L) {
+    static const luaL_Reg methods[] = {{"set", q_set},
+                                       {"get", q_get},
+                                       {"scheme", q_scheme},
+                                       {"set_layer", q_set_layer},
+                                       {"calibrate", q_calibrate},
+                                       {"apply", q_apply},
+                                       {"apply_with_tolerance", q_apply_with_tolerance},
+                                       {"prepare_qat", q_prepare_qat},
+                                       {"report", q_report},
+                                       {NULL, NULL}};
+    lmm_new_class(L, LMM_QUANTIZER, methods);
+    static const luaL_Reg fns[] = {
+        {"quantizer", l_quantizer}, {"quantizer_bounds", l_bounds}, {NULL, NULL}};
+    luaL_setfuncs(L, fns, 0);
+}
