@@ -326,6 +326,7 @@ int cmd_info(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
 
 void help_train(FILE *f);
 void help_eval(FILE *f);
@@ -334,6 +335,7 @@ void help_info(FILE *f);
 void help_demo(FILE *f);
 void help_prune(FILE *f);
 void help_quantize(FILE *f);
+void help_convert(FILE *f);
 
 /* Inference samples/s at batch 1 and batch 256 of each of `nmodels` models
  * (same input width), timed on inputs from ds (cycled; a fixed pseudo-random

@@ -23,6 +23,7 @@ static const command commands[] = {
     {"info", "architecture, size, optimizer state and lineage of a model file", cmd_info, help_info, false},
     {"prune", "remove weights or neurons, fine-tune, compare before/after", cmd_prune, help_prune, true},
     {"quantize", "int8 / fp16 / bf16 layers: calibrate, compare before/after", cmd_quantize, help_quantize, false},
+    {"convert", "move a model between .mmf, safetensors and ONNX files", cmd_convert, help_convert, false},
     {"demo", "train, deploy and keep updating a model on Fashion-MNIST", cmd_demo, help_demo, true},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
