@@ -75,8 +75,8 @@ START_TEST(names_round_trip) {
                                    "clip_norm",    "schedule",      "step_size",    "gamma",
                                    "warmup_steps", "total_steps",   "min_lr",       "batch_size",
                                    "epochs",       "seed",          "shuffle",      "patience",
-                                   "restore_best"};
-    for (int p = 1; p <= 20; p++) {
+                                   "restore_best", "max_grad_norm", "grad_spike"};
+    for (int p = 1; p <= 22; p++) {
         const char *name = mm_opt_param_name((mm_opt_param)p);
         ck_assert_ptr_nonnull(name);
         ck_assert_str_eq(name, expect[p]);
@@ -85,7 +85,7 @@ START_TEST(names_round_trip) {
         ck_assert_int_eq((int)back, p);
     }
     ck_assert_ptr_null(mm_opt_param_name((mm_opt_param)0));
-    ck_assert_ptr_null(mm_opt_param_name((mm_opt_param)21));
+    ck_assert_ptr_null(mm_opt_param_name((mm_opt_param)23));
     mm_opt_param p;
     MM_ASSERT_STATUS(mm_opt_param_from_name("lr", &p), MM_E_INVALID_ARGUMENT);
     ck_assert_ptr_nonnull(strstr(mm_last_error_message(), "lr"));
@@ -135,6 +135,8 @@ static const range_case ranges[] = {
     {MM_OPT_SHUFFLE, 0, 1, 0, 0, 1, {1, 1, 1}},
     {MM_OPT_PATIENCE, 0, 1e6, 0, 0, 1, {0, 0, 0}},
     {MM_OPT_RESTORE_BEST, 0, 1, 0, 0, 1, {1, 1, 1}},
+    {MM_OPT_MAX_GRAD_NORM, 0, 1e30, 0, 0, 0, {0, 0, 0}},
+    {MM_OPT_GRAD_SPIKE, 0, 1e9, 0, 0, 0, {0, 0, 0}},
 };
 #define N_RANGES (sizeof ranges / sizeof ranges[0])
 
@@ -148,7 +150,7 @@ START_TEST(bounds_are_closed_ranges) {
     }
     double lo, hi;
     MM_ASSERT_STATUS(mm_opt_param_bounds((mm_opt_param)0, &lo, &hi), MM_E_INVALID_ARGUMENT);
-    MM_ASSERT_STATUS(mm_opt_param_bounds((mm_opt_param)21, &lo, &hi), MM_E_INVALID_ARGUMENT);
+    MM_ASSERT_STATUS(mm_opt_param_bounds((mm_opt_param)23, &lo, &hi), MM_E_INVALID_ARGUMENT);
     MM_ASSERT_OK(mm_opt_param_bounds(MM_OPT_GAMMA, NULL, NULL));
 }
 END_TEST
@@ -210,8 +212,8 @@ START_TEST(setters_check_every_range) {
         }
         double v;
         MM_ASSERT_STATUS(mm_optimizer_set(o, (mm_opt_param)0, 1), MM_E_INVALID_ARGUMENT);
-        MM_ASSERT_STATUS(mm_optimizer_set(o, (mm_opt_param)21, 1), MM_E_INVALID_ARGUMENT);
-        MM_ASSERT_STATUS(mm_optimizer_get(o, (mm_opt_param)21, &v), MM_E_INVALID_ARGUMENT);
+        MM_ASSERT_STATUS(mm_optimizer_set(o, (mm_opt_param)23, 1), MM_E_INVALID_ARGUMENT);
+        MM_ASSERT_STATUS(mm_optimizer_get(o, (mm_opt_param)23, &v), MM_E_INVALID_ARGUMENT);
         MM_ASSERT_STATUS(mm_optimizer_get(o, MM_OPT_LEARNING_RATE, NULL), MM_E_INVALID_ARGUMENT);
         MM_ASSERT_STATUS(mm_optimizer_set(NULL, MM_OPT_LEARNING_RATE, 1), MM_E_INVALID_ARGUMENT);
         mm_optimizer_free(o);

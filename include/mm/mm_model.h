@@ -139,6 +139,49 @@ MM_API mm_status mm_model_backward(mm_model *model, const float *x, const int32_
 MM_API mm_status mm_model_get_gradients(const mm_model *model, size_t index, float *dweights,
                                         size_t weights_len, float *dbias, size_t bias_len);
 
+/* ---- transfer learning -------------------------------------------------
+ *
+ * A model remembers per layer whether it is trainable (the default) or
+ * frozen. Frozen layers keep their parameters while the rest trains:
+ *   - optimizers (every algorithm, the fused SGD path and fit) leave a frozen
+ *     layer's weights and biases bit-identical: no update, no weight decay,
+ *     and no change to its optimizer state (momentum, Adam moments, the
+ *     per-parameter step counter used for Adam's bias correction);
+ *   - mm_model_backward does not compute the parameter gradients of frozen
+ *     layers (their gradient buffers read as zeros), and does not
+ *     backpropagate at all below the lowest trainable layer;
+ *   - the flag is part of the model: clone copies it, model files store it
+ *     (doc/FORMAT.md; files without it load as all trainable).
+ * Structure changes (truncate, replace_head, add_dense) invalidate an
+ * optimizer created earlier until mm_optimizer_sync is called (its next
+ * step fails with MM_E_STATE otherwise). All of these mutate the model: not
+ * thread-safe. */
+
+/* Freeze (trainable = 0) or unfreeze (trainable != 0) layer `index`.
+ * MM_E_OUT_OF_RANGE for a bad index. Freezing zeroes the layer's gradient
+ * buffers (they stay zero while it is frozen). Takes effect at the next
+ * optimizer step; an optimizer needs no sync. */
+MM_API mm_status mm_model_set_trainable(mm_model *model, size_t index, int trainable);
+
+/* 1 if layer `index` is trainable, 0 if frozen, -1 if model is NULL or the
+ * index is out of range (the error message says which). Thread-safe like
+ * forward. */
+MM_API int mm_model_layer_trainable(const mm_model *model, size_t index);
+
+/* Keep the first `n_layers` layers and free the rest (n_layers <= the
+ * current count; equal is a no-op). MM_E_OUT_OF_RANGE otherwise. */
+MM_API mm_status mm_model_truncate(mm_model *model, size_t n_layers);
+
+/* Replace the last layer by a new trainable dense layer with the same
+ * inputs, `units` outputs and activation `act`, initialised with
+ * MM_INIT_AUTO from an RNG seeded with `seed` (the same seed gives the same
+ * head everywhere). The model must have a layer. All or nothing: on error
+ * (MM_E_INVALID_ARGUMENT for units 0 or an unknown activation,
+ * MM_E_OUT_OF_MEMORY) the model is unchanged. Appends a lineage event
+ * "replace_head". */
+MM_API mm_status mm_model_replace_head(mm_model *model, size_t units, mm_activation act,
+                                       uint64_t seed);
+
 /* Human-readable multi-line description (layers, shapes, activations,
  * parameter counts, bytes). Writes at most `cap` bytes including the final
  * NUL into buf (truncating) and returns in *needed (may be NULL) the length

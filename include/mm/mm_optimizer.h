@@ -63,8 +63,15 @@ typedef enum mm_opt_param {
     MM_OPT_SHUFFLE = 18,       /* 0 or 1 (fit), default 1 */
     MM_OPT_PATIENCE = 19,      /* [0, 1e6] epochs without validation improvement
                                   before stopping, 0 = no early stopping, default 0 */
-    MM_OPT_RESTORE_BEST = 20   /* 0 or 1: after early stopping, restore the
+    MM_OPT_RESTORE_BEST = 20,  /* 0 or 1: after early stopping, restore the
                                   weights of the best validation epoch; default 1 */
+    MM_OPT_MAX_GRAD_NORM = 21, /* [0, 1e30], 0 = off (default): a step whose global
+                                  gradient L2 norm (trainable layers) exceeds this
+                                  fails with MM_E_NUMERIC and changes nothing */
+    MM_OPT_GRAD_SPIKE = 22     /* [0, 1e9], 0 = off (default): a step whose global
+                                  gradient norm exceeds this many times the running
+                                  average of the norms of earlier accepted steps
+                                  (active after 8 steps) fails with MM_E_NUMERIC */
 } mm_opt_param;
 
 /* Name of a setting ("learning_rate") or NULL; and the reverse lookup. */
@@ -99,17 +106,49 @@ MM_API double mm_optimizer_current_lr(const mm_optimizer *opt);
 
 /* Online learning: one forward/backward pass over n samples and one update.
  * Targets as for mm_model_evaluate. *loss (may be NULL) receives the mean loss
- * before the update. MM_E_NUMERIC, and no update, if an input, the loss or a
- * gradient is not finite (or the update would overflow). MM_E_STATE if
- * Nesterov is on with momentum 0, or if the model's layers changed since the
- * optimizer was created (create a new optimizer then) — except through
- * mm_pruner_finalize(p, model, opt), which carries the optimizer's state
- * over to the shrunk or sparse layers.
+ * before the update.
+ * Numeric trouble gives MM_E_NUMERIC and leaves the model's parameters and
+ * the optimizer's state (moments, counters, running gradient norm) exactly as
+ * they were: an input, the loss or a gradient that is not finite; an update
+ * that could overflow a weight or a state value to infinity (a huge learning
+ * rate, weight decay on a huge weight, a huge gradient); a gradient norm
+ * above MM_OPT_MAX_GRAD_NORM or a spike above MM_OPT_GRAD_SPIKE times its
+ * running average. The message names the layer and suggests a remedy
+ * (lower the learning rate, MM_OPT_CLIP_NORM, scaling the loss or inputs).
+ * MM_E_STATE if Nesterov is on with momentum 0, if every layer is frozen, or
+ * if the model's layers changed since the optimizer was created or last
+ * synced (call mm_optimizer_sync) — mm_pruner_finalize(p, model, opt)
+ * carries the optimizer's state over by itself.
+ * Frozen layers (mm_model_set_trainable) and layers whose learning-rate
+ * scale is 0 are not updated and their state does not change.
  * Plain SGD (no momentum, weight decay or clipping) takes a fused path that
  * updates weights straight from the backpropagated deltas; it leaves the
  * model's gradient buffers (mm_model_get_gradients) untouched. */
 MM_API mm_status mm_optimizer_step(mm_optimizer *opt, const float *x, const int32_t *labels,
                                    const float *targets, size_t n, double *loss);
+
+/* Per-layer learning rates: the update of layer `layer` uses the scheduled
+ * learning rate times `scale` (in [0, 1e3], default 1; for AdamW the
+ * decoupled decay too, as a PyTorch parameter group's lr). A scale of 0
+ * behaves as a frozen layer for this optimizer: no update, no decay, no
+ * state change (its gradients are still computed; freeze the layer with
+ * mm_model_set_trainable to skip them). Scales follow their layer through
+ * mm_optimizer_sync and are saved by mm_optimizer_save.
+ * MM_E_OUT_OF_RANGE for a bad layer index or scale, MM_E_UNSUPPORTED for a
+ * layer without trainable parameters, MM_E_STATE if the model changed and
+ * the optimizer was not synced. */
+MM_API mm_status mm_optimizer_set_layer_lr_scale(mm_optimizer *opt, size_t layer, double scale);
+MM_API mm_status mm_optimizer_get_layer_lr_scale(const mm_optimizer *opt, size_t layer,
+                                                 double *scale);
+
+/* Adopt the model's current layer list after a structure change
+ * (mm_model_replace_head, mm_model_truncate, mm_model_add_dense): the state
+ * (moments, per-parameter step counters, lr scales) of layers still in the
+ * model is kept, layers that are new start with fresh state (zero moments,
+ * step counter 0, scale 1), removed layers' state is freed. The global step
+ * counter (schedules) is kept. All or nothing: MM_E_OUT_OF_MEMORY leaves the
+ * optimizer as it was. A no-op when nothing changed. */
+MM_API mm_status mm_optimizer_sync(mm_optimizer *opt);
 
 /* Progress report passed to the fit callback. Read-only for the callback.
  * `struct_size` is sizeof the struct the library filled: fields are only ever
@@ -151,8 +190,8 @@ MM_API mm_status mm_optimizer_fit(mm_optimizer *opt, const mm_dataset *train,
                                   const mm_dataset *val, mm_fit_callback cb, void *user,
                                   mm_fit_progress *result);
 
-/* Save model + optimizer state (moments, step and epoch counters, settings)
- * in one model file, atomically, so that load + continue is bit-identical to
+/* Save model + optimizer state (moments, step and epoch counters, settings,
+ * per-layer lr scales, the running gradient norm) in one model file, atomically, so that load + continue is bit-identical to
  * never stopping. */
 MM_API mm_status mm_optimizer_save(const mm_optimizer *opt, const char *path);
 

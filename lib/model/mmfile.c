@@ -1090,6 +1090,11 @@ static mm_status parse_architecture(const mm_file *f, mm_file_arch *a) {
         if (mm_activation_from_name(s, &al->act) != MM_OK)
             return mm_error(MM_E_FORMAT, "architecture: %s: unknown activation \"%.40s\"", where,
                             s);
+        const json_t *tr = json_object_get(l, "trainable");
+        if (tr && !json_is_boolean(tr))
+            return mm_error(MM_E_FORMAT, "architecture: %s: \"trainable\" must be true or false",
+                            where);
+        al->frozen = tr && json_is_false(tr);
         if (al->in != prev)
             return mm_error(MM_E_FORMAT, "architecture: %s takes %zu inputs but %s gives %zu",
                             where, al->in, i == 0 ? "input_dim" : "the previous layer", prev);
@@ -1125,7 +1130,10 @@ static mm_status build_model(const mm_file *f, mm_model **out) {
              strcmp(l->vt->kind, al->kind->kind) != 0))
             st = mm_error(MM_E_INTERNAL, "layer %zu: the %s loader built a different layer", i,
                           al->kind->kind);
-        if (st == MM_OK) st = mm_model_push_layer(m, l);
+        if (st == MM_OK) {
+            l->frozen = al->frozen;
+            st = mm_model_push_layer(m, l);
+        }
         if (st != MM_OK) {
             if (l) l->vt->destroy(l);
             goto fail;
@@ -1497,7 +1505,8 @@ static mm_status architecture_json(const mm_model *model, mm_file_writer *w, cha
         if (json_object_set_new(o, "kind", json_string(w ? l->vt->kind : "dense")) ||
             json_object_set_new(o, "in", json_integer((json_int_t)l->in)) ||
             json_object_set_new(o, "out", json_integer((json_int_t)l->out)) ||
-            json_object_set_new(o, "activation", json_string(act ? act : "?"))) {
+            json_object_set_new(o, "activation", json_string(act ? act : "?")) ||
+            (l->frozen && json_object_set_new(o, "trainable", json_false()))) {
             json_decref(o);
             goto oom;
         }

@@ -130,6 +130,7 @@ typedef struct mm_file_arch_layer {
     const json_t *entry; /* inside mm_file_arch.root */
     size_t in, out;
     mm_activation act;
+    bool frozen; /* "trainable": false (transfer learning) */
 } mm_file_arch_layer;
 
 typedef struct mm_file_arch {

@@ -2,6 +2,7 @@
  * talks to layers through their vtables. */
 #include <math.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,8 +76,21 @@ mm_status mm_model_push_layer(mm_model *m, mm_layer *layer) {
         m->cap_layers = cap;
     }
     mm_model_drop_caches(m); /* cache layout depends on the layer list */
+    mm_layer_uid(layer);
     m->layers[m->n_layers++] = layer;
     return MM_OK;
+}
+
+uint64_t mm_layer_uid(mm_layer *layer) {
+    static _Atomic uint64_t next_uid = 1;
+    if (layer->uid == 0) layer->uid = atomic_fetch_add_explicit(&next_uid, 1, memory_order_relaxed);
+    return layer->uid;
+}
+
+size_t mm_model_lowest_trainable(const mm_model *m) {
+    size_t l = 0;
+    while (l < m->n_layers && m->layers[l]->frozen) l++;
+    return l;
 }
 
 mm_status mm_model_add_dense_init(mm_model *m, size_t units, mm_activation act, mm_init init) {
@@ -117,6 +131,8 @@ mm_status mm_model_clone(const mm_model *src, mm_model **out) {
         mm_layer *layer;
         st = src->layers[l]->vt->clone(src->layers[l], &layer);
         if (st == MM_OK) {
+            layer->frozen = src->layers[l]->frozen;
+            layer->uid = 0; /* a new identity in the copy */
             st = mm_model_push_layer(m, layer);
             if (st != MM_OK) layer->vt->destroy(layer);
         }
@@ -492,14 +508,20 @@ mm_status mm_model_backprop(mm_model *m, const float *x, const int32_t *labels,
                                    m->layers[L - 1]->out, m->deltas[L - 1], NULL);
     if (loss) *loss = value;
     if (!isfinite(value))
-        return mm_error(MM_E_NUMERIC, "loss is not finite (%g): check inputs, learning rate and "
-                                      "weights for NaN/Inf; gradient clipping may help",
+        return mm_error(MM_E_NUMERIC, "loss is not finite (%g): the weights or inputs are too "
+                                      "large or not finite",
                         value);
     /* deltas[l] enters as dLoss/d(output of l) and leaves as the delta;
-     * layer l writes dLoss/d(its input) into deltas[l - 1]. */
-    for (size_t l = L; l-- > 0;)
-        m->layers[l]->vt->backward(m->layers[l], k, m->acts[l], m->acts[l + 1], m->deltas[l],
-                                   l > 0 ? m->deltas[l - 1] : NULL, n, param_grads);
+     * layer l writes dLoss/d(its input) into deltas[l - 1]. Nothing below
+     * the lowest trainable layer needs a delta, and frozen layers need no
+     * parameter gradients (transfer learning: the frozen body costs one
+     * forward pass only). */
+    const size_t lo = mm_model_lowest_trainable(m);
+    for (size_t l = L; l-- > lo;) {
+        mm_layer *ly = m->layers[l];
+        ly->vt->backward(ly, k, m->acts[l], m->acts[l + 1], m->deltas[l],
+                         l > lo ? m->deltas[l - 1] : NULL, n, param_grads && !ly->frozen);
+    }
     return MM_OK;
 }
 
@@ -510,14 +532,73 @@ mm_status mm_model_backward(mm_model *m, const float *x, const int32_t *labels,
 
 bool mm_model_can_apply_sgd(const mm_model *m) {
     for (size_t l = 0; l < m->n_layers; l++)
-        if (!m->layers[l]->vt->apply_sgd) return false;
+        if (!m->layers[l]->frozen && !m->layers[l]->vt->apply_sgd) return false;
     return true;
 }
 
-void mm_model_apply_sgd(mm_model *m, size_t n, float neg_lr) {
-    const mm_kernels *k = mm_kernels_get();
-    for (size_t l = 0; l < m->n_layers; l++)
-        m->layers[l]->vt->apply_sgd(m->layers[l], k, m->acts[l], m->deltas[l], n, neg_lr);
+/* ---- transfer learning ------------------------------------------------- */
+
+mm_status mm_model_set_trainable(mm_model *m, size_t index, int trainable) {
+    mm_layer *l = NULL;
+    mm_status st = get_layer(m, index, &l);
+    if (st != MM_OK) return st;
+    const bool frozen = trainable == 0;
+    if (frozen && !l->frozen)
+        for (size_t j = 0; j < l->n_params; j++)
+            if (l->params[j].grad)
+                memset(l->params[j].grad, 0, mm_param_count(&l->params[j]) * sizeof(float));
+    l->frozen = frozen;
+    return MM_OK;
+}
+
+int mm_model_layer_trainable(const mm_model *m, size_t index) {
+    mm_layer *l = NULL;
+    if (get_layer(m, index, &l) != MM_OK) return -1;
+    return l->frozen ? 0 : 1;
+}
+
+mm_status mm_model_truncate(mm_model *m, size_t n_layers) {
+    CHECK_MODEL(m);
+    if (n_layers > m->n_layers)
+        return mm_error(MM_E_OUT_OF_RANGE, "cannot truncate a model of %zu layers to %zu",
+                        m->n_layers, n_layers);
+    if (n_layers == m->n_layers) return MM_OK;
+    mm_model_drop_caches(m); /* cache layout depends on the layer list */
+    for (size_t l = n_layers; l < m->n_layers; l++) m->layers[l]->vt->destroy(m->layers[l]);
+    m->n_layers = n_layers;
+    return MM_OK;
+}
+
+mm_status mm_model_replace_head(mm_model *m, size_t units, mm_activation act, uint64_t seed) {
+    CHECK_MODEL(m);
+    if (m->n_layers == 0) return mm_error(MM_E_STATE, "the model has no layer to replace");
+    if (units == 0 || units > MM_MAX_WIDTH)
+        return mm_error(MM_E_INVALID_ARGUMENT, "units must be in [1, %zu], got %zu", MM_MAX_WIDTH,
+                        units);
+    if (!mm_activation_name(act))
+        return mm_error(MM_E_INVALID_ARGUMENT, "unknown activation %d", (int)act);
+    const size_t last = m->n_layers - 1;
+    mm_layer *old = m->layers[last];
+    mm_rng rng;
+    mm_rng_seed(&rng, seed);
+    mm_layer *head;
+    mm_status st = mm_dense_create(&head, old->in, units, act, m->leaky_slope, MM_INIT_AUTO, &rng);
+    if (st != MM_OK) return st;
+    char detail[160];
+    snprintf(detail, sizeof detail,
+             "{\"layer\":%zu,\"old_units\":%zu,\"units\":%zu,\"activation\":\"%s\","
+             "\"seed\":%llu}",
+             last, old->out, units, mm_activation_name(act), (unsigned long long)seed);
+    st = mm_lineage_append(m, "replace_head", detail);
+    if (st != MM_OK) {
+        head->vt->destroy(head);
+        return st;
+    }
+    mm_model_drop_caches(m);
+    old->vt->destroy(old);
+    m->layers[last] = head;
+    mm_layer_uid(head);
+    return MM_OK;
 }
 
 /* snprintf into a growing position, counting what the full text needs. */
@@ -548,9 +629,9 @@ mm_status mm_model_describe(const mm_model *m, char *buf, size_t cap, size_t *ne
         const mm_layer *ly = m->layers[l];
         size_t params = 0;
         for (size_t j = 0; j < ly->n_params; j++) params += mm_param_count(&ly->params[j]);
-        sink_printf(&s, "  %zu: %-6s %6zu -> %-6zu %-10s %9zu params %10zu bytes\n", l,
+        sink_printf(&s, "  %zu: %-6s %6zu -> %-6zu %-10s %9zu params %10zu bytes%s\n", l,
                     ly->vt->kind, ly->in, ly->out, mm_activation_name(ly->act), params,
-                    ly->vt->param_bytes(ly));
+                    ly->vt->param_bytes(ly), ly->frozen ? "  frozen" : "");
     }
     sink_printf(&s, "  total: %zu params, %zu bytes\n", mm_model_num_params(m),
                 mm_model_param_bytes(m));

@@ -95,7 +95,20 @@ struct mm_layer {
     float leaky_slope;
     mm_param params[MM_LAYER_MAX_PARAMS];
     size_t n_params;
+    /* Owned by the model, not the kind (kind constructors leave them 0):
+     * frozen = excluded from training (mm_model_set_trainable); uid = a
+     * process-unique identity given when the layer joins a model (0 = none
+     * yet), so an optimizer can tell "the same layer" from "a new layer of
+     * the same shape" (mm_layer_uid). */
+    bool frozen;
+    uint64_t uid;
 };
+
+/* The layer's uid, assigning a fresh one first if it has none. */
+uint64_t mm_layer_uid(mm_layer *layer);
+
+/* Index of the lowest trainable layer, or n_layers if all are frozen. */
+size_t mm_model_lowest_trainable(const mm_model *model);
 
 struct mm_model {
     size_t input_dim;
@@ -149,17 +162,15 @@ mm_status mm_lineage_append(mm_model *model, const char *op, const char *detail_
 mm_status mm_lineage_set(mm_model *model, const char *array_json);
 
 /* Forward and backward over a batch that leaves the deltas (and acts) in
- * the caches; with param_grads also every parameter gradient. Loss as
+ * the caches; with param_grads also the parameter gradients of trainable
+ * layers. Deltas are computed down to the lowest trainable layer only
+ * (mm_model_lowest_trainable); nothing below it. Loss as
  * mm_model_backward. */
 mm_status mm_model_backprop(mm_model *model, const float *x, const int32_t *labels,
                             const float *targets, size_t n, bool param_grads, double *loss);
 
-/* True if every layer supports the fused SGD update. */
+/* True if every trainable layer supports the fused SGD update. */
 bool mm_model_can_apply_sgd(const mm_model *model);
-
-/* After mm_model_backprop over n samples: params += neg_lr * gradient for
- * every layer, straight from the cached deltas. */
-void mm_model_apply_sgd(mm_model *model, size_t n, float neg_lr);
 
 /* Tell a layer its parameters were written (by an optimizer, set_weights,
  * a restore): kinds that serve from a derived form re-derive it. */

@@ -163,6 +163,21 @@ static void adamw_prepare(const mm_optimizer *opt, double lr, uint64_t t, mm_opt
     ctx->c[7] = wd != 0.0 ? 1.0f : 0.0f; /* decoupled decay on */
 }
 
+/* Bounds of every value the element loop computes (see ADAM_ELEM). */
+static bool adam_safe(const mm_opt_step_ctx *ctx, double G, double P, const double *S,
+                      bool decay) {
+    const double lim = MM_OPT_SAFE_LIMIT;
+    const bool l2 = decay && ctx->wd != 0.0f, decoupled = decay && ctx->c[7] != 0.0f;
+    const double gi = G * (double)ctx->gscale + (l2 ? (double)ctx->wd * P : 0.0);
+    const double p1 = decoupled ? P * fabs((double)ctx->c[6]) : P;
+    const double m = (double)ctx->c[0] * S[0] + (double)ctx->c[1] * gi;
+    const double v = (double)ctx->c[2] * S[1] + (double)ctx->c[3] * gi * gi;
+    const double num = fabs((double)ctx->neg_lr) * m;
+    const double epsc = (double)ctx->c[4];
+    if (!(gi < lim && p1 < lim && m < lim && v < lim && num < lim && epsc > 0.0)) return false;
+    return p1 + num / epsc < lim;
+}
+
 #define ADAM_USES                                                                              \
     (MM_OPT_BIT(MM_OPT_BETA1) | MM_OPT_BIT(MM_OPT_BETA2) | MM_OPT_BIT(MM_OPT_EPSILON))
 
@@ -176,6 +191,7 @@ const mm_optim_algo mm_optim_algo_adam = {
     .state_names = {"m", "v"},
     .prepare = adam_prepare,
     .update = adam_update,
+    .safe = adam_safe,
 };
 
 const mm_optim_algo mm_optim_algo_adamw = {
@@ -188,4 +204,5 @@ const mm_optim_algo mm_optim_algo_adamw = {
     .state_names = {"m", "v"},
     .prepare = adamw_prepare,
     .update = adamw_update,
+    .safe = adam_safe,
 };

@@ -8,11 +8,33 @@
  *
  * Decisions worth knowing:
  *  - Settings live in a double array indexed by mm_opt_param.
- *  - The model's layer structure is recorded at create time; if layers or
- *    parameter shapes change afterwards (add_dense, a layer swapped behind
- *    the optimizer's back), step and fit fail with MM_E_STATE: create a new
- *    optimizer for the new model. Code that changes layers on purpose
- *    (mm_pruner_finalize) carries the state over with mm_opt_remap_*.
+ *  - The model's layer structure is recorded at create time, each slot
+ *    naming its layer by position and identity (mm_layer_uid, so a new head
+ *    of the same shape is still "another layer"); if layers or parameter
+ *    shapes change afterwards (add_dense, replace_head, truncate, a layer
+ *    swapped behind the optimizer's back), step and fit fail with
+ *    MM_E_STATE until mm_optimizer_sync adopts the new list (remap.c).
+ *    Code that changes layers on purpose (mm_pruner_finalize) carries the
+ *    state over with mm_opt_remap_*.
+ *  - Transfer learning: a slot is "active" when its layer is trainable and
+ *    its lr scale is > 0. Inactive slots are skipped by every pass of a
+ *    step (checks, norms, bounds, update), so their parameters, state and
+ *    step counter t stay bit-identical. Each slot counts its own updates
+ *    (t) and Adam's bias correction uses it, as torch.optim.Adam's
+ *    per-parameter state['step'] does: a layer unfrozen late, or a new
+ *    head, starts with a correctly bias-corrected first update instead of
+ *    a 3x-too-large one. With no frozen layers every t equals opt->step, so
+ *    results are unchanged.
+ *  - Overflow guard: before anything is written, the general path measures
+ *    per active slot max|g| (the finiteness pass it needs anyway), max|p|
+ *    and max|state| (vectorised integer passes over the bit patterns), and
+ *    the algorithm's `safe` bound proves that no intermediate or result of
+ *    the update can exceed MM_OPT_SAFE_LIMIT; otherwise the step fails with
+ *    MM_E_NUMERIC and nothing changes. (An exact undo after the fact is not
+ *    possible in float arithmetic, and a copy of the parameters would cost
+ *    more than the read pass.) The fused SGD path needs no weight pass: its
+ *    bound lr*n*max|delta|*max|x| < 1e30 is below half an ulp of FLT_MAX,
+ *    so a finite weight cannot round to infinity.
  *  - Pruning masks (mm_param.mask) are honoured: before each update one
  *    pass over the masked parameters (unmasked ones are skipped) sets the
  *    weight, its gradient and its state entries (momentum, Adam m and v) to
@@ -52,7 +74,7 @@
 #include "mm/mm_optimizer.h"
 
 #define MM_OPT_PARAM_FIRST 1
-#define MM_OPT_PARAM_LAST 20 /* MM_OPT_RESTORE_BEST */
+#define MM_OPT_PARAM_LAST 22 /* MM_OPT_GRAD_SPIKE */
 #define MM_OPT_PARAM_COUNT (MM_OPT_PARAM_LAST + 1)
 #define MM_OPT_BIT(p) (1u << (unsigned)(p))
 #define MM_OPTIM_MAX_STATE 2
@@ -123,7 +145,16 @@ typedef struct mm_optim_algo {
      * pointers (NULL when needs_state said no). */
     void (*update)(const mm_opt_step_ctx *ctx, float *p, const float *g, float *const *state,
                    size_t n, bool decay);
+    /* True if `update` with ctx provably keeps every intermediate and every
+     * written value below MM_OPT_SAFE_LIMIT in magnitude, given bounds on
+     * |g| (before the clip factor), |p| and |state[k]| (S[k]; 0 when there is
+     * no state). */
+    bool (*safe)(const mm_opt_step_ctx *ctx, double G, double P, const double *S, bool decay);
 } mm_optim_algo;
+
+/* Magnitude the overflow guard keeps updates below (FLT_MAX is 3.4e38; the
+ * margin absorbs float rounding of the bounds). */
+#define MM_OPT_SAFE_LIMIT 1e37
 
 extern const mm_optim_algo mm_optim_algo_sgd;
 extern const mm_optim_algo mm_optim_algo_adam;
@@ -143,8 +174,12 @@ typedef struct mm_opt_hook {
 
 typedef struct mm_opt_slot {
     size_t layer, index; /* model->layers[layer]->params[index] */
+    uint64_t uid;        /* mm_layer_uid of that layer */
     size_t rows, cols;
     float *state[MM_OPTIM_MAX_STATE];
+    uint64_t t;          /* updates applied to this parameter */
+    double lr_scale;     /* per-layer learning-rate multiplier */
+    double gmax;         /* scratch of one step: max |gradient| */
 } mm_opt_slot;
 
 struct mm_optimizer {
@@ -158,6 +193,8 @@ struct mm_optimizer {
     mm_opt_slot *slots;
     size_t n_slots;
     bool has_state;       /* slots' state tensors are allocated */
+    double gnorm_avg;     /* running mean of accepted steps' gradient norms */
+    uint64_t gnorm_count; /* steps that entered gnorm_avg */
     mm_opt_hook hook;     /* the attached pruner, if any */
 };
 
@@ -218,6 +255,15 @@ static inline mm_param *mm_opt_slot_param(const mm_optimizer *opt, const mm_opt_
 /* MM_E_STATE if the model's layers no longer match the slots. */
 mm_status mm_opt_check_model(const mm_optimizer *opt);
 
+/* Does step update this slot? (trainable layer, lr scale > 0) */
+static inline bool mm_opt_slot_active(const mm_optimizer *opt, const mm_opt_slot *s) {
+    return !opt->model->layers[s->layer]->frozen && s->lr_scale > 0.0;
+}
+
+/* Fill a slot's bookkeeping for layer l, param j of the model (state NULL,
+ * t 0, lr scale 1). */
+void mm_opt_slot_init(mm_opt_slot *s, mm_layer *layer, size_t l, size_t j);
+
 /* The body of mm_optimizer_step (fit calls it per mini-batch, after
  * validating its arguments once). */
 mm_status mm_opt_step_impl(mm_optimizer *opt, const float *x, const int32_t *labels,
@@ -226,6 +272,10 @@ mm_status mm_opt_step_impl(mm_optimizer *opt, const float *x, const int32_t *lab
 /* Element loops shared by the algorithms (optimizer.c). */
 /* Returns false if any g[i] is NaN or infinite. */
 bool mm_opt_all_finite(const float *g, size_t n);
+/* Largest |v[i]| as IEEE bits (>= 0x7f800000 means a NaN or infinity). */
+uint32_t mm_opt_max_abs_bits(const float *v, size_t n);
+/* The float with these bits; infinity for NaN patterns. */
+double mm_opt_bits_value(uint32_t bits);
 /* Sum of g[i]^2 (float lanes, combined in double); NaN/Inf propagate. */
 double mm_opt_sum_squares(const float *g, size_t n);
 

@@ -5,6 +5,7 @@
 #include <float.h>
 #include <math.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +45,8 @@ static const param_info params[MM_OPT_PARAM_COUNT] = {
     [MM_OPT_SHUFFLE] = {"shuffle", 0, 1, false, false, true, false, 1},
     [MM_OPT_PATIENCE] = {"patience", 0, 1e6, false, false, true, false, 0},
     [MM_OPT_RESTORE_BEST] = {"restore_best", 0, 1, false, false, true, false, 1},
+    [MM_OPT_MAX_GRAD_NORM] = {"max_grad_norm", 0, 1e30, false, false, false, false, 0},
+    [MM_OPT_GRAD_SPIKE] = {"grad_spike", 0, 1e9, false, false, false, false, 0},
 };
 
 bool mm_opt_param_valid(int param) {
@@ -163,15 +166,9 @@ mm_status mm_optimizer_create(mm_optimizer **out, mm_model *model, mm_optim_kind
     opt->n_layers = model->n_layers;
     size_t k = 0;
     for (size_t l = 0; l < model->n_layers; l++) {
-        const mm_layer *ly = model->layers[l];
-        for (size_t j = 0; j < ly->n_params; j++) {
-            if (!ly->params[j].grad) continue;
-            opt->slots[k].layer = l;
-            opt->slots[k].index = j;
-            opt->slots[k].rows = ly->params[j].rows;
-            opt->slots[k].cols = ly->params[j].cols;
-            k++;
-        }
+        mm_layer *ly = model->layers[l];
+        for (size_t j = 0; j < ly->n_params; j++)
+            if (ly->params[j].grad) mm_opt_slot_init(&opt->slots[k++], ly, l, j);
     }
     opt->n_slots = n_slots;
     for (int p = MM_OPT_PARAM_FIRST; p <= MM_OPT_PARAM_LAST; p++) opt->set[p] = params[p].def;
@@ -232,12 +229,22 @@ double mm_optimizer_current_lr(const mm_optimizer *opt) {
 
 /* ---- model walk -------------------------------------------------------- */
 
+void mm_opt_slot_init(mm_opt_slot *s, mm_layer *layer, size_t l, size_t j) {
+    memset(s, 0, sizeof *s);
+    s->layer = l;
+    s->index = j;
+    s->uid = mm_layer_uid(layer);
+    s->rows = layer->params[j].rows;
+    s->cols = layer->params[j].cols;
+    s->lr_scale = 1.0;
+}
+
 mm_status mm_opt_check_model(const mm_optimizer *opt) {
     const mm_model *m = opt->model;
     if (m->n_layers != opt->n_layers)
         return mm_error(MM_E_STATE,
-                        "the model had %zu layers when the optimizer was created and has %zu now; "
-                        "create a new optimizer",
+                        "the model had %zu layers when the optimizer was created or synced and "
+                        "has %zu now; call mm_optimizer_sync (or create a new optimizer)",
                         opt->n_layers, m->n_layers);
     size_t k = 0;
     for (size_t l = 0; l < m->n_layers; l++) {
@@ -246,10 +253,12 @@ mm_status mm_opt_check_model(const mm_optimizer *opt) {
             const mm_param *p = &ly->params[j];
             if (!p->grad) continue;
             const mm_opt_slot *s = k < opt->n_slots ? &opt->slots[k] : NULL;
-            if (!s || s->layer != l || s->index != j || s->rows != p->rows || s->cols != p->cols)
+            if (!s || s->layer != l || s->index != j || s->rows != p->rows ||
+                s->cols != p->cols || s->uid != ly->uid)
                 return mm_error(MM_E_STATE,
                                 "layer %zu %s (%zu x %zu) changed since the optimizer was "
-                                "created; create a new optimizer",
+                                "created or synced; call mm_optimizer_sync (or create a new "
+                                "optimizer)",
                                 l, p->name, p->rows, p->cols);
             k++;
         }
@@ -257,7 +266,7 @@ mm_status mm_opt_check_model(const mm_optimizer *opt) {
     if (k != opt->n_slots)
         return mm_error(MM_E_STATE,
                         "the model's trainable parameters changed since the optimizer was "
-                        "created; create a new optimizer");
+                        "created or synced; call mm_optimizer_sync (or create a new optimizer)");
     return MM_OK;
 }
 
@@ -375,7 +384,35 @@ MM_OPT_INLINE double sum_squares_body(const float *restrict g, size_t n) {
     return total;
 }
 
+/* Largest |v[i]| as IEEE bits, in one vectorisable integer pass: for
+ * non-negative floats the bit patterns order like the values, and NaN/Inf
+ * have bits >= 0x7f800000, so one maximum answers both "all finite?" and
+ * "how large?". */
+MM_OPT_INLINE uint32_t max_abs_bits_body(const float *restrict v, size_t n) {
+    uint32_t acc[MM_VBLOCK] = {0};
+    size_t i = 0;
+    for (; i + MM_VBLOCK <= n; i += MM_VBLOCK)
+        for (size_t j = 0; j < MM_VBLOCK; j++) {
+            uint32_t b;
+            memcpy(&b, &v[i + j], sizeof b);
+            b &= 0x7fffffffu;
+            acc[j] = b > acc[j] ? b : acc[j];
+        }
+    uint32_t m = 0;
+    for (; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, &v[i], sizeof b);
+        b &= 0x7fffffffu;
+        m = b > m ? b : m;
+    }
+    for (size_t j = 0; j < MM_VBLOCK; j++) m = acc[j] > m ? acc[j] : m;
+    return m;
+}
+
 #if MM_OPT_X86
+MM_OPT_AVX2 static uint32_t max_abs_bits_avx2(const float *restrict v, size_t n) {
+    return max_abs_bits_body(v, n);
+}
 MM_OPT_AVX2 static bool all_finite_avx2(const float *restrict g, size_t n) {
     return all_finite_body(g, n);
 }
@@ -389,6 +426,20 @@ bool mm_opt_all_finite(const float *g, size_t n) {
     if (mm_opt_simd_avx2()) return all_finite_avx2(g, n);
 #endif
     return all_finite_body(g, n);
+}
+
+uint32_t mm_opt_max_abs_bits(const float *v, size_t n) {
+#if MM_OPT_X86
+    if (mm_opt_simd_avx2()) return max_abs_bits_avx2(v, n);
+#endif
+    return max_abs_bits_body(v, n);
+}
+
+double mm_opt_bits_value(uint32_t bits) {
+    if (bits >= 0x7f800000u) return INFINITY;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return (double)f;
 }
 
 double mm_opt_sum_squares(const float *g, size_t n) {
@@ -417,71 +468,102 @@ bool mm_opt_simd_avx2(void) {
 
 /* ---- the step ---------------------------------------------------------- */
 
-/* Plain SGD (no momentum, weight decay or clipping) needs no gradient
- * buffers: the layers update their weights straight from the backpropagated
- * deltas, one pass over the weights instead of three. This is the online
- * learning hot path. */
+/* Plain SGD (no momentum, weight decay, clipping or gradient-norm guards)
+ * needs no gradient buffers: the layers update their weights straight from
+ * the backpropagated deltas, one pass over the weights instead of three.
+ * This is the online learning hot path. */
 static bool fused_sgd_applies(const mm_optimizer *opt) {
     return opt->algo->kind == MM_OPTIM_SGD && opt->set[MM_OPT_MOMENTUM] == 0.0 &&
            opt->set[MM_OPT_WEIGHT_DECAY] == 0.0 && opt->set[MM_OPT_CLIP_NORM] == 0.0 &&
+           opt->set[MM_OPT_MAX_GRAD_NORM] == 0.0 && opt->set[MM_OPT_GRAD_SPIKE] == 0.0 &&
            mm_model_can_apply_sgd(opt->model);
 }
 
-/* Largest |v[i]| as IEEE bits, in one vectorisable integer pass: for
- * non-negative floats the bit patterns order like the values, and NaN/Inf
- * have bits >= 0x7f800000, so one maximum answers both "all finite?" and
- * "how large?". */
-static uint32_t max_abs_bits(const float *v, size_t n) {
-    uint32_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t b;
-        memcpy(&b, &v[i], sizeof b);
-        b &= 0x7fffffffu;
-        m = b > m ? b : m;
-    }
-    return m;
+/* Guidance appended to every numeric-trouble message of a step. */
+#define NUMERIC_HINT                                                                          \
+    "; no update was made (model and optimizer state unchanged): lower the learning rate, "  \
+    "enable gradient clipping (MM_OPT_CLIP_NORM), or scale the loss/inputs down"
+
+/* The loss of the step is not finite (mm_model_backprop said so): keep its
+ * words and add the guidance. */
+static mm_status loss_trouble(mm_status st) {
+    if (st != MM_E_NUMERIC) return st;
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s", mm_last_error_message());
+    return mm_error(MM_E_NUMERIC, "%s" NUMERIC_HINT, msg);
 }
 
-static float bits_to_float(uint32_t b) {
-    float f;
-    memcpy(&f, &b, sizeof f);
-    return f;
+/* The lr scale of layer l (slots are ordered by layer; *cursor walks them). */
+static double layer_scale(const mm_optimizer *opt, size_t l, size_t *cursor) {
+    while (*cursor < opt->n_slots && opt->slots[*cursor].layer < l) (*cursor)++;
+    return *cursor < opt->n_slots && opt->slots[*cursor].layer == l
+               ? opt->slots[*cursor].lr_scale
+               : 1.0;
 }
 
 /* Layers that serve from a form derived from their float parameters (the
- * quantized kinds) re-derive it after every update (vtable after_update). */
+ * quantized kinds) re-derive it after every update (vtable after_update);
+ * frozen layers did not change. */
 static void layers_after_update(mm_optimizer *opt) {
     mm_model *m = opt->model;
-    for (size_t l = 0; l < m->n_layers; l++) mm_layer_params_changed(m->layers[l]);
+    for (size_t l = 0; l < m->n_layers; l++)
+        if (!m->layers[l]->frozen) mm_layer_params_changed(m->layers[l]);
+}
+
+/* Every active slot counted one more update. */
+static void count_update(mm_optimizer *opt) {
+    for (size_t i = 0; i < opt->n_slots; i++)
+        if (mm_opt_slot_active(opt, &opt->slots[i])) opt->slots[i].t++;
+    opt->step++;
 }
 
 static mm_status fused_sgd_step(mm_optimizer *opt, size_t n) {
-    const mm_model *m = opt->model;
+    mm_model *m = opt->model;
     const float lr = (float)mm_opt_schedule_lr(opt, opt->step);
+    const size_t lo = mm_model_lowest_trainable(m);
     /* The gradient of layer l is delta_l^T x_l. Deltas and inputs are small
      * (n x width), so check them instead of the gradients: all finite, and
      * no product lr * n * |delta| * |x| that could overflow the weights. */
-    for (size_t l = 0; l < m->n_layers; l++) {
+    size_t cur = 0;
+    for (size_t l = lo; l < m->n_layers; l++) {
         const mm_layer *ly = m->layers[l];
-        uint32_t dbits = max_abs_bits(m->deltas[l], n * ly->out);
+        const double scale = layer_scale(opt, l, &cur);
+        if (ly->frozen || scale == 0.0) continue;
+        uint32_t dbits = mm_opt_max_abs_bits(m->deltas[l], n * ly->out);
         if (dbits >= 0x7f800000u)
-            return mm_error(MM_E_NUMERIC,
-                            "gradient of layer %zu is not finite (NaN or Inf); no update was made",
+            return mm_error(MM_E_NUMERIC, "gradient of layer %zu is not finite (NaN or Inf)" NUMERIC_HINT,
                             l);
-        uint32_t xbits = max_abs_bits(m->acts[l], n * ly->in);
-        double bound = (double)lr * (double)n * (double)bits_to_float(dbits) *
-                       fmax(1.0, xbits >= 0x7f800000u ? INFINITY : (double)bits_to_float(xbits));
+        uint32_t xbits = mm_opt_max_abs_bits(m->acts[l], n * ly->in);
+        double bound = (double)lr * (double)scale * (double)n * mm_opt_bits_value(dbits) *
+                       fmax(1.0, mm_opt_bits_value(xbits));
         if (!(bound < 1e30))
             return mm_error(MM_E_NUMERIC,
-                            "update of layer %zu would overflow (gradient too large); lower the "
-                            "learning rate or enable gradient clipping; no update was made",
+                            "update of layer %zu would overflow (gradient too large)" NUMERIC_HINT,
                             l);
     }
-    mm_model_apply_sgd(opt->model, n, -lr);
+    const mm_kernels *k = mm_kernels_get();
+    cur = 0;
+    for (size_t l = lo; l < m->n_layers; l++) {
+        mm_layer *ly = m->layers[l];
+        const double scale = layer_scale(opt, l, &cur);
+        if (ly->frozen || scale == 0.0) continue;
+        const float neg_lr = scale == 1.0 ? -lr : (float)(-(double)lr * scale);
+        ly->vt->apply_sgd(ly, k, m->acts[l], m->deltas[l], n, neg_lr);
+    }
     mm_opt_apply_masks(opt, false); /* pruned weights back to exactly 0 */
     layers_after_update(opt);
-    opt->step++;
+    count_update(opt);
     return MM_OK;
+}
+
+/* The update context of one slot: the scheduled lr times the slot's scale,
+ * and the slot's own update count for bias correction. */
+static void slot_ctx(const mm_optimizer *opt, const mm_opt_slot *s, double lr, float gscale,
+                     mm_opt_step_ctx *ctx) {
+    memset(ctx, 0, sizeof *ctx);
+    const double slr = s->lr_scale == 1.0 ? lr : lr * s->lr_scale;
+    opt->algo->prepare(opt, slr, s->t + 1, ctx);
+    ctx->gscale = gscale;
 }
 
 mm_status mm_opt_step_impl(mm_optimizer *opt, const float *x, const int32_t *labels,
@@ -489,6 +571,10 @@ mm_status mm_opt_step_impl(mm_optimizer *opt, const float *x, const int32_t *lab
     mm_status st = mm_opt_check_model(opt);
     if (st != MM_OK) return st;
     if (opt->algo->validate && (st = opt->algo->validate(opt)) != MM_OK) return st;
+    if (mm_model_lowest_trainable(opt->model) == opt->model->n_layers)
+        return mm_error(MM_E_STATE,
+                        "every layer of the model is frozen; unfreeze one with "
+                        "mm_model_set_trainable");
     bool need_state = opt->algo->n_state > 0 &&
                       (!opt->algo->needs_state || opt->algo->needs_state(opt));
     if (need_state && (st = mm_opt_ensure_state(opt)) != MM_OK) return st;
@@ -516,56 +602,92 @@ mm_status mm_opt_step_impl(mm_optimizer *opt, const float *x, const int32_t *lab
     if (fused_sgd_applies(opt)) {
         st = mm_model_backprop(opt->model, x, labels, targets, n, false, &value);
         if (loss) *loss = value;
-        if (st != MM_OK) return st;
+        if (st != MM_OK) return loss_trouble(st);
         return fused_sgd_step(opt, n);
     }
     st = mm_model_backward(opt->model, x, labels, targets, n, &value);
     if (loss) *loss = value;
-    if (st != MM_OK) return st;
+    if (st != MM_OK) return loss_trouble(st);
 
     /* Masked weights, gradients and state to 0 (see optim_internal.h): the
      * update below then keeps them at exactly 0. */
     mm_opt_apply_masks(opt, true);
 
-    float gscale = 1.0f;
+    /* Gradients of the active slots: finite (max |g| answers that too), and
+     * the global norm when clipping or a norm guard needs it. */
     const double clip = opt->set[MM_OPT_CLIP_NORM];
-    if (clip > 0.0) {
-        double ss = 0.0;
-        for (size_t i = 0; i < opt->n_slots; i++) {
-            const mm_param *p = mm_opt_slot_param(opt, &opt->slots[i]);
-            ss += mm_opt_sum_squares(p->grad, mm_param_count(p));
-        }
-        if (!isfinite(ss))
-            return mm_error(MM_E_NUMERIC,
-                            "gradient norm is not finite (NaN, Inf or overflow); no update was "
-                            "made");
-        /* As torch.nn.utils.clip_grad_norm_. */
-        double coef = clip / (sqrt(ss) + 1e-6);
-        if (coef < 1.0) gscale = (float)coef;
-    } else {
-        for (size_t i = 0; i < opt->n_slots; i++) {
-            const mm_opt_slot *s = &opt->slots[i];
-            const mm_param *p = mm_opt_slot_param(opt, s);
-            if (!mm_opt_all_finite(p->grad, mm_param_count(p)))
-                return mm_error(MM_E_NUMERIC,
-                                "gradient of layer %zu %s is not finite (NaN or Inf); no update "
-                                "was made",
-                                s->layer, p->name);
-        }
-    }
-
-    mm_opt_step_ctx ctx;
-    memset(&ctx, 0, sizeof ctx);
-    opt->algo->prepare(opt, mm_opt_schedule_lr(opt, opt->step), opt->step + 1, &ctx);
-    ctx.gscale = gscale;
+    const double max_norm = opt->set[MM_OPT_MAX_GRAD_NORM];
+    const double spike = opt->set[MM_OPT_GRAD_SPIKE];
+    const bool want_norm = clip > 0.0 || max_norm > 0.0 || spike > 0.0;
+    double ss = 0.0;
     for (size_t i = 0; i < opt->n_slots; i++) {
         mm_opt_slot *s = &opt->slots[i];
+        if (!mm_opt_slot_active(opt, s)) continue;
+        const mm_param *p = mm_opt_slot_param(opt, s);
+        const uint32_t gb = mm_opt_max_abs_bits(p->grad, mm_param_count(p));
+        if (gb >= 0x7f800000u)
+            return mm_error(MM_E_NUMERIC, "gradient of layer %zu %s is not finite (NaN or Inf)" NUMERIC_HINT,
+                            s->layer, p->name);
+        s->gmax = mm_opt_bits_value(gb);
+        if (want_norm) ss += mm_opt_sum_squares(p->grad, mm_param_count(p));
+    }
+    const double gnorm = want_norm ? sqrt(ss) : NAN;
+    if (want_norm && !isfinite(gnorm))
+        return mm_error(MM_E_NUMERIC, "gradient norm overflows (the gradients are huge)" NUMERIC_HINT);
+    if (max_norm > 0.0 && gnorm > max_norm)
+        return mm_error(MM_E_NUMERIC,
+                        "exploding gradient: global gradient norm %.4g exceeds max_grad_norm "
+                        "%.4g" NUMERIC_HINT,
+                        gnorm, max_norm);
+    if (spike > 0.0 && opt->gnorm_count >= 8 && gnorm > spike * opt->gnorm_avg)
+        return mm_error(MM_E_NUMERIC,
+                        "exploding gradient: global gradient norm %.4g is %.3gx its running "
+                        "average %.4g (grad_spike %.4g)" NUMERIC_HINT,
+                        gnorm, gnorm / opt->gnorm_avg, opt->gnorm_avg, spike);
+    float gscale = 1.0f;
+    if (clip > 0.0) {
+        /* As torch.nn.utils.clip_grad_norm_. */
+        double coef = clip / (gnorm + 1e-6);
+        if (coef < 1.0) gscale = (float)coef;
+    }
+
+    /* Overflow guard: prove the update stays finite before writing. */
+    const double lr = mm_opt_schedule_lr(opt, opt->step);
+    mm_opt_step_ctx ctx;
+    for (size_t i = 0; i < opt->n_slots; i++) {
+        const mm_opt_slot *s = &opt->slots[i];
+        if (!mm_opt_slot_active(opt, s)) continue;
+        const mm_param *p = mm_opt_slot_param(opt, s);
+        const size_t cnt = mm_param_count(p);
+        double S[MM_OPTIM_MAX_STATE] = {0.0, 0.0};
+        if (need_state)
+            for (size_t k = 0; k < opt->algo->n_state; k++)
+                S[k] = mm_opt_bits_value(mm_opt_max_abs_bits(s->state[k], cnt));
+        const double P = mm_opt_bits_value(mm_opt_max_abs_bits(p->data, cnt));
+        slot_ctx(opt, s, lr, gscale, &ctx);
+        if (!opt->algo->safe(&ctx, s->gmax, P, S, p->decay))
+            return mm_error(MM_E_NUMERIC,
+                            "update of layer %zu %s could overflow to infinity (max |gradient| "
+                            "%.3g, max |%s| %.3g, learning rate %.3g, weight decay %.3g)" NUMERIC_HINT,
+                            s->layer, p->name, s->gmax, p->name, P, lr * s->lr_scale,
+                            opt->set[MM_OPT_WEIGHT_DECAY]);
+    }
+
+    for (size_t i = 0; i < opt->n_slots; i++) {
+        mm_opt_slot *s = &opt->slots[i];
+        if (!mm_opt_slot_active(opt, s)) continue;
         mm_param *p = mm_opt_slot_param(opt, s);
+        slot_ctx(opt, s, lr, gscale, &ctx);
         opt->algo->update(&ctx, p->data, p->grad, need_state ? s->state : NULL,
                           mm_param_count(p), p->decay);
     }
+    if (want_norm) {
+        opt->gnorm_count++;
+        const double w = opt->gnorm_count < 32 ? 1.0 / (double)opt->gnorm_count : 1.0 / 32.0;
+        opt->gnorm_avg += w * (gnorm - opt->gnorm_avg);
+    }
     layers_after_update(opt);
-    opt->step++;
+    count_update(opt);
     return MM_OK;
 }
 
@@ -576,4 +698,41 @@ mm_status mm_optimizer_step(mm_optimizer *opt, const float *x, const int32_t *la
     if (!x) return mm_null_arg("x");
     if (n == 0) return mm_error(MM_E_INVALID_ARGUMENT, "a step needs at least one sample");
     return mm_opt_step_impl(opt, x, labels, targets, n, loss);
+}
+
+/* ---- per-layer learning rates ------------------------------------------ */
+
+static mm_status scale_layer_check(const mm_optimizer *opt, size_t layer) {
+    if (!opt) return mm_null_arg("optimizer");
+    mm_status st = mm_opt_check_model(opt);
+    if (st != MM_OK) return st;
+    if (layer >= opt->n_layers)
+        return mm_error(MM_E_OUT_OF_RANGE, "layer index %zu out of range (model has %zu layers)",
+                        layer, opt->n_layers);
+    for (size_t i = 0; i < opt->n_slots; i++)
+        if (opt->slots[i].layer == layer) return MM_OK;
+    return mm_error(MM_E_UNSUPPORTED, "layer %zu has no trainable parameters", layer);
+}
+
+mm_status mm_optimizer_set_layer_lr_scale(mm_optimizer *opt, size_t layer, double scale) {
+    mm_status st = scale_layer_check(opt, layer);
+    if (st != MM_OK) return st;
+    if (!(scale >= 0.0 && scale <= 1e3))
+        return mm_error(MM_E_OUT_OF_RANGE, "lr scale of layer %zu must be in [0, 1000], got %g",
+                        layer, scale);
+    for (size_t i = 0; i < opt->n_slots; i++)
+        if (opt->slots[i].layer == layer) opt->slots[i].lr_scale = scale;
+    return MM_OK;
+}
+
+mm_status mm_optimizer_get_layer_lr_scale(const mm_optimizer *opt, size_t layer, double *scale) {
+    if (!scale) return mm_null_arg("scale");
+    mm_status st = scale_layer_check(opt, layer);
+    if (st != MM_OK) return st;
+    for (size_t i = 0; i < opt->n_slots; i++)
+        if (opt->slots[i].layer == layer) {
+            *scale = opt->slots[i].lr_scale;
+            break;
+        }
+    return MM_OK;
 }

@@ -66,11 +66,7 @@ mm_status mm_opt_remap_prepare(const mm_optimizer *opt, mm_layer *const *new_lay
             if (!p->grad) continue;
             const size_t si = k++;
             mm_opt_slot *s = &r->slots[si];
-            s->layer = l;
-            s->index = j;
-            s->rows = p->rows;
-            s->cols = p->cols;
-            if (n_state == 0) continue;
+            mm_opt_slot_init(s, new_layers[l], l, j);
             const size_t count = mm_param_count(p);
             size_t src = SIZE_MAX;
             const size_t *gather = NULL;
@@ -81,6 +77,12 @@ mm_status mm_opt_remap_prepare(const mm_optimizer *opt, mm_layer *const *new_lay
                 gather = maps[l][j].gather;
             }
             const mm_opt_slot *os = src != SIZE_MAX ? &opt->slots[src] : NULL;
+            /* the layer keeps its lr scale; inherited state keeps its count */
+            const size_t any = find_old(opt, l, 0) != SIZE_MAX ? find_old(opt, l, 0)
+                                                               : find_old(opt, l, 1);
+            if (any != SIZE_MAX) s->lr_scale = opt->slots[any].lr_scale;
+            if (os) s->t = os->t;
+            if (n_state == 0) continue;
             if (os && !gather && os->rows * os->cols != count) {
                 mm_opt_remap_free(r);
                 return mm_error(MM_E_INTERNAL,
@@ -127,4 +129,87 @@ void mm_opt_remap_commit(mm_optimizer *opt, mm_opt_remap *r) {
     free(r->fresh);
     free(r->moved);
     free(r);
+}
+
+/* ---- mm_optimizer_sync: adopt a changed layer list ----------------------
+ * Slots are matched by (layer identity, param index, shape): a layer that is
+ * still in the model (at any position) keeps its state, step counter and lr
+ * scale; anything else starts fresh. Built completely before the swap so
+ * that an allocation failure changes nothing. */
+mm_status mm_optimizer_sync(mm_optimizer *opt) {
+    if (!opt) return mm_null_arg("optimizer");
+    mm_model *m = opt->model;
+    if (m->n_layers == 0)
+        return mm_error(MM_E_STATE, "the model has no layers to optimize");
+    size_t n_slots = 0;
+    for (size_t l = 0; l < m->n_layers; l++)
+        for (size_t j = 0; j < m->layers[l]->n_params; j++)
+            if (m->layers[l]->params[j].grad) n_slots++;
+    if (n_slots == 0)
+        return mm_error(MM_E_STATE, "the model has no trainable parameters");
+    mm_opt_slot *slots = calloc(n_slots, sizeof *slots);
+    bool *moved = calloc(opt->n_slots ? opt->n_slots : 1, sizeof *moved);
+    bool *fresh = calloc(n_slots, sizeof *fresh);
+    if (!slots || !moved || !fresh) {
+        free(slots);
+        free(moved);
+        free(fresh);
+        return mm_oom("optimizer sync");
+    }
+    const size_t n_state = opt->has_state ? opt->algo->n_state : 0;
+    size_t k = 0;
+    mm_status st = MM_OK;
+    for (size_t l = 0; l < m->n_layers && st == MM_OK; l++) {
+        mm_layer *ly = m->layers[l];
+        for (size_t j = 0; j < ly->n_params && st == MM_OK; j++) {
+            const mm_param *p = &ly->params[j];
+            if (!p->grad) continue;
+            mm_opt_slot *s = &slots[k++];
+            mm_opt_slot_init(s, ly, l, j);
+            size_t src = SIZE_MAX;
+            for (size_t i = 0; i < opt->n_slots; i++) {
+                const mm_opt_slot *o = &opt->slots[i];
+                if (!moved[i] && o->uid == s->uid && o->index == j && o->rows == s->rows &&
+                    o->cols == s->cols) {
+                    src = i;
+                    break;
+                }
+            }
+            if (src != SIZE_MAX) {
+                const mm_opt_slot *o = &opt->slots[src];
+                for (size_t t = 0; t < MM_OPTIM_MAX_STATE; t++) s->state[t] = o->state[t];
+                s->t = o->t;
+                s->lr_scale = o->lr_scale;
+                moved[src] = true;
+                continue;
+            }
+            fresh[k - 1] = true;
+            for (size_t t = 0; t < n_state; t++) {
+                s->state[t] = mm_alloc_floats_zero(mm_param_count(p));
+                if (!s->state[t]) {
+                    st = mm_oom("optimizer state");
+                    break;
+                }
+            }
+        }
+    }
+    if (st != MM_OK) {
+        for (size_t i = 0; i < n_slots; i++)
+            if (fresh[i])
+                for (size_t t = 0; t < MM_OPTIM_MAX_STATE; t++) mm_free_floats(slots[i].state[t]);
+        free(slots);
+        free(moved);
+        free(fresh);
+        return st;
+    }
+    for (size_t i = 0; i < opt->n_slots; i++)
+        if (!moved[i])
+            for (size_t t = 0; t < MM_OPTIM_MAX_STATE; t++) mm_free_floats(opt->slots[i].state[t]);
+    free(opt->slots);
+    opt->slots = slots;
+    opt->n_slots = n_slots;
+    opt->n_layers = m->n_layers;
+    free(moved);
+    free(fresh);
+    return MM_OK;
 }

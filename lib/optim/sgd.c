@@ -95,6 +95,22 @@ static void sgd_prepare(const mm_optimizer *opt, double lr, uint64_t t, mm_opt_s
         ctx->variant = opt->set[MM_OPT_NESTEROV] != 0.0 ? SGD_NESTEROV : SGD_MOMENTUM;
 }
 
+static bool sgd_safe(const mm_opt_step_ctx *ctx, double G, double P, const double *S,
+                     bool decay) {
+    const double lim = MM_OPT_SAFE_LIMIT, lr = fabs((double)ctx->neg_lr),
+                 mom = (double)ctx->c[0];
+    const double wd = decay ? (double)ctx->wd : 0.0;
+    double d = G * (double)ctx->gscale + wd * P;
+    if (!(d < lim)) return false;
+    if (ctx->variant != SGD_PLAIN) {
+        const double b = mom * S[0] + d;
+        if (!(b < lim)) return false;
+        d = ctx->variant == SGD_NESTEROV ? d + mom * b : b;
+        if (!(d < lim)) return false;
+    }
+    return P + lr * d < lim;
+}
+
 const mm_optim_algo mm_optim_algo_sgd = {
     .kind = MM_OPTIM_SGD,
     .name = "sgd",
@@ -107,4 +123,5 @@ const mm_optim_algo mm_optim_algo_sgd = {
     .validate = sgd_validate,
     .prepare = sgd_prepare,
     .update = sgd_update,
+    .safe = sgd_safe,
 };

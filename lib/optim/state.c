@@ -9,7 +9,12 @@
  *    "settings": {"learning_rate": 0.001, "beta1": 0.9, ...}}
  *
  * "state" lists the state tensors present ([] for SGD that never used
- * momentum); "params" is the number of trainable tensors. Settings are the
+ * momentum); "params" is the number of trainable tensors. Optional members
+ * (absent in files of older versions, which then load with the defaults):
+ * "param_steps" (updates applied to each trainable tensor, in parameter
+ * order; default: "step" for all), "lr_scale" (per trainable tensor, the
+ * per-layer learning-rate multiplier; default 1), "grad_norm_avg" and
+ * "grad_norm_count" (the running gradient norm of MM_OPT_GRAD_SPIKE). Settings are the
  * ones the algorithm uses, as doubles with full precision, so load +
  * continue is bit-identical to never stopping. */
 #include <jansson.h>
@@ -52,6 +57,16 @@ static char *state_json(const mm_optimizer *opt) {
         for (size_t k = 0; k < opt->algo->n_state; k++)
             bad |= json_array_append_new(states, json_string(opt->algo->state_names[k]));
     bad |= json_object_set_new(root, "state", states);
+    json_t *steps = json_array(), *scales = json_array();
+    if (!steps || !scales) bad = 1;
+    for (size_t i = 0; !bad && i < opt->n_slots; i++) {
+        bad |= json_array_append_new(steps, json_integer((json_int_t)opt->slots[i].t));
+        bad |= json_array_append_new(scales, json_real(opt->slots[i].lr_scale));
+    }
+    bad |= json_object_set_new(root, "param_steps", steps);
+    bad |= json_object_set_new(root, "lr_scale", scales);
+    bad |= json_object_set_new(root, "grad_norm_avg", json_real(opt->gnorm_avg));
+    bad |= json_object_set_new(root, "grad_norm_count", json_integer((json_int_t)opt->gnorm_count));
     for (int p = MM_OPT_PARAM_FIRST; p <= MM_OPT_PARAM_LAST; p++) {
         if (!mm_opt_param_applies(opt, (mm_opt_param)p)) continue;
         bad |= json_object_set_new(settings, mm_opt_param_name((mm_opt_param)p),
@@ -155,6 +170,46 @@ static mm_status restore(mm_optimizer **out, mm_model *model, const mm_file *f, 
                       "the optimizer state is for %llu trainable tensors, the model has %zu",
                       (unsigned long long)n_params, opt->n_slots);
         goto fail;
+    }
+
+    for (size_t i = 0; i < opt->n_slots; i++) opt->slots[i].t = opt->step;
+    const json_t *steps = json_object_get(root, "param_steps");
+    const json_t *scales = json_object_get(root, "lr_scale");
+    if ((steps && (!json_is_array(steps) || json_array_size(steps) != opt->n_slots)) ||
+        (scales && (!json_is_array(scales) || json_array_size(scales) != opt->n_slots))) {
+        st = mm_error(MM_E_FORMAT,
+                      "optimizer state: \"param_steps\" and \"lr_scale\" must be arrays of %zu "
+                      "entries",
+                      opt->n_slots);
+        goto fail;
+    }
+    for (size_t i = 0; i < opt->n_slots; i++) {
+        const json_t *t = steps ? json_array_get(steps, i) : NULL;
+        const json_t *sc = scales ? json_array_get(scales, i) : NULL;
+        if (t && (!json_is_integer(t) || json_integer_value(t) < 0 ||
+                  (uint64_t)json_integer_value(t) > opt->step)) {
+            st = mm_error(MM_E_FORMAT, "optimizer state: param_steps[%zu] must be in [0, step]", i);
+            goto fail;
+        }
+        if (sc && (!json_is_number(sc) || !(json_number_value(sc) >= 0.0 &&
+                                            json_number_value(sc) <= 1e3))) {
+            st = mm_error(MM_E_FORMAT, "optimizer state: lr_scale[%zu] must be in [0, 1000]", i);
+            goto fail;
+        }
+        if (t) opt->slots[i].t = (uint64_t)json_integer_value(t);
+        if (sc) opt->slots[i].lr_scale = json_number_value(sc);
+    }
+    const json_t *gavg = json_object_get(root, "grad_norm_avg");
+    if (gavg) {
+        uint64_t gcount = 0;
+        if (!json_is_number(gavg) || !(json_number_value(gavg) >= 0.0) ||
+            !isfinite(json_number_value(gavg)) ||
+            (st = get_count(root, "grad_norm_count", &gcount)) != MM_OK) {
+            st = mm_error(MM_E_FORMAT, "optimizer state: bad grad_norm_avg / grad_norm_count");
+            goto fail;
+        }
+        opt->gnorm_avg = json_number_value(gavg);
+        opt->gnorm_count = gcount;
     }
 
     const char *key;

@@ -319,6 +319,7 @@ mm_status mm_prune_finalize_impl(mm_pruner *p, mm_model *m, mm_optimizer *opt) {
     mm_model_drop_caches(m);
     for (size_t l = 0; l < L; l++) {
         if (f[l].built) {
+            f[l].layer->frozen = m->layers[l]->frozen; /* a frozen layer stays frozen */
             m->layers[l]->vt->destroy(m->layers[l]);
             m->layers[l] = f[l].layer;
         }

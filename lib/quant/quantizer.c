@@ -569,6 +569,12 @@ static void plan_commit(mm_model *m, qplan *pl) {
         qplan_layer *p = &pl->layers[l];
         if (!p->candidate) continue;
         mm_layer *keep = (p->quantized || (p->quant && mm_layer_is_qat(p->quant))) ? p->quant : p->flt;
+        /* the same layer in a new kind: an optimizer keeps training it
+         * (same float parameters), and a frozen layer stays frozen */
+        if (keep != p->old) {
+            keep->uid = p->old->uid;
+            keep->frozen = p->old->frozen;
+        }
         m->layers[l] = keep;
         if (keep == p->quant) p->quant = NULL;
         if (keep == p->flt) p->flt = NULL;
