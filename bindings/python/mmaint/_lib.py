@@ -175,6 +175,10 @@ SIGNATURES = {
     "mm_model_save": (STATUS, [P, c_char_p]),
     "mm_model_load": (STATUS, [H, c_char_p]),
     "mm_model_load_buffer": (STATUS, [H, P, S]),
+    "mm_model_set_trainable": (STATUS, [P, S, c_int]),
+    "mm_model_layer_trainable": (c_int, [P, S]),
+    "mm_model_truncate": (STATUS, [P, S]),
+    "mm_model_replace_head": (STATUS, [P, S, c_int, c_uint64]),
     # mm_optimizer.h
     "mm_opt_param_name": (c_char_p, [c_int]),
     "mm_opt_param_from_name": (STATUS, [c_char_p, I]),
@@ -193,6 +197,9 @@ SIGNATURES = {
     "mm_optimizer_fit": (STATUS, [P, P, P, FIT_CALLBACK, P, POINTER(FitProgressStruct)]),
     "mm_optimizer_save": (STATUS, [P, c_char_p]),
     "mm_optimizer_load": (STATUS, [H, P, c_char_p]),
+    "mm_optimizer_set_layer_lr_scale": (STATUS, [P, S, c_double]),
+    "mm_optimizer_get_layer_lr_scale": (STATUS, [P, S, D]),
+    "mm_optimizer_sync": (STATUS, [P]),
     # mm_pruner.h
     "mm_prune_criterion_name": (c_char_p, [c_int]),
     "mm_prune_criterion_from_name": (STATUS, [c_char_p, I]),
