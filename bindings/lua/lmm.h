@@ -56,6 +56,18 @@ lmm_handle *lmm_check_handle(lua_State *L, int arg, const char *cls);
 void *lmm_check(lua_State *L, int arg, const char *cls);
 /* Same, or NULL when the argument is nil/none. */
 void *lmm_opt(lua_State *L, int arg, const char *cls);
+/* Finish a constructor whose new handle h is on top of the stack and whose
+ * C call returned st and obj: store obj, apply the settings table at
+ * settings_idx with `set` (when settings_idx != 0 and the argument is not
+ * nil), and return 1 (the handle); on any failure drop the handle (freeing
+ * obj) and return the error results. */
+typedef mm_status (*lmm_setter)(lua_State *L, void *obj, const char *name, int validx);
+int lmm_finish_new_with(lua_State *L, lmm_handle *h, mm_status st, void *obj, int settings_idx,
+                        lmm_setter set);
+#define lmm_finish_new(L, h, st, obj) lmm_finish_new_with((L), (h), (st), (obj), 0, NULL)
+/* Push a new, still empty model handle (the model goes in ->p through
+ * lmm_finish_new). (lmm_model.c) */
+lmm_handle *lmm_push_model(lua_State *L);
 /* Mark closed and free when nothing borrows it (idempotent). */
 void lmm_handle_close(lmm_handle *h);
 /* Count a borrower of h / forget one (frees a closed lender at zero). */
@@ -148,17 +160,63 @@ void lmm_open_dataset(lua_State *L);
 void lmm_open_optimizer(lua_State *L);
 void lmm_open_pruner(lua_State *L);
 void lmm_open_quantizer(lua_State *L);
+void lmm_open_migrate(lua_State *L);  /* after lmm_open_model: adds model methods */
 
 /* Shared by several classes. */
 /* Value of an enum-keyed setting: a number, or a boolean (1/0). */
 double lmm_check_setting_value(lua_State *L, int arg);
-/* Setter of one named setting whose value is at stack index validx. */
-typedef mm_status (*lmm_setter)(lua_State *L, void *obj, const char *name, int validx);
+/* (lmm_setter: the setter of one named setting whose value is at stack
+ * index validx.) */
 /* Apply a table {name = value, ...} of settings (string keys; anything else
  * is an argument error); stops at the first failure and returns its status. */
 mm_status lmm_apply_settings(lua_State *L, int tbl, void *obj, lmm_setter set);
 /* obj:set(name, value) or obj:set{name = value, ...}: the shared method body
  * (object at 1); returns the Lua results. */
 int lmm_set_method(lua_State *L, void *obj, lmm_setter set);
+
+
+/* The settings functions of a class whose settings are an enum `param_t`
+ * with C functions from_name(name, &param), set(obj, param, value),
+ * get(obj, param, &value) and bounds(param, &lo, &hi). `value_of(L, obj,
+ * param, validx, &value)` reads a Lua value (lmm_setting_value, or a
+ * class-specific one accepting names). Defines:
+ *   static mm_status set_named(...)   the lmm_setter
+ *   static int settings_set(L)        obj:set(name, value) / obj:set{...}
+ *   static int settings_get(L)        obj:get(name) -> value
+ *   static int settings_bounds(L)     mm.<class>_bounds(name) -> lo, hi */
+#define LMM_SETTINGS(cls, obj_t, param_t, from_name, set, get, bounds, value_of)          \
+    static mm_status set_named(lua_State *L, void *obj, const char *name, int validx) {    \
+        param_t p;                                                                         \
+        double v;                                                                          \
+        mm_status st = from_name(name, &p);                                                \
+        if (st == MM_OK) st = value_of(L, p, validx, &v);                                  \
+        return st == MM_OK ? set((obj_t *)obj, p, v) : st;                                 \
+    }                                                                                      \
+    static int settings_set(lua_State *L) {                                                \
+        return lmm_set_method(L, lmm_check(L, 1, cls), set_named);                         \
+    }                                                                                      \
+    static int settings_get(lua_State *L) {                                                \
+        obj_t *o = lmm_check(L, 1, cls);                                                   \
+        param_t p;                                                                         \
+        double v;                                                                          \
+        mm_status st = from_name(luaL_checkstring(L, 2), &p);                              \
+        if (st == MM_OK) st = get(o, p, &v);                                               \
+        if (st) return lmm_fail(L, st);                                                    \
+        lua_pushnumber(L, v);                                                              \
+        return 1;                                                                          \
+    }                                                                                      \
+    static int settings_bounds(lua_State *L) {                                             \
+        param_t p;                                                                         \
+        double lo, hi;                                                                     \
+        mm_status st = from_name(luaL_checkstring(L, 1), &p);                              \
+        if (st == MM_OK) st = bounds(p, &lo, &hi);                                         \
+        if (st) return lmm_fail(L, st);                                                    \
+        lua_pushnumber(L, lo);                                                             \
+        lua_pushnumber(L, hi);                                                             \
+        return 2;                                                                          \
+    }
+
+/* The plain value reader for LMM_SETTINGS: a number, or a boolean (1/0). */
+#define lmm_setting_value(L, p, validx, v) (*(v) = lmm_check_setting_value((L), (validx)), MM_OK)
 
 #endif

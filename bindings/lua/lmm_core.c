@@ -68,6 +68,17 @@ void *lmm_opt(lua_State *L, int arg, const char *cls) {
     return lua_isnoneornil(L, arg) ? NULL : lmm_check(L, arg, cls);
 }
 
+int lmm_finish_new_with(lua_State *L, lmm_handle *h, mm_status st, void *obj, int settings_idx,
+                        lmm_setter set) {
+    h->p = obj;
+    if (st == MM_OK && settings_idx && !lua_isnoneornil(L, settings_idx))
+        st = lmm_apply_settings(L, settings_idx, obj, set);
+    if (st == MM_OK) return 1;
+    lmm_handle_close(h);
+    lua_pop(L, 1);
+    return lmm_fail(L, st);
+}
+
 static int handle_close(lua_State *L) {
     /* close() on any class: metatable checked by name in upvalue 1. */
     lmm_handle *h = luaL_checkudata(L, 1, lua_tostring(L, lua_upvalueindex(1)));
@@ -298,5 +309,6 @@ int luaopen_mmaint(lua_State *L) {
     lmm_open_optimizer(L);
     lmm_open_pruner(L);
     lmm_open_quantizer(L);
+    lmm_open_migrate(L);
     return 1;
 }

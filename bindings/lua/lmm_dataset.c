@@ -9,14 +9,6 @@ static lmm_handle *push_dataset(lua_State *L) {
     return lmm_push_handle(L, LMM_DATASET, NULL, free_dataset, 0, 1);
 }
 
-static int finish_new(lua_State *L, lmm_handle *h, mm_status st, mm_dataset *ds) {
-    h->p = ds;
-    if (st == MM_OK) return 1;
-    lmm_handle_close(h);
-    lua_pop(L, 1);
-    return lmm_fail(L, st);
-}
-
 /* mm.load_idx(images_path [, labels_path]) */
 static int l_load_idx(lua_State *L) {
     const char *img = luaL_checkstring(L, 1);
@@ -24,7 +16,7 @@ static int l_load_idx(lua_State *L) {
     lmm_handle *h = push_dataset(L);
     mm_dataset *ds = NULL;
     mm_status st = mm_dataset_load_idx(&ds, img, lab);
-    return finish_new(L, h, st, ds);
+    return lmm_finish_new(L, h, st, ds);
 }
 
 /* mm.load_csv(path [, label_column]): label_column is 1-based (0 or nil: no
@@ -37,7 +29,7 @@ static int l_load_csv(lua_State *L) {
     lmm_handle *h = push_dataset(L);
     mm_dataset *ds = NULL;
     mm_status st = mm_dataset_load_csv(&ds, path, c);
-    return finish_new(L, h, st, ds);
+    return lmm_finish_new(L, h, st, ds);
 }
 
 /* mm.dataset(x [, labels] [, dim]): copies. dim defaults to the width of a
@@ -64,7 +56,7 @@ static int l_dataset(lua_State *L) {
     lmm_handle *h = push_dataset(L);
     mm_dataset *ds = NULL;
     mm_status st = mm_dataset_create(&ds, x.data, y.data, n, dim);
-    return finish_new(L, h, st, ds);
+    return lmm_finish_new(L, h, st, ds);
 }
 
 static int d_size(lua_State *L) {
@@ -108,7 +100,7 @@ static int d_slice(lua_State *L) {
     lmm_handle *h = push_dataset(L);
     mm_dataset *out = NULL;
     mm_status st = mm_dataset_slice(ds, first, count, &out);
-    return finish_new(L, h, st, out);
+    return lmm_finish_new(L, h, st, out);
 }
 
 static int normalize(lua_State *L, mm_status (*fn)(mm_dataset *, const mm_dataset *)) {

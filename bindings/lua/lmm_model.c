@@ -8,19 +8,8 @@ static void free_model(void *p) { mm_model_free(p); }
 
 #define CHECK_MODEL(arg) ((mm_model *)lmm_check(L, (arg), LMM_MODEL))
 
-/* Push a new, still empty model handle; the caller stores the model in ->p. */
-static lmm_handle *push_model(lua_State *L) {
+lmm_handle *lmm_push_model(lua_State *L) {
     return lmm_push_handle(L, LMM_MODEL, NULL, free_model, 0, 1);
-}
-
-/* Finish a constructor: on success the handle on top is the result; on
- * failure it is closed and dropped and the error returned. */
-static int finish_new(lua_State *L, lmm_handle *h, mm_status st, void *obj) {
-    h->p = obj;
-    if (st == MM_OK) return 1;
-    lmm_handle_close(h);
-    lua_pop(L, 1);
-    return lmm_fail(L, st);
 }
 
 static uint64_t check_seed(lua_State *L, int arg) {
@@ -36,39 +25,39 @@ static int l_model(lua_State *L) {
     mm_status st;
     if (lua_type(L, 1) == LUA_TSTRING) {
         const char *spec = lua_tostring(L, 1);
-        lmm_handle *h = push_model(L);
+        lmm_handle *h = lmm_push_model(L);
         st = mm_model_create_from_spec(&m, spec, seed);
-        return finish_new(L, h, st, m);
+        return lmm_finish_new(L, h, st, m);
     }
     size_t dim = lmm_checksize(L, 1, 0);
-    lmm_handle *h = push_model(L);
+    lmm_handle *h = lmm_push_model(L);
     st = mm_model_create(&m, dim, seed);
-    return finish_new(L, h, st, m);
+    return lmm_finish_new(L, h, st, m);
 }
 
 static int l_load(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
-    lmm_handle *h = push_model(L);
+    lmm_handle *h = lmm_push_model(L);
     mm_model *m = NULL;
     mm_status st = mm_model_load(&m, path);
-    return finish_new(L, h, st, m);
+    return lmm_finish_new(L, h, st, m);
 }
 
 static int l_load_buffer(lua_State *L) {
     size_t len;
     const char *data = luaL_checklstring(L, 1, &len);
-    lmm_handle *h = push_model(L);
+    lmm_handle *h = lmm_push_model(L);
     mm_model *m = NULL;
     mm_status st = mm_model_load_buffer(&m, data, len);
-    return finish_new(L, h, st, m);
+    return lmm_finish_new(L, h, st, m);
 }
 
 static int m_clone(lua_State *L) {
     mm_model *src = CHECK_MODEL(1);
-    lmm_handle *h = push_model(L);
+    lmm_handle *h = lmm_push_model(L);
     mm_model *m = NULL;
     mm_status st = mm_model_clone(src, &m);
-    return finish_new(L, h, st, m);
+    return lmm_finish_new(L, h, st, m);
 }
 
 static mm_activation check_activation(lua_State *L, int arg, mm_status *st) {

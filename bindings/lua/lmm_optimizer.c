@@ -11,27 +11,12 @@ static void free_optimizer(void *p) { mm_optimizer_free(p); }
 
 #define CHECK_OPT(arg) ((mm_optimizer *)lmm_check(L, (arg), LMM_OPTIMIZER))
 
-static mm_status set_named(lua_State *L, void *obj, const char *name, int validx) {
-    mm_opt_param p;
-    mm_status st = mm_opt_param_from_name(name, &p);
-    if (st) return st;
-    return mm_optimizer_set(obj, p, lmm_check_setting_value(L, validx));
-}
+LMM_SETTINGS(LMM_OPTIMIZER, mm_optimizer, mm_opt_param, mm_opt_param_from_name, mm_optimizer_set,
+             mm_optimizer_get, mm_opt_param_bounds, lmm_setting_value)
 
 /* Push a new optimizer handle borrowing the model at model_idx. */
 static lmm_handle *push_opt(lua_State *L, int model_idx) {
     return lmm_push_handle(L, LMM_OPTIMIZER, NULL, free_optimizer, model_idx, 2);
-}
-
-static int finish_new(lua_State *L, lmm_handle *h, mm_status st, mm_optimizer *o,
-                      int settings_idx) {
-    h->p = o;
-    if (st == MM_OK && settings_idx && !lua_isnoneornil(L, settings_idx))
-        st = lmm_apply_settings(L, settings_idx, o, set_named);
-    if (st == MM_OK) return 1;
-    lmm_handle_close(h);
-    lua_pop(L, 1);
-    return lmm_fail(L, st);
 }
 
 /* mm.optimizer(model, kind [, settings]) */
@@ -45,7 +30,7 @@ static int l_optimizer(lua_State *L) {
     lmm_handle *h = push_opt(L, 1);
     mm_optimizer *o = NULL;
     st = mm_optimizer_create(&o, m, kind);
-    return finish_new(L, h, st, o, 3);
+    return lmm_finish_new_with(L, h, st, o, 3, set_named);
 }
 
 /* mm.load_optimizer(model, path) */
@@ -55,32 +40,7 @@ static int l_load_optimizer(lua_State *L) {
     lmm_handle *h = push_opt(L, 1);
     mm_optimizer *o = NULL;
     mm_status st = mm_optimizer_load(&o, m, path);
-    return finish_new(L, h, st, o, 0);
-}
-
-/* mm.optimizer_bounds(name) -> lo, hi */
-static int l_bounds(lua_State *L) {
-    mm_opt_param p;
-    double lo, hi;
-    mm_status st = mm_opt_param_from_name(luaL_checkstring(L, 1), &p);
-    if (st == MM_OK) st = mm_opt_param_bounds(p, &lo, &hi);
-    if (st) return lmm_fail(L, st);
-    lua_pushnumber(L, lo);
-    lua_pushnumber(L, hi);
-    return 2;
-}
-
-static int o_set(lua_State *L) { return lmm_set_method(L, CHECK_OPT(1), set_named); }
-
-static int o_get(lua_State *L) {
-    mm_optimizer *o = CHECK_OPT(1);
-    mm_opt_param p;
-    double v;
-    mm_status st = mm_opt_param_from_name(luaL_checkstring(L, 2), &p);
-    if (st == MM_OK) st = mm_optimizer_get(o, p, &v);
-    if (st) return lmm_fail(L, st);
-    lua_pushnumber(L, v);
-    return 1;
+    return lmm_finish_new(L, h, st, o);
 }
 
 static int o_kind(lua_State *L) {
@@ -223,8 +183,8 @@ static int o_tostring(lua_State *L) {
 }
 
 void lmm_open_optimizer(lua_State *L) {
-    static const luaL_Reg methods[] = {{"set", o_set},
-                                       {"get", o_get},
+    static const luaL_Reg methods[] = {{"set", settings_set},
+                                       {"get", settings_get},
                                        {"kind", o_kind},
                                        {"model", o_model},
                                        {"steps", o_steps},
@@ -237,7 +197,7 @@ void lmm_open_optimizer(lua_State *L) {
     lmm_new_class(L, LMM_OPTIMIZER, methods);
     static const luaL_Reg fns[] = {{"optimizer", l_optimizer},
                                    {"load_optimizer", l_load_optimizer},
-                                   {"optimizer_bounds", l_bounds},
+                                   {"optimizer_bounds", settings_bounds},
                                    {NULL, NULL}};
     luaL_setfuncs(L, fns, 0);
 }

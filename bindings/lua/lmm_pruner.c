@@ -5,12 +5,8 @@ static void free_pruner(void *p) { mm_pruner_free(p); }
 
 #define CHECK_PRUNER(arg) ((mm_pruner *)lmm_check(L, (arg), LMM_PRUNER))
 
-static mm_status set_named(lua_State *L, void *obj, const char *name, int validx) {
-    mm_prune_param p;
-    mm_status st = mm_prune_param_from_name(name, &p);
-    if (st) return st;
-    return mm_pruner_set(obj, p, lmm_check_setting_value(L, validx));
-}
+LMM_SETTINGS(LMM_PRUNER, mm_pruner, mm_prune_param, mm_prune_param_from_name, mm_pruner_set,
+             mm_pruner_get, mm_prune_param_bounds, lmm_setting_value)
 
 /* mm.pruner(criterion [, settings]) */
 static int l_pruner(lua_State *L) {
@@ -22,36 +18,7 @@ static int l_pruner(lua_State *L) {
     lmm_handle *h = lmm_push_handle(L, LMM_PRUNER, NULL, free_pruner, 0, 1);
     mm_pruner *p = NULL;
     st = mm_pruner_create(&p, c);
-    h->p = p;
-    if (st == MM_OK && !lua_isnoneornil(L, 2)) st = lmm_apply_settings(L, 2, p, set_named);
-    if (st == MM_OK) return 1;
-    lmm_handle_close(h);
-    lua_pop(L, 1);
-    return lmm_fail(L, st);
-}
-
-static int l_bounds(lua_State *L) {
-    mm_prune_param p;
-    double lo, hi;
-    mm_status st = mm_prune_param_from_name(luaL_checkstring(L, 1), &p);
-    if (st == MM_OK) st = mm_prune_param_bounds(p, &lo, &hi);
-    if (st) return lmm_fail(L, st);
-    lua_pushnumber(L, lo);
-    lua_pushnumber(L, hi);
-    return 2;
-}
-
-static int p_set(lua_State *L) { return lmm_set_method(L, CHECK_PRUNER(1), set_named); }
-
-static int p_get(lua_State *L) {
-    mm_pruner *pr = CHECK_PRUNER(1);
-    mm_prune_param p;
-    double v;
-    mm_status st = mm_prune_param_from_name(luaL_checkstring(L, 2), &p);
-    if (st == MM_OK) st = mm_pruner_get(pr, p, &v);
-    if (st) return lmm_fail(L, st);
-    lua_pushnumber(L, v);
-    return 1;
+    return lmm_finish_new_with(L, h, st, p, 2, set_named);
 }
 
 static int p_criterion(lua_State *L) {
@@ -145,8 +112,8 @@ static int p_finalize(lua_State *L) {
 }
 
 void lmm_open_pruner(lua_State *L) {
-    static const luaL_Reg methods[] = {{"set", p_set},
-                                       {"get", p_get},
+    static const luaL_Reg methods[] = {{"set", settings_set},
+                                       {"get", settings_get},
                                        {"criterion", p_criterion},
                                        {"set_layer_sparsity", p_set_layer_sparsity},
                                        {"set_scores", p_set_scores},
@@ -158,6 +125,6 @@ void lmm_open_pruner(lua_State *L) {
                                        {"finalize", p_finalize},
                                        {NULL, NULL}};
     lmm_new_class(L, LMM_PRUNER, methods);
-    static const luaL_Reg fns[] = {{"pruner", l_pruner}, {"pruner_bounds", l_bounds}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"pruner", l_pruner}, {"pruner_bounds", settings_bounds}, {NULL, NULL}};
     luaL_setfuncs(L, fns, 0);
 }

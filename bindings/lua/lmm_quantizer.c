@@ -6,17 +6,19 @@ static void free_quantizer(void *p) { mm_quantizer_free(p); }
 #define CHECK_Q(arg) ((mm_quantizer *)lmm_check(L, (arg), LMM_QUANTIZER))
 
 /* Values are numbers or booleans; the observer may also be named ("entropy"). */
-static mm_status set_named(lua_State *L, void *obj, const char *name, int validx) {
-    mm_quant_param p;
-    mm_status st = mm_quant_param_from_name(name, &p);
-    if (st) return st;
+static mm_status quant_value(lua_State *L, mm_quant_param p, int validx, double *v) {
     if (p == MM_QUANT_OBSERVER && lua_type(L, validx) == LUA_TSTRING) {
         mm_quant_observer o;
-        if ((st = mm_quant_observer_from_name(lua_tostring(L, validx), &o))) return st;
-        return mm_quantizer_set(obj, p, (double)o);
+        mm_status st = mm_quant_observer_from_name(lua_tostring(L, validx), &o);
+        *v = (double)o;
+        return st;
     }
-    return mm_quantizer_set(obj, p, lmm_check_setting_value(L, validx));
+    *v = lmm_check_setting_value(L, validx);
+    return MM_OK;
 }
+
+LMM_SETTINGS(LMM_QUANTIZER, mm_quantizer, mm_quant_param, mm_quant_param_from_name, mm_quantizer_set,
+             mm_quantizer_get, mm_quant_param_bounds, quant_value)
 
 /* mm.quantizer(scheme [, settings]) */
 static int l_quantizer(lua_State *L) {
@@ -28,36 +30,7 @@ static int l_quantizer(lua_State *L) {
     lmm_handle *h = lmm_push_handle(L, LMM_QUANTIZER, NULL, free_quantizer, 0, 1);
     mm_quantizer *q = NULL;
     st = mm_quantizer_create(&q, s);
-    h->p = q;
-    if (st == MM_OK && !lua_isnoneornil(L, 2)) st = lmm_apply_settings(L, 2, q, set_named);
-    if (st == MM_OK) return 1;
-    lmm_handle_close(h);
-    lua_pop(L, 1);
-    return lmm_fail(L, st);
-}
-
-static int l_bounds(lua_State *L) {
-    mm_quant_param p;
-    double lo, hi;
-    mm_status st = mm_quant_param_from_name(luaL_checkstring(L, 1), &p);
-    if (st == MM_OK) st = mm_quant_param_bounds(p, &lo, &hi);
-    if (st) return lmm_fail(L, st);
-    lua_pushnumber(L, lo);
-    lua_pushnumber(L, hi);
-    return 2;
-}
-
-static int q_set(lua_State *L) { return lmm_set_method(L, CHECK_Q(1), set_named); }
-
-static int q_get(lua_State *L) {
-    mm_quantizer *q = CHECK_Q(1);
-    mm_quant_param p;
-    double v;
-    mm_status st = mm_quant_param_from_name(luaL_checkstring(L, 2), &p);
-    if (st == MM_OK) st = mm_quantizer_get(q, p, &v);
-    if (st) return lmm_fail(L, st);
-    lua_pushnumber(L, v);
-    return 1;
+    return lmm_finish_new_with(L, h, st, q, 2, set_named);
 }
 
 static int q_scheme(lua_State *L) {
@@ -113,8 +86,8 @@ static int q_report(lua_State *L) {
 }
 
 void lmm_open_quantizer(lua_State *L) {
-    static const luaL_Reg methods[] = {{"set", q_set},
-                                       {"get", q_get},
+    static const luaL_Reg methods[] = {{"set", settings_set},
+                                       {"get", settings_get},
                                        {"scheme", q_scheme},
                                        {"set_layer", q_set_layer},
                                        {"calibrate", q_calibrate},
@@ -125,6 +98,6 @@ void lmm_open_quantizer(lua_State *L) {
                                        {NULL, NULL}};
     lmm_new_class(L, LMM_QUANTIZER, methods);
     static const luaL_Reg fns[] = {
-        {"quantizer", l_quantizer}, {"quantizer_bounds", l_bounds}, {NULL, NULL}};
+        {"quantizer", l_quantizer}, {"quantizer_bounds", settings_bounds}, {NULL, NULL}};
     luaL_setfuncs(L, fns, 0);
 }

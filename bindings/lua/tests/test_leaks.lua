@@ -21,7 +21,9 @@ local function iteration(i)
   m:forward(f)
   m:predict(X[1])
   m:weights(1)
-  mm.load("/nonexistent/model.mmf")                        -- failing constructor
+  mm.load("/nonexistent/model.mmf")                        -- failing constructors
+  mm.import_safetensors_buffer("\1\0\0\0\0\0\0\0{", {names = "a,b"})
+  mm.import_onnx_buffer("\8\1\18\255garbage")
   mm.optimizer(m, "sgd", {learning_rate = -1})             -- fails after creating
   local p = mm.pruner("magnitude", {sparsity = 0.5})
   if i % 3 == 0 then
