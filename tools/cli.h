@@ -311,6 +311,17 @@ void cli_arch_string(const mm_model *m, char *buf, size_t cap);
 /* Load a model file (exit code, message names the file). */
 int cli_load_model(const cli *c, const char *path, mm_model **out);
 
+/* Transfer learning (cmd_transfer.c, shared with demo): parse a label map
+ * ("0,1,0,...", '-' drops a label, or a preset name such as
+ * "tops-bottoms-shoes") into map[] (cap entries; *n entries, *classes new
+ * classes); then build the dataset of the mapped labels, with at most
+ * per_class samples per new class (0 = all) chosen by a seeded shuffle.
+ * Exit codes. */
+int cli_parse_label_map(const cli *c, const char *text, int32_t *map, size_t cap, size_t *n,
+                        size_t *classes);
+int cli_transfer_subset(const cli *c, const mm_dataset *ds, const int32_t *map, size_t map_n,
+                        size_t per_class, uint64_t seed, size_t classes, mm_dataset **out);
+
 /* Print text wrapped at 80 columns; the first line starts at column `col`,
  * continuation lines are indented by `indent` spaces. Ends with a newline. */
 void cli_print_wrapped(FILE *f, const char *text, int col, int indent);
@@ -327,6 +338,7 @@ int cmd_demo(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_transfer(int argc, char **argv);
 
 void help_train(FILE *f);
 void help_eval(FILE *f);
@@ -336,6 +348,7 @@ void help_demo(FILE *f);
 void help_prune(FILE *f);
 void help_quantize(FILE *f);
 void help_convert(FILE *f);
+void help_transfer(FILE *f);
 
 /* Inference samples/s at batch 1 and batch 256 of each of `nmodels` models
  * (same input width), timed on inputs from ds (cycled; a fixed pseudo-random

@@ -24,6 +24,7 @@ static const command commands[] = {
     {"prune", "remove weights or neurons, fine-tune, compare before/after", cmd_prune, help_prune, true},
     {"quantize", "int8 / fp16 / bf16 layers: calibrate, compare before/after", cmd_quantize, help_quantize, false},
     {"convert", "move a model between .mmf, safetensors and ONNX files", cmd_convert, help_convert, false},
+    {"transfer", "re-use a model's body for a new task: freeze, new head, small labelled set", cmd_transfer, help_transfer, true},
     {"demo", "train, deploy and keep updating a model on Fashion-MNIST", cmd_demo, help_demo, true},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
