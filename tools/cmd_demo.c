@@ -57,6 +57,10 @@ typedef struct demo_ctx {
     bool has_pruned;
     demo_version quant; /* int8 copy of the latest version (also a branch) */
     bool has_quant;
+    /* transfer step: the deployed body re-used for a 3-way task */
+    bool has_transfer;
+    size_t transfer_n;
+    double transfer_acc, transfer_s, scratch_acc, scratch_s;
     json_t *json;
 } demo_ctx;
 
@@ -522,6 +526,70 @@ static int measure_speeds(demo_ctx *d) {
     return rc;
 }
 
+/* Transfer learning: the latest model's body (frozen) with a new 3-way head
+ * (tops / bottoms+dresses / shoes+bags), trained on 100 labelled images per
+ * class, against the same architecture from scratch on the same images. */
+static int demo_fit_small(const cli *c, mm_model *m, const mm_dataset *train, double *secs) {
+    mm_optimizer *opt = NULL;
+    mm_status st = mm_optimizer_create(&opt, m, MM_OPTIM_ADAM);
+    if (st == MM_OK) st = mm_optimizer_set(opt, MM_OPT_LEARNING_RATE, 3e-3);
+    if (st == MM_OK) st = mm_optimizer_set(opt, MM_OPT_BATCH_SIZE, 32);
+    if (st == MM_OK) st = mm_optimizer_set(opt, MM_OPT_EPOCHS, 15);
+    const double t0 = cli_now();
+    if (st == MM_OK) st = mm_optimizer_fit(opt, train, NULL, NULL, NULL, NULL);
+    *secs = cli_now() - t0;
+    mm_optimizer_free(opt);
+    return st == MM_OK ? 0 : cli_lib_error(c, st, "transfer step: training");
+}
+
+static int step_transfer(demo_ctx *d) {
+    const cli *c = d->c;
+    int32_t map[16];
+    size_t map_n = 0, classes = 0;
+    mm_dataset *train = NULL, *test = NULL;
+    mm_model *m = NULL, *scratch = NULL;
+    int rc = cli_parse_label_map(c, "tops-bottoms-shoes", map, 16, &map_n, &classes);
+    if (!rc) rc = cli_transfer_subset(c, d->train, map, map_n, 100, d->seed, classes, &train);
+    if (!rc) rc = cli_transfer_subset(c, d->test, map, map_n, 0, d->seed, classes, &test);
+    mm_status st = MM_OK;
+    if (!rc) st = mm_model_clone(d->model, &m);
+    if (!rc && st == MM_OK) st = mm_model_replace_head(m, classes, MM_ACT_IDENTITY, d->seed);
+    for (size_t l = 0; !rc && st == MM_OK && l + 1 < mm_model_num_layers(m); l++)
+        st = mm_model_set_trainable(m, l, 0);
+    if (!rc && st == MM_OK) st = mm_model_create_from_spec(&scratch, "784-256-128-3:relu", d->seed);
+    if (!rc && st != MM_OK) rc = cli_lib_error(c, st, "transfer step");
+    if (!rc) rc = demo_fit_small(c, m, train, &d->transfer_s);
+    if (!rc) rc = demo_fit_small(c, scratch, train, &d->scratch_s);
+    if (!rc) {
+        const float *x = mm_dataset_features(test);
+        const int32_t *y = mm_dataset_labels(test);
+        const size_t n = mm_dataset_size(test);
+        st = mm_model_evaluate(m, x, y, NULL, n, NULL, &d->transfer_acc);
+        if (st == MM_OK) st = mm_model_evaluate(scratch, x, y, NULL, n, NULL, &d->scratch_acc);
+        if (st != MM_OK) rc = cli_lib_error(c, st, "transfer step: evaluating");
+    }
+    if (!rc) {
+        d->has_transfer = true;
+        d->transfer_n = mm_dataset_size(train);
+        cli_say(c, "new task tops / bottoms+dresses / shoes+bags from %zu labelled images: re-used\n"
+                   "body (frozen) + new head %.4f in %.2f s; same network from scratch %.4f in %.2f s\n",
+                d->transfer_n, d->transfer_acc, d->transfer_s, d->scratch_acc, d->scratch_s);
+        json_t *tj = json_object();
+        json_object_set_new(tj, "task", json_string("tops-bottoms-shoes"));
+        json_object_set_new(tj, "train_samples", json_integer((json_int_t)d->transfer_n));
+        json_object_set_new(tj, "transfer_accuracy", cli_json_num(d->transfer_acc));
+        json_object_set_new(tj, "transfer_seconds", cli_json_num(d->transfer_s));
+        json_object_set_new(tj, "scratch_accuracy", cli_json_num(d->scratch_acc));
+        json_object_set_new(tj, "scratch_seconds", cli_json_num(d->scratch_s));
+        json_object_set_new(d->json, "transfer", tj);
+    }
+    mm_model_free(m);
+    mm_model_free(scratch);
+    mm_dataset_free(train);
+    mm_dataset_free(test);
+    return rc;
+}
+
 static void summary_row(FILE *f, const demo_version *v) {
     char size[32];
     cli_format_bytes((uint64_t)(v->file_size < 0 ? 0 : v->file_size), size, sizeof size);
@@ -574,6 +642,10 @@ static int step_summary(demo_ctx *d) {
                 last->file_size > 0 ? 100.0 * (double)d->quant.file_size / (double)last->file_size : 0.0,
                 100.0 * (d->quant.test_accuracy - last->test_accuracy));
     }
+    if (d->has_transfer)
+        fprintf(f, "(transfer: a 3-way task from %zu labelled images, test accuracy %.4f with the\n"
+                   "re-used body vs %.4f from scratch; %.2f s vs %.2f s of training)\n",
+                d->transfer_n, d->transfer_acc, d->scratch_acc, d->transfer_s, d->scratch_s);
     const char *lineage = mm_model_lineage(d->model);
     {
         fprintf(f, "\nlineage of %s:\n", last_version_path(d) ? last_version_path(d) : "the model");
@@ -591,6 +663,7 @@ static const demo_step demo_steps[] = {
     {"online", "Online updates on the held-back data", step_online},
     {"prune", "Prune a copy for small devices", step_prune},
     {"quantize", "Quantize a copy to int8 for fast inference", step_quantize},
+    {"transfer", "Re-use the body for a new 3-way task", step_transfer},
     {"summary", "Summary", step_summary},
 };
 
