@@ -33,6 +33,7 @@ export BLIS_NUM_THREADS=1
     --out "$work/base7.mmf" 1>&2
 
 common="--optimizer adam --lr 3e-3 --epochs 15 --batch-size 32"
+{
 echo "task,per_class,seed,mode,transfer_acc,transfer_s,scratch_acc,scratch_s"
 for task in tops-bottoms-shoes:base10 shoes:base7; do
     map=${task%%:*}; base=${task##*:}
@@ -55,7 +56,8 @@ PY
             s=$((s + 1))
         done
     done
-done > "$work/all.csv"
+done
+} > "$work/all.csv"
 cat "$work/all.csv"
 echo
 /usr/bin/python3 - "$work/all.csv" <<'PY'
