@@ -64,7 +64,8 @@ lib, path = _load()
 
 # ---- status -> exception ---------------------------------------------------
 
-def _raise(status):
+def raise_status(status):
+    """Raise the exception for a non-OK status (with this thread's detail)."""
     msg = lib.mm_last_error_message()
     detail = msg.decode("utf-8", "replace") if msg else ""
     name = lib.mm_status_name(status).decode()
@@ -75,7 +76,7 @@ def _raise(status):
 
 def _errcheck(result, func, args):
     if result:
-        _raise(result)
+        raise_status(result)
     return result
 
 
@@ -271,6 +272,14 @@ def _declare():
 
 
 _declare()
+
+
+def unchecked(name):
+    """A second function object for `name` with the same argtypes but no
+    errcheck (the caller tests the status itself): for per-sample hot paths,
+    where errcheck's call costs a measurable part of the overhead."""
+    f = getattr(lib, name)
+    return CFUNCTYPE(c_int, *f.argtypes)((name, lib))
 
 
 # ---- small helpers shared by the modules --------------------------------------

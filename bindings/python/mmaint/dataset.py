@@ -37,10 +37,10 @@ class Dataset(Owner):
                 dim = len(x[0])
             else:
                 raise TypeError("Dataset: give dim= for flat feature data")
-        xb, n = B.samples(x, dim)
+        xa, n, xk = B.samples(x, dim)
         lb = B.labels(labels, n)
         h = new_handle()
-        lib.mm_dataset_create(byref(h), xb.addr, lb and lb.addr, n, dim)
+        lib.mm_dataset_create(byref(h), xa, lb and lb.addr, n, dim)
         self._own(h.value, lib.mm_dataset_free)
 
     @classmethod

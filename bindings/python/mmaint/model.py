@@ -143,9 +143,6 @@ class Model(Owner):
     def num_layers(self):
         return lib.mm_model_num_layers(self._p())
 
-    def __len__(self):
-        return self.num_layers
-
     @property
     def num_params(self):
         """Trainable scalars (weights + biases)."""
@@ -161,7 +158,17 @@ class Model(Owner):
         """Weights + biases that are not zero (pruned weights count as zero)."""
         return lib.mm_model_num_nonzero(self._p())
 
+    def _index(self, index):
+        """Layer index; negative counts from the end, as for lists."""
+        if index < 0:
+            index += lib.mm_model_num_layers(self._p())
+            if index < 0:
+                raise IndexError("layer index out of range")
+        return index
+
     def layer(self, index):
+        """Layer(index, kind, inputs, outputs, activation) of layer `index`."""
+        index = self._index(index)
         kind, nin, nout, act = c_char_p(), c_size_t(), c_size_t(), c_int()
         lib.mm_model_layer_info(self._p(), index, byref(kind), byref(nin), byref(nout),
                                 byref(act))
@@ -176,7 +183,7 @@ class Model(Owner):
     def layer_sparsity(self, index):
         """Fraction of layer `index`'s weights that are zero or pruned."""
         out = c_double()
-        lib.mm_model_layer_sparsity(self._p(), index, byref(out))
+        lib.mm_model_layer_sparsity(self._p(), self._index(index), byref(out))
         return out.value
 
     def describe(self):
@@ -218,12 +225,12 @@ class Model(Owner):
 
     def _shape(self, index):
         l = self.layer(index)
-        return l.outputs, l.inputs
+        return l.index, l.outputs, l.inputs
 
     def get_weights(self, index):
         """(W, b) of layer `index`: W is outputs x inputs (PyTorch's nn.Linear
         layout), b has `outputs` values. Copies."""
-        nout, nin = self._shape(index)
+        index, nout, nin = self._shape(index)
         w, wa = B.new_floats(nout, nin)
         b, ba = B.new_floats(nout)
         lib.mm_model_get_weights(self._p(), index, wa, nout * nin, ba, nout)
@@ -232,7 +239,7 @@ class Model(Owner):
     def set_weights(self, index, weights=None, bias=None):
         """Replace the weights and/or bias of layer `index` (either may be
         None). NaN/Inf raise NumericError."""
-        nout, nin = self._shape(index)
+        index, nout, nin = self._shape(index)
         wb = None if weights is None else B.buf(weights, "f", "weights")
         bb = None if bias is None else B.buf(bias, "f", "bias")
         lib.mm_model_set_weights(self._p(), index, wb and wb.addr, wb.count if wb else 0,
@@ -240,7 +247,7 @@ class Model(Owner):
 
     def get_gradients(self, index):
         """(dW, db) left by the last backward() for layer `index`."""
-        nout, nin = self._shape(index)
+        index, nout, nin = self._shape(index)
         w, wa = B.new_floats(nout, nin)
         b, ba = B.new_floats(nout)
         lib.mm_model_get_gradients(self._p(), index, wa, nout * nin, ba, nout)
@@ -251,38 +258,38 @@ class Model(Owner):
     def forward(self, x):
         """Raw outputs of the last layer (logits for softmax_xent): n x outputs."""
         p = self._p()
-        xb, n = B.samples(x, lib.mm_model_input_dim(p))
+        xa, n, xk = B.samples(x, lib.mm_model_input_dim(p))
         width = lib.mm_model_output_dim(p)
         out, addr = B.new_floats(n, width)
-        lib.mm_model_forward(p, xb.addr, n, addr)
+        lib.mm_model_forward(p, xa, n, addr)
         return out
 
     def predict_proba(self, x):
         """Class probabilities (softmax of the logits; raw outputs for MSE)."""
         p = self._p()
-        xb, n = B.samples(x, lib.mm_model_input_dim(p))
+        xa, n, xk = B.samples(x, lib.mm_model_input_dim(p))
         width = lib.mm_model_output_dim(p)
         out, addr = B.new_floats(n, width)
-        lib.mm_model_predict_proba(p, xb.addr, n, addr)
+        lib.mm_model_predict_proba(p, xa, n, addr)
         return out
 
     def predict(self, x):
         """Arg-max class of each sample: n int32 labels."""
         p = self._p()
-        xb, n = B.samples(x, lib.mm_model_input_dim(p))
+        xa, n, xk = B.samples(x, lib.mm_model_input_dim(p))
         out, addr = B.new_ints(n)
-        lib.mm_model_predict(p, xb.addr, n, addr)
+        lib.mm_model_predict(p, xa, n, addr)
         return out
 
     def evaluate(self, x, labels=None, targets=None):
         """(mean loss, accuracy) over the samples; accuracy is NaN without
         labels. Cross-entropy needs labels; MSE uses targets or one-hot labels."""
         p = self._p()
-        xb, n = B.samples(x, lib.mm_model_input_dim(p))
+        xa, n, xk = B.samples(x, lib.mm_model_input_dim(p))
         lb = B.labels(labels, n)
         tb = B.targets(targets, n, lib.mm_model_output_dim(p))
         loss, acc = c_double(), c_double()
-        lib.mm_model_evaluate(p, xb.addr, lb and lb.addr, tb and tb.addr, n, byref(loss),
+        lib.mm_model_evaluate(p, xa, lb and lb.addr, tb and tb.addr, n, byref(loss),
                               byref(acc))
         return loss.value, acc.value
 
@@ -290,9 +297,9 @@ class Model(Owner):
         """One forward + backward pass: returns the mean loss and leaves the
         gradients in the model (get_gradients). Mutates the model."""
         p = self._p()
-        xb, n = B.samples(x, lib.mm_model_input_dim(p))
+        xa, n, xk = B.samples(x, lib.mm_model_input_dim(p))
         lb = B.labels(labels, n)
         tb = B.targets(targets, n, lib.mm_model_output_dim(p))
         loss = c_double()
-        lib.mm_model_backward(p, xb.addr, lb and lb.addr, tb and tb.addr, n, byref(loss))
+        lib.mm_model_backward(p, xa, lb and lb.addr, tb and tb.addr, n, byref(loss))
         return loss.value

@@ -1,12 +1,13 @@
 """mmaint.Optimizer: online and batch learning (mm_optimizer.h)."""
 
 import math
+import sys
 from ctypes import addressof, byref, c_double, c_int32
 
 from . import _buffers as B
 from ._handle import Owner
 from ._lib import (FIT_CALLBACK, FitProgressStruct, enum_from_name, fspath, lib, new_handle,
-                   text)
+                   raise_status, text, unchecked)
 from ._settings import Settings
 from .dataset import Dataset
 from .errors import CancelledError
@@ -18,6 +19,7 @@ SETTINGS = Settings(lib.mm_opt_param_from_name, lib.mm_opt_param_name, lib.mm_op
                     aliases={"lr": "learning_rate"}, choices={"schedule": SCHEDULES})
 
 _EVENTS = {0: "batch", 1: "epoch_end"}
+_step = unchecked("mm_optimizer_step")
 
 
 class FitProgress:
@@ -54,6 +56,31 @@ def _dataset(data, labels, what, dim):
             raise TypeError("%s: labels come from the Dataset; do not pass them too" % what)
         return data, False
     return Dataset(data, labels, dim), True
+
+
+_hook_installed = False
+
+
+def _install_unraisable_hook():
+    """Route exceptions escaping a fit callback (only possible before its
+    try: block, e.g. KeyboardInterrupt at entry) to that fit, which raises
+    them when the library returns. Other unraisable exceptions go to the hook
+    that was installed before."""
+    global _hook_installed
+    if _hook_installed:
+        return
+    previous = sys.unraisablehook
+
+    def hook(u):
+        state = getattr(u.object, "_mm_fit_state", None)
+        if state is not None and u.exc_value is not None:
+            if state["exc"] is None:
+                state["exc"] = u.exc_value
+            return
+        previous(u)
+
+    sys.unraisablehook = hook
+    _hook_installed = True
 
 
 class Optimizer(Owner):
@@ -168,7 +195,7 @@ class Optimizer(Owner):
         p = self._ptr
         if p is None:
             self._p()
-        xb, n = B.samples(x, self._dim)
+        xa, n, xk = B.samples(x, self._dim)
         if type(labels) is int and n == 1:  # the common online case, no allocation
             if not -0x80000000 <= labels <= 0x7FFFFFFF:
                 raise OverflowError("label %d does not fit in int32" % labels)
@@ -177,12 +204,13 @@ class Optimizer(Owner):
         else:
             lb = B.labels(labels, n)
             laddr = lb and lb.addr
-        taddr = None
-        if targets is not None:
-            taddr = B.targets(targets, n, lib.mm_model_output_dim(self._model._p())).addr
-        loss = self._loss
-        lib.mm_optimizer_step(p, xb.addr, laddr, taddr, n, self._loss_ref)
-        return loss.value
+        tb = None if targets is None else B.targets(
+            targets, n, lib.mm_model_output_dim(self._model._p()))  # kept alive until the call
+        taddr = tb and tb.addr
+        st = _step(p, xa, laddr, taddr, n, self._loss_ref)
+        if st:
+            raise_status(st)
+        return self._loss.value
 
     def fit(self, x, labels=None, *, validation=None, callback=None, **settings):
         """Batch learning: epochs of shuffled mini-batches.
@@ -222,6 +250,8 @@ class Optimizer(Owner):
             state = {"exc": None, "stopped": False}
 
             def on_progress(pp, user):
+                if state["exc"] is not None:
+                    return 1
                 try:
                     if callback is not None and callback(FitProgress(pp.contents)):
                         state["stopped"] = True
@@ -232,17 +262,21 @@ class Optimizer(Owner):
                     return 1
 
             # A callback is always installed, so that Ctrl-C (KeyboardInterrupt)
-            # is noticed between mini-batches even without a user callback.
+            # is noticed between mini-batches even without a user callback. An
+            # exception raised before the try above (a signal handler running at
+            # the function's entry) reaches _unraisable instead.
+            on_progress._mm_fit_state = state
+            _install_unraisable_hook()
             cb = FIT_CALLBACK(on_progress)
             result = FitProgressStruct()
             try:
                 lib.mm_optimizer_fit(p, train._p(), val._p() if val is not None else None, cb,
                                      None, byref(result))
             except CancelledError:
-                if state["exc"] is not None:
-                    raise state["exc"] from None
-                if not state["stopped"]:
+                if state["exc"] is None and not state["stopped"]:
                     raise
+            if state["exc"] is not None:
+                raise state["exc"]
             return FitProgress(result, state["stopped"])
         finally:
             for d in made:

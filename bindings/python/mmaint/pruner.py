@@ -71,8 +71,8 @@ class Pruner(Owner):
 
     def calibrate(self, model, x):
         """Mean activations over samples x (criterion neuron_activation)."""
-        xb, n = B.samples(x, model.input_dim)
-        lib.mm_pruner_calibrate(self._p(), model._p(), xb.addr, n)
+        xa, n, xk = B.samples(x, model.input_dim)
+        lib.mm_pruner_calibrate(self._p(), model._p(), xa, n)
 
     def apply(self, model):
         """Prune `model` to the target sparsity now (masks)."""

@@ -65,8 +65,8 @@ class Quantizer(Owner):
 
     def calibrate(self, model, x):
         """Feed calibration samples through the float model (int8_static)."""
-        xb, n = B.samples(x, model.input_dim)
-        lib.mm_quantizer_calibrate(self._p(), model._p(), xb.addr, n)
+        xa, n, xk = B.samples(x, model.input_dim)
+        lib.mm_quantizer_calibrate(self._p(), model._p(), xa, n)
 
     def apply(self, model):
         """Quantize the enabled layers of `model` in place. Optimizers made
@@ -76,12 +76,12 @@ class Quantizer(Owner):
     def apply_with_tolerance(self, model, x, labels):
         """Quantize, then return layers to float until the accuracy drop on
         (x, labels) is within max_drop. Returns the final accuracy."""
-        xb, n = B.samples(x, model.input_dim)
+        xa, n, xk = B.samples(x, model.input_dim)
         if labels is None:
             raise TypeError("apply_with_tolerance needs labels")
         lb = B.labels(labels, n)
         acc = c_double()
-        lib.mm_quantizer_apply_with_tolerance(self._p(), model._p(), xb.addr, lb.addr, n,
+        lib.mm_quantizer_apply_with_tolerance(self._p(), model._p(), xa, lb.addr, n,
                                               byref(acc))
         return acc.value
 
