@@ -42,10 +42,6 @@ static inline int bench_cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Samples/s of the fastest chunk of the last bench_timed_chunks call (the
- * least disturbed by other load on a shared machine). */
-static double bench_last_best_rate;
-
 /* Run `chunk` (which does some work and returns the samples it did)
  * repeatedly for about `seconds` and at least min_chunks times; return the
  * samples/s of the median chunk, and the totals through the out-params. */
@@ -70,7 +66,6 @@ static inline double bench_timed_chunks(bench_chunk_fn chunk, void *ctx, double 
     }
     qsort(rates, n, sizeof *rates, bench_cmp_double);
     double med = rates[n / 2];
-    bench_last_best_rate = rates[n - 1];
     free(rates);
     if (total) *total = tot;
     if (elapsed) *elapsed = bench_now() - t_all;

@@ -1,27 +1,35 @@
 #!/usr/bin/python3
 """Overhead of the Python bindings per online-learning step, against C.
 
-The C side is `bench_mmaint online` (mm_optimizer_step with n = 1, SGD lr
-0.01, model 784-256-128-10 relu seed 42, Fashion-MNIST, chunks of 500 steps
-over the first 20000 training samples, median chunk rate). The Python side
-does exactly the same through `mmaint.Optimizer.step`, in two forms:
+The online step of `bench_mmaint online`: mm_optimizer_step with n = 1, SGD
+lr 0.01, model 784-256-128-10 relu seed 42, Fashion-MNIST (the first 20000
+training images), one thread. Python does the same through
+`mmaint.Optimizer.step`, in two forms:
 
-  numpy  Debian's /usr/bin/python3 with numpy: `opt.step(X[i], int(y[i]))`,
-         X the zero-copy float32 view of the dataset's features;
-  array  the python3 on PATH (may have no numpy): `opt.step(xs[i], ys[i])`,
-         xs a list of per-sample array('f') and ys Python ints.
+  numpy  Debian's /usr/bin/python3 with numpy: `opt.step(X[i], y[i])`, X the
+         zero-copy float32 view of the dataset's features, y Python ints;
+  array  the python3 on PATH (may have no numpy): `opt.step(xs[i], y[i])`,
+         xs a list of per-sample array('f').
 
-Every measurement is its own process; each repetition runs the three once,
-rotating the order, so machine noise hits all alike. Reported: median
-samples/s and µs/step over the repetitions, and the median (min..max) of the
-per-repetition ratios Python time / C time (the target is <= 1.5), both for
-each process's median chunk and for its fastest chunk (the least disturbed
-by other load on a shared machine).
+Two measurements per repetition:
+
+- paired, in one process (the main figure): chunks of 500 steps alternate
+  between the C loop (bench_online_loop.so, the same loop as bench_mmaint
+  compiled as a module and called once per chunk through ctypes) and the
+  Python loop, on the same optimizer. Each Python chunk is paired with the
+  C chunk next to it (a few ms apart), so the load of a shared machine hits
+  both alike; the ratio is the median over the pairs;
+- separate processes, as benchmarks/compare.py does: `bench_mmaint online`
+  vs the Python loop alone (median chunk of each process); noisier.
+
+Reported: the median (min..max) over the repetitions of each ratio Python
+time / C time (target <= 1.5x), and median µs per step.
 
     bench_python.py [--build DIR] [--reps N] [--seconds S] [--raw FILE]
-    bench_python.py worker numpy|array [--seconds S]     (one measurement)
+    bench_python.py worker numpy|array [--build DIR] [--seconds S]
 """
 import argparse
+import ctypes
 import json
 import os
 import shutil
@@ -40,56 +48,86 @@ def data_dir():
     return os.environ.get("MM_FASHION_DIR") or "/usr/share/datasets/fashion-mnist"
 
 
-def worker(mode, seconds):
+def worker(mode, seconds, build):
     sys.path.insert(0, os.path.join(SRC, "bindings", "python"))
     import mmaint
+    from mmaint._lib import lib
     mmaint.set_num_threads(1)
     d = data_dir()
     ds = mmaint.Dataset.load_idx(os.path.join(d, "train-images-idx3-ubyte.gz"),
                                  os.path.join(d, "train-labels-idx1-ubyte.gz"))
     m = mmaint.Model(SPEC, seed=42)
     opt = mmaint.Optimizer(m, "sgd", lr=0.01)
+    ys = [int(v) for v in ds.labels[:N_SAMPLES]]
     if mode == "numpy":
         import numpy  # noqa: F401  (fail loudly if missing)
-        xs = ds.features[:N_SAMPLES]  # zero-copy view, rows are views too
-        ys = [int(v) for v in ds.labels[:N_SAMPLES]]
-        rows = xs  # indexing gives a row view per step
+        rows = ds.features[:N_SAMPLES]  # zero-copy; rows[i] is a zero-copy row view
     else:
         from array import array
         flat = memoryview(ds.features).cast("B")
-        row = 4 * ds.dim
+        size = 4 * ds.dim
         rows = []
         for i in range(N_SAMPLES):
             a = array("f")
-            a.frombytes(flat[i * row:(i + 1) * row])
+            a.frombytes(flat[i * size:(i + 1) * size])
             rows.append(a)
-        ys = list(ds.labels[:N_SAMPLES])
+
+    loop = ctypes.CDLL(os.path.join(build, "benchmarks", "bench_online_loop.so"))
+    c_chunk_fn = loop.bench_online_chunk
+    c_chunk_fn.restype = ctypes.c_int
+    c_chunk_fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_size_t] * 4
+    xa, ya = lib.mm_dataset_features(ds._p()), lib.mm_dataset_labels(ds._p())
     step = opt.step
-    pos = 0
+    pos = {"c": 0, "py": 0}
 
-    def chunk():
-        nonlocal pos
-        for _ in range(CHUNK):
-            i = pos
-            pos = (pos + 1) % N_SAMPLES
-            step(rows[i], ys[i])
-        return CHUNK
-
-    chunk()  # warm-up, as bench_mmaint
-    rates, total, t_all = [], 0, time.perf_counter()
-    while True:
+    def c_chunk():
         t0 = time.perf_counter()
-        s = chunk()
-        rates.append(s / (time.perf_counter() - t0))
-        total += s
-        if len(rates) >= 3 and time.perf_counter() - t_all >= seconds:
-            break
-    rates.sort()
-    print(json.dumps({"impl": "python-" + mode, "bench": "online",
-                      "samples_per_s": round(rates[len(rates) // 2], 1),
-                      "best_samples_per_s": round(rates[-1], 1), "samples": total,
-                      "python": sys.version.split()[0], "mmaint": mmaint.version(),
-                      "backend": mmaint.backend()}))
+        st = c_chunk_fn(opt._ptr, xa, ya, ds.dim, N_SAMPLES, pos["c"], CHUNK)
+        dt = time.perf_counter() - t0
+        if st:
+            raise RuntimeError("bench_online_chunk: status %d" % st)
+        pos["c"] = (pos["c"] + CHUNK) % N_SAMPLES
+        return dt
+
+    def py_chunk():
+        i = pos["py"]
+        t0 = time.perf_counter()
+        for _ in range(CHUNK):
+            step(rows[i], ys[i])
+            i += 1
+            if i == N_SAMPLES:
+                i = 0
+        dt = time.perf_counter() - t0
+        pos["py"] = i
+        return dt
+
+    c_chunk()  # warm-up, as bench_mmaint
+    py_chunk()
+    ratios, c_times, py_times = [], [], []
+    t_all = time.perf_counter()
+    while len(ratios) < 4 or time.perf_counter() - t_all < seconds:
+        if len(ratios) % 2:  # alternate which goes first
+            tp = py_chunk()
+            tc = c_chunk()
+        else:
+            tc = c_chunk()
+            tp = py_chunk()
+        ratios.append(tp / tc)
+        c_times.append(tc / CHUNK)
+        py_times.append(tp / CHUNK)
+    # Then the Python loop alone, as a separate-process comparison uses it.
+    alone = []
+    t_all = time.perf_counter()
+    while len(alone) < 3 or time.perf_counter() - t_all < seconds:
+        alone.append(py_chunk() / CHUNK)
+    print(json.dumps({
+        "impl": "python-" + mode, "bench": "online_paired", "pairs": len(ratios),
+        "ratio_median": round(statistics.median(ratios), 4),
+        "c_us_median": round(1e6 * statistics.median(c_times), 2),
+        "py_us_median": round(1e6 * statistics.median(py_times), 2),
+        "py_alone_samples_per_s": round(1.0 / statistics.median(alone), 1),
+        "python": sys.version.split()[0], "numpy": mode == "numpy",
+        "mmaint": mmaint.version(), "backend": mmaint.backend()}))
 
 
 def child_env(build):
@@ -106,6 +144,11 @@ def run(cmd, env):
     return json.loads(out.strip().splitlines()[-1])
 
 
+def spread(values):
+    v = sorted(values)
+    return "**%.2fx** (%.2f..%.2f)" % (statistics.median(v), v[0], v[-1])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("mode", nargs="*", help="worker numpy|array (internal)")
@@ -116,53 +159,57 @@ def main():
     ap.add_argument("--array-python", default=shutil.which("python3") or sys.executable)
     ap.add_argument("--raw", help="append every JSON line to this file")
     a = ap.parse_args()
+    build = os.path.abspath(a.build)
     if a.mode:
         if a.mode[0] != "worker" or len(a.mode) != 2 or a.mode[1] not in ("numpy", "array"):
             ap.error("usage: worker numpy|array")
-        worker(a.mode[1], a.seconds)
+        worker(a.mode[1], a.seconds, build)
         return
-    build = os.path.abspath(a.build)
     env = child_env(build)
-    bench_c = os.path.join(build, "benchmarks", "bench_mmaint")
     me = os.path.abspath(__file__)
     contenders = {
-        "c": [bench_c, "online", "--seconds", str(a.seconds)],
-        "numpy": [a.numpy_python, me, "worker", "numpy", "--seconds", str(a.seconds)],
-        "array": [a.array_python, me, "worker", "array", "--seconds", str(a.seconds)],
+        "c": [os.path.join(build, "benchmarks", "bench_mmaint"), "online",
+              "--seconds", str(a.seconds)],
+        "numpy": [a.numpy_python, me, "worker", "numpy", "--build", build,
+                  "--seconds", str(a.seconds)],
+        "array": [a.array_python, me, "worker", "array", "--build", build,
+                  "--seconds", str(a.seconds)],
     }
     order = list(contenders)
-    rates = {k: [] for k in order}
-    best = {k: [] for k in order}
+    res = {k: [] for k in order}
     raw = open(a.raw, "a") if a.raw else None
     for r in range(a.reps):
         for k in order[r % len(order):] + order[:r % len(order)]:
-            res = run(contenders[k], env)
-            rates[k].append(res["samples_per_s"])
-            best[k].append(res["best_samples_per_s"])
+            d = run(contenders[k], env)
+            res[k].append(d)
             if raw:
-                raw.write(json.dumps(res) + "\n")
-            print("rep %d %s: %.0f samples/s" % (r + 1, k, res["samples_per_s"]),
-                  file=sys.stderr)
-    med = {k: statistics.median(v) for k, v in rates.items()}
-    top = {k: max(v) for k, v in best.items()}
-    print("| online step, 784-256-128-10 relu, SGD lr 0.01, 1 sample/step | median samples/s "
-          "(us/step) | Python time / C time: median chunks | fastest chunks | fastest chunk "
-          "of the run (us/step) |")
+                raw.write(json.dumps(d) + "\n")
+                raw.flush()
+            if k == "c":
+                print("rep %d c (separate process): %.1f us/step"
+                      % (r + 1, 1e6 / d["samples_per_s"]), file=sys.stderr)
+            else:
+                print("rep %d %s: paired ratio %.3f (C %.1f us, Python %.1f us); alone %.1f us"
+                      % (r + 1, k, d["ratio_median"], d["c_us_median"], d["py_us_median"],
+                         1e6 / d["py_alone_samples_per_s"]), file=sys.stderr)
+    c_sep = [1e6 / d["samples_per_s"] for d in res["c"]]
+    print("Online learning step (SGD lr 0.01, 1 sample/step), model 784-256-128-10 relu, "
+          "Fashion-MNIST, 1 thread; %d repetitions x %g s.\n" % (a.reps, a.seconds))
+    print("| Python | Python time / C time, paired in one process | us/step C / Python "
+          "(paired) | Python time / C time, separate processes | us/step Python alone |")
     print("|---|---|---|---|---|")
-    print("| C (`bench_mmaint online`) | %.0f (%.1f) | 1 | 1 | %.1f |"
-          % (med["c"], 1e6 / med["c"], 1e6 / top["c"]))
-    for k, label in (("numpy", "Python + numpy (`%s`)" % a.numpy_python),
-                     ("array", "Python, array('f') (`%s`)" % a.array_python)):
-        cells = []
-        for series in (rates, best):
-            ratios = sorted(c / p for c, p in zip(series["c"], series[k]))
-            m = statistics.median(ratios)
-            cells.append("**%.2fx** (%.2f..%.2f)%s" % (m, ratios[0], ratios[-1],
-                                                      "" if m <= 1.5 else " NOT met"))
-        print("| %s | %.0f (%.1f) | %s | %s | %.1f |" % (label, med[k], 1e6 / med[k], cells[0],
-                                                       cells[1], 1e6 / top[k]))
-    print("\nRatios: median (min..max) over %d repetitions of the per-repetition ratio "
-          "C samples/s / Python samples/s (= Python time / C time); target <= 1.5x." % a.reps)
+    for k, label in (("numpy", "numpy rows (`%s`)" % a.numpy_python),
+                     ("array", "array('f') (`%s`)" % a.array_python)):
+        ds = res[k]
+        paired = [d["ratio_median"] for d in ds]
+        sep = [(1e6 / d["py_alone_samples_per_s"]) / c for d, c in zip(ds, c_sep)]
+        print("| %s | %s | %.1f / %.1f | %s | %.1f |"
+              % (label, spread(paired), statistics.median(d["c_us_median"] for d in ds),
+                 statistics.median(d["py_us_median"] for d in ds), spread(sep),
+                 statistics.median(1e6 / d["py_alone_samples_per_s"] for d in ds)))
+    print("\nC alone (`bench_mmaint online`, separate process): %.1f us/step (median). "
+          "Ratios: median (min..max) over the repetitions; target <= 1.5x."
+          % statistics.median(c_sep))
 
 
 if __name__ == "__main__":
