@@ -7,10 +7,14 @@ from ctypes import byref, c_char_p, c_double, c_int, c_size_t, create_string_buf
 
 from . import _buffers as B
 from ._handle import Owner
-from ._lib import enum_from_name, fspath, lib, new_handle, text
+from ._lib import enum_from_name, fspath, lib, new_handle, raise_status, text
 
-Layer = namedtuple("Layer", "index kind inputs outputs activation")
-Layer.__doc__ = "Facts about one layer: kind ('dense', ...), widths, activation name."
+Layer = namedtuple("Layer", "index kind inputs outputs activation trainable")
+Layer.__doc__ = ("Facts about one layer: kind ('dense', ...), widths, activation name, "
+                 "trainable (False when frozen).")
+
+SAFETENSORS_ALLOW_EXTRA = 1
+SAFETENSORS_ROUND_F64 = 2
 
 INIT = {"auto": 0, "he": 1, "xavier": 2}
 
@@ -91,6 +95,39 @@ class Model(Owner):
         """Write the model as an ONNX file (opset 13), atomically. With a
         softmax_xent loss the graph ends with Softmax (= predict_proba)."""
         lib.mm_onnx_export(self._p(), fspath(path))
+
+    @classmethod
+    def from_safetensors(cls, source, arch=None, names=None, *, allow_extra=False,
+                         round_f64=False):
+        """Build a model from the weights in a safetensors file (a path or the
+        file's bytes), e.g. a PyTorch state_dict saved with safetensors.
+
+        `arch` is a spec ("784-256-10:relu"), or None to take it from the
+        file's metadata (files written by export_safetensors or mmaint).
+        `names` maps tensors to layers: None (automatic: nn.Sequential's
+        "0.weight", "2.weight", ...), a pattern with {i} or {seq}
+        ("net.{seq}"), or a comma-separated prefix per layer ("fc1,fc2").
+        `allow_extra` ignores unused tensors; `round_f64` rounds float64
+        values to float. Errors name the tensor (FormatError, ...)."""
+        flags = ((SAFETENSORS_ALLOW_EXTRA if allow_extra else 0)
+                 | (SAFETENSORS_ROUND_F64 if round_f64 else 0))
+        a = None if arch is None else arch.encode()
+        nm = None if names is None else names.encode()
+        h = new_handle()
+        if isinstance(source, (str, os.PathLike)):
+            lib.mm_safetensors_import(byref(h), fspath(source), a, nm, flags)
+        else:
+            addr, n, keep = B.raw(source, "source")
+            lib.mm_safetensors_import_buffer(byref(h), addr, n, a, nm, flags)
+        return cls._wrap(h.value)
+
+    def export_safetensors(self, path, names=None):
+        """Write every layer's weights and biases as a plain safetensors file
+        (F32 tensors "<prefix>.weight" [out, in] and "<prefix>.bias"; prefixes
+        from `names`, default "layers.{i}"), with the architecture in the
+        metadata. Atomic."""
+        lib.mm_safetensors_export(self._p(), fspath(path),
+                                  None if names is None else names.encode())
 
     def save(self, path):
         """Save to a model file, atomically (temporary file, fsync, rename)."""
@@ -173,12 +210,53 @@ class Model(Owner):
         lib.mm_model_layer_info(self._p(), index, byref(kind), byref(nin), byref(nout),
                                 byref(act))
         return Layer(index, text(kind.value), nin.value, nout.value,
-                     text(lib.mm_activation_name(act.value)))
+                     text(lib.mm_activation_name(act.value)), self.trainable(index))
 
     @property
     def layers(self):
         """A list of Layer(index, kind, inputs, outputs, activation)."""
         return [self.layer(i) for i in range(self.num_layers)]
+
+    # ---- transfer learning ----------------------------------------------------
+
+    def trainable(self, index):
+        """False if layer `index` is frozen."""
+        r = lib.mm_model_layer_trainable(self._p(), self._index(index))
+        if r < 0:
+            raise_status(lib.mm_last_error())
+        return bool(r)
+
+    def set_trainable(self, index, trainable=True):
+        """Freeze (False) or unfreeze (True) layer `index`. Frozen layers keep
+        their parameters (and optimizer state) bit-identical while the rest
+        trains; the flag is saved in model files."""
+        lib.mm_model_set_trainable(self._p(), self._index(index), 1 if trainable else 0)
+
+    def freeze(self, *indices):
+        """Freeze the given layers (all layers when none are given). Returns
+        the model."""
+        for i in indices or range(self.num_layers):
+            self.set_trainable(i, False)
+        return self
+
+    def unfreeze(self, *indices):
+        """Unfreeze the given layers (all layers when none are given)."""
+        for i in indices or range(self.num_layers):
+            self.set_trainable(i, True)
+        return self
+
+    def truncate(self, num_layers):
+        """Keep the first `num_layers` layers. Optimizers made before need
+        Optimizer.sync(). Returns the model."""
+        lib.mm_model_truncate(self._p(), num_layers)
+        return self
+
+    def replace_head(self, units, activation="identity", seed=0):
+        """Replace the last layer by a new trainable dense layer with `units`
+        outputs (initialised from `seed`). Optimizers made before need
+        Optimizer.sync(). Returns the model."""
+        lib.mm_model_replace_head(self._p(), units, activation_value(activation), seed)
+        return self
 
     def layer_sparsity(self, index):
         """Fraction of layer `index`'s weights that are zero or pruned."""

@@ -137,7 +137,7 @@ class Optimizer(Owner):
         weight_decay, beta1, beta2, epsilon, clip_norm, schedule ('constant',
         'step', 'exponential', 'cosine'), step_size, gamma, warmup_steps,
         total_steps, min_lr, batch_size, epochs, seed, shuffle, patience,
-        restore_best. Out of range: OutOfRangeError; a setting the algorithm
+        restore_best, max_grad_norm, grad_spike. Out of range: OutOfRangeError; a setting the algorithm
         does not use: UnsupportedError. Returns self."""
         SETTINGS.apply(lib.mm_optimizer_set, self._p(), settings)
         return self
@@ -150,6 +150,24 @@ class Optimizer(Owner):
 
     def __setitem__(self, name, value):
         self.set(**{name: value})
+
+    def set_layer_lr_scale(self, layer, scale):
+        """Layer `layer` learns with the scheduled rate times `scale` (in
+        [0, 1e3], default 1; 0 leaves the layer unchanged). Saved with the
+        optimizer state."""
+        lib.mm_optimizer_set_layer_lr_scale(self._p(), self._model._index(layer), scale)
+
+    def get_layer_lr_scale(self, layer):
+        out = c_double()
+        lib.mm_optimizer_get_layer_lr_scale(self._p(), self._model._index(layer), byref(out))
+        return out.value
+
+    def sync(self):
+        """Adopt the model's layers after a structure change (replace_head,
+        truncate, add_dense): state of kept layers stays, new layers start
+        fresh. Returns self."""
+        lib.mm_optimizer_sync(self._p())
+        return self
 
     @staticmethod
     def bounds(name):

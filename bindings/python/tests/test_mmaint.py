@@ -140,7 +140,7 @@ class TestModel(TempDir):
         self.assertEqual(m.layer(-1), m.layers[1])
         self.assertEqual(m.num_params, DIM * 16 + 16 + 16 * 3 + 3)
         self.assertEqual(m.param_bytes, 4 * m.num_params)
-        self.assertEqual(m.layers[0], mmaint.Layer(0, "dense", DIM, 16, "tanh"))
+        self.assertEqual(m.layers[0], mmaint.Layer(0, "dense", DIM, 16, "tanh", True))
         self.assertEqual(m.layers[1].activation, "identity")
         self.assertEqual(m.loss, "softmax_xent")
         m.loss = "mse"
@@ -214,6 +214,90 @@ class TestModel(TempDir):
         c.set_weights(0, [0] * 8)
         self.assertNotEqual(bytes(memoryview(m.get_weights(0)[0]).cast("B")),
                             bytes(memoryview(c.get_weights(0)[0]).cast("B")))
+
+
+def wbytes(model, i):
+    return bytes(memoryview(model.get_weights(i)[0]).cast("B"))
+
+
+class TestTransfer(TempDir):
+    def test_freeze_replace_head_sync(self):
+        x, y = blobs(256, 1)
+        m = mmaint.Model("8-16-16-3:relu", seed=1)
+        mmaint.Optimizer(m, "adam", lr=1e-2).fit(x, y, epochs=2, batch_size=32)
+        m.freeze(0, 1)
+        self.assertEqual([l.trainable for l in m.layers], [False, False, True])
+        self.assertFalse(m.trainable(0))
+        w0, w2 = wbytes(m, 0), wbytes(m, 2)
+        opt = mmaint.Optimizer(m, "sgd", lr=0.1)
+        opt.step(x[:DIM * 4], y[:4])
+        self.assertEqual(wbytes(m, 0), w0)  # frozen: bit-identical
+        self.assertNotEqual(wbytes(m, 2), w2)
+        # a new task with 5 classes on the frozen body
+        m.replace_head(5, seed=3)
+        self.assertEqual(m.output_dim, 5)
+        self.assertTrue(m.layers[-1].trainable)
+        self.assertEqual(m.lineage[-1]["op"], "replace_head")
+        with self.assertRaises(mmaint.StateError):
+            opt.step(x[:DIM], 4)
+        opt.sync().step(x[:DIM], 4)
+        self.assertEqual(wbytes(m, 0), w0)
+        # per-layer learning rates
+        m.unfreeze()
+        opt.sync()
+        opt.set_layer_lr_scale(0, 0.0)
+        self.assertEqual(opt.get_layer_lr_scale(0), 0.0)
+        self.assertEqual(opt.get_layer_lr_scale(-1), 1.0)
+        opt.step(x[:DIM * 4], [0, 1, 2, 4])
+        self.assertEqual(wbytes(m, 0), w0)
+        with self.assertRaises(mmaint.OutOfRangeError):
+            opt.set_layer_lr_scale(1, -1.0)
+        # the flags are saved
+        m.freeze(1)
+        p = self.path("t.mmf")
+        m.save(p)
+        self.assertEqual([l.trainable for l in mmaint.Model.load(p).layers],
+                         [True, False, True])
+        m.truncate(2)
+        self.assertEqual((m.num_layers, m.output_dim), (2, 16))
+        with self.assertRaises(mmaint.OutOfRangeError):
+            m.truncate(3)
+        with self.assertRaises(mmaint.OutOfRangeError):
+            m.set_trainable(7)
+        with self.assertRaises(mmaint.InvalidArgumentError):
+            m.replace_head(0)
+
+    def test_gradient_guard_settings(self):
+        m = mmaint.Model("4-2")
+        opt = mmaint.Optimizer(m, "adam", max_grad_norm=1e-9)
+        with self.assertRaises(mmaint.NumericError):
+            opt.step([0.5, -1.0, 0.25, 2.0], 0)
+        self.assertEqual(opt.steps, 0)
+
+
+class TestSafetensors(TempDir):
+    def test_round_trip_and_names(self):
+        m = mmaint.Model("8-16-3:relu", seed=4)
+        x, _ = blobs(10, 1)
+        want = bytes(memoryview(m.predict_proba(x)).cast("B"))
+        p = self.path("w.safetensors")
+        m.export_safetensors(p)
+        for back in (mmaint.Model.from_safetensors(p),
+                     mmaint.Model.from_safetensors(read(p)),
+                     mmaint.Model.from_safetensors(p, "8-16-3:relu", "layers.{i}")):
+            self.assertEqual(bytes(memoryview(back.predict_proba(x)).cast("B")), want)
+        q = self.path("seq.safetensors")
+        m.export_safetensors(q, names="net.{seq}")
+        back = mmaint.Model.from_safetensors(q, "8-16-3:relu", "net.{seq}")
+        self.assertEqual(bytes(memoryview(back.predict_proba(x)).cast("B")), want)
+        with self.assertRaises(mmaint.FormatError):
+            mmaint.Model.from_safetensors(q, "8-16-3:relu", "fc1,fc2")
+        with self.assertRaises(mmaint.FormatError):
+            mmaint.Model.from_safetensors(b"\x10\x00\x00\x00\x00\x00\x00\x00{}")
+        with self.assertRaises(mmaint.InvalidArgumentError):
+            m.export_safetensors(self.path("x.safetensors"), names="a,a")
+        with self.assertRaises(mmaint.InputOutputError):
+            mmaint.Model.from_safetensors(self.path("missing.safetensors"))
 
 
 class TestOnnx(TempDir):
