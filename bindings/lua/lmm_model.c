@@ -108,7 +108,41 @@ SIZE_GETTER(m_num_params, mm_model_num_params)
 SIZE_GETTER(m_param_bytes, mm_model_param_bytes)
 SIZE_GETTER(m_num_nonzero, mm_model_num_nonzero)
 
-/* m:layer(i) -> {kind=, inputs=, outputs=, activation=, sparsity=} */
+/* ---- transfer learning ---- */
+
+/* m:set_trainable(i, trainable) */
+static int m_set_trainable(lua_State *L) {
+    mm_model *m = CHECK_MODEL(1);
+    size_t i = lmm_checkindex(L, 2);
+    luaL_checktype(L, 3, LUA_TBOOLEAN);
+    return lmm_result(L, mm_model_set_trainable(m, i, lua_toboolean(L, 3)), 1);
+}
+
+/* m:trainable(i) -> boolean */
+static int m_trainable(lua_State *L) {
+    int t = mm_model_layer_trainable(CHECK_MODEL(1), lmm_checkindex(L, 2));
+    if (t < 0) return lmm_fail(L, mm_last_error() != MM_OK ? mm_last_error() : MM_E_OUT_OF_RANGE);
+    lua_pushboolean(L, t);
+    return 1;
+}
+
+/* m:truncate(n_layers) */
+static int m_truncate(lua_State *L) {
+    mm_model *m = CHECK_MODEL(1);
+    return lmm_result(L, mm_model_truncate(m, lmm_checksize(L, 2, 0)), 1);
+}
+
+/* m:replace_head(units [, activation = "identity" [, seed = 0]]) */
+static int m_replace_head(lua_State *L) {
+    mm_model *m = CHECK_MODEL(1);
+    size_t units = lmm_checksize(L, 2, 0);
+    mm_status st;
+    mm_activation act = check_activation(L, 3, &st);
+    if (st) return lmm_fail(L, st);
+    return lmm_result(L, mm_model_replace_head(m, units, act, check_seed(L, 4)), 1);
+}
+
+/* m:layer(i) -> {kind=, inputs=, outputs=, activation=, sparsity=, trainable=} */
 static int m_layer(lua_State *L) {
     mm_model *m = CHECK_MODEL(1);
     size_t i = lmm_checkindex(L, 2);
@@ -130,6 +164,8 @@ static int m_layer(lua_State *L) {
     lua_setfield(L, -2, "activation");
     lua_pushnumber(L, sp);
     lua_setfield(L, -2, "sparsity");
+    lua_pushboolean(L, mm_model_layer_trainable(m, i) == 1);
+    lua_setfield(L, -2, "trainable");
     return 1;
 }
 
@@ -360,6 +396,10 @@ void lmm_open_model(lua_State *L) {
         {"lineage", m_lineage},
         {"add_lineage", m_add_lineage},
         {"save", m_save},
+        {"set_trainable", m_set_trainable},
+        {"trainable", m_trainable},
+        {"truncate", m_truncate},
+        {"replace_head", m_replace_head},
         {"__tostring", m_tostring},
         {NULL, NULL}};
     lmm_new_class(L, LMM_MODEL, methods);

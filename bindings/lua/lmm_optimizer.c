@@ -64,6 +64,25 @@ static int o_current_lr(lua_State *L) {
     return 1;
 }
 
+/* o:set_layer_lr_scale(layer, scale) — layer is 1-based */
+static int o_set_layer_lr_scale(lua_State *L) {
+    mm_optimizer *o = CHECK_OPT(1);
+    size_t i = lmm_checkindex(L, 2);
+    return lmm_result(L, mm_optimizer_set_layer_lr_scale(o, i, luaL_checknumber(L, 3)), 1);
+}
+
+static int o_layer_lr_scale(lua_State *L) {
+    mm_optimizer *o = CHECK_OPT(1);
+    double s;
+    mm_status st = mm_optimizer_get_layer_lr_scale(o, lmm_checkindex(L, 2), &s);
+    if (st) return lmm_fail(L, st);
+    lua_pushnumber(L, s);
+    return 1;
+}
+
+/* o:sync(): adopt the model's layers after truncate/replace_head/add_dense */
+static int o_sync(lua_State *L) { return lmm_result(L, mm_optimizer_sync(CHECK_OPT(1)), 1); }
+
 /* o:step(x, labels [, targets]) or o:step(dataset) -> loss before the update */
 static int o_step(lua_State *L) {
     mm_optimizer *o = CHECK_OPT(1);
@@ -192,6 +211,9 @@ void lmm_open_optimizer(lua_State *L) {
                                        {"step", o_step},
                                        {"fit", o_fit},
                                        {"save", o_save},
+                                       {"set_layer_lr_scale", o_set_layer_lr_scale},
+                                       {"layer_lr_scale", o_layer_lr_scale},
+                                       {"sync", o_sync},
                                        {"__tostring", o_tostring},
                                        {NULL, NULL}};
     lmm_new_class(L, LMM_OPTIMIZER, methods);
