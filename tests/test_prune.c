@@ -6,6 +6,7 @@
  * remapped optimizer), save/load and clone of masked models, finalize, and
  * every error path. An internal suite: it reads masks and optimizer state
  * directly. */
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,11 +133,12 @@ START_TEST(names_and_settings) {
               {"power", 1, 10, 3, 0},
               {"seed", 0, 9007199254740992.0, 0, 1},
               {"output_layer", 0, 1, 1, 1},
-              {"sparse_format", 0, 2, 0, 1}};
+              {"sparse_format", 0, 2, 0, 1},
+              {"reorder_neurons", 0, 1, 1, 1}};
     mm_pruner *p;
     MM_ASSERT_OK(mm_pruner_create(&p, MM_PRUNE_MAGNITUDE));
     ck_assert_int_eq(mm_pruner_criterion(p), MM_PRUNE_MAGNITUDE);
-    for (int i = 1; i <= 10; i++) {
+    for (int i = 1; i <= 11; i++) {
         mm_prune_param pp = (mm_prune_param)i;
         ck_assert_str_eq(mm_prune_param_name(pp), ps[i].name);
         mm_prune_param back;
@@ -161,9 +163,9 @@ START_TEST(names_and_settings) {
     ck_assert_ptr_nonnull(strstr(mm_last_error_message(), "sparsity"));
     MM_ASSERT_STATUS(mm_pruner_set(p, MM_PRUNE_SPARSITY, -0.1), MM_E_OUT_OF_RANGE);
     MM_ASSERT_STATUS(mm_pruner_set(p, (mm_prune_param)0, 0), MM_E_INVALID_ARGUMENT);
-    MM_ASSERT_STATUS(mm_pruner_set(p, (mm_prune_param)11, 0), MM_E_INVALID_ARGUMENT);
-    ck_assert_ptr_null(mm_prune_param_name((mm_prune_param)11));
-    MM_ASSERT_STATUS(mm_prune_param_bounds((mm_prune_param)11, NULL, NULL),
+    MM_ASSERT_STATUS(mm_pruner_set(p, (mm_prune_param)12, 0), MM_E_INVALID_ARGUMENT);
+    ck_assert_ptr_null(mm_prune_param_name((mm_prune_param)12));
+    MM_ASSERT_STATUS(mm_prune_param_bounds((mm_prune_param)12, NULL, NULL),
                      MM_E_INVALID_ARGUMENT);
     mm_prune_param pp;
     MM_ASSERT_STATUS(mm_prune_param_from_name("sparsity_target", &pp), MM_E_INVALID_ARGUMENT);
@@ -1054,6 +1056,94 @@ START_TEST(finalize_unstructured_sparse) {
 }
 END_TEST
 
+/* Dense weights (as a matrix) of layer l, whatever its kind. */
+static float *dense_weights(const mm_model *m, size_t l) {
+    const mm_layer *ly = m->layers[l];
+    float *w = calloc(ly->in * ly->out, sizeof *w);
+    if (strcmp(ly->vt->kind, "sparse") == 0) {
+        const size_t nnz = ly->params[0].rows;
+        size_t *pos = malloc(nnz * sizeof *pos);
+        MM_ASSERT_OK(mm_sparse_positions(ly, pos));
+        for (size_t k = 0; k < nnz; k++) w[pos[k]] = ly->params[0].data[k];
+        free(pos);
+    } else {
+        memcpy(w, ly->params[0].data, ly->in * ly->out * sizeof *w);
+    }
+    return w;
+}
+
+/* Finalize puts the hidden neurons of layers it makes sparse in the order
+ * that needs fewest kernel steps: rows of W_l and b_l and columns of
+ * W_{l+1} move together (the same function), the lineage records the
+ * order, and MM_PRUNE_REORDER_NEURONS 0 keeps them in place. */
+START_TEST(finalize_reorders_neurons) {
+    const size_t n = 16, dim = 200;
+    float *x = malloc(n * dim * sizeof *x);
+    int32_t y[16];
+    make_data(x, y, n, dim, 10, 51);
+    mm_model *m[2];
+    for (int v = 0; v < 2; v++) {
+        m[v] = model_from("200-96-40-10", 17);
+        /* rows of very different magnitude: magnitude pruning keeps very
+         * different numbers of weights per neuron */
+        float *w = m[v]->layers[0]->params[0].data;
+        for (size_t r = 0; r < 96; r++)
+            for (size_t c = 0; c < dim; c++) w[r * dim + c] *= (float)(1 + (r * 5) % 7);
+    }
+    float y0[16 * 10], y1[16 * 10];
+    forward(m[0], x, n, y0);
+    size_t steps[2];
+    for (int v = 0; v < 2; v++) {
+        mm_pruner *p = pruner_new(MM_PRUNE_MAGNITUDE, 0.9);
+        MM_ASSERT_OK(mm_pruner_set(p, MM_PRUNE_SPARSE_FORMAT, MM_PRUNE_FORMAT_SPARSE));
+        MM_ASSERT_OK(mm_pruner_set(p, MM_PRUNE_REORDER_NEURONS, v));
+        MM_ASSERT_OK(mm_pruner_apply(p, m[v]));
+        if (v == 0) forward(m[0], x, n, y0); /* the masked model */
+        MM_ASSERT_OK(mm_pruner_finalize(p, m[v], NULL));
+        steps[v] = mm_sparse_steps(m[v]->layers[0]);
+        mm_pruner_free(p);
+    }
+    ck_assert(!lineage_has(m[0], "neuron_order"));
+    ck_assert(lineage_has(m[1], "neuron_order"));
+    ck_assert_uint_lt(steps[1] * 10, steps[0] * 9); /* >= 10% fewer steps */
+    /* the same function */
+    forward(m[1], x, n, y1);
+    ck_assert_msg(mm_test_max_abs_diff(y0, y1, n * 10) < 1e-4, "%g",
+                  mm_test_max_abs_diff(y0, y1, n * 10));
+    /* the recorded order maps neurons: layer 0 rows, biases and layer 1
+     * columns of the reordered model are the plain model's, permuted */
+    json_error_t je;
+    json_t *lin = json_loads(mm_model_lineage(m[1]), 0, &je);
+    ck_assert_ptr_nonnull(lin);
+    json_t *ev = json_array_get(lin, json_array_size(lin) - 1);
+    json_t *order = NULL, *order1 = NULL, *layers = json_object_get(ev, "layers");
+    for (size_t i = 0; i < json_array_size(layers); i++) {
+        json_t *e = json_array_get(layers, i);
+        const json_int_t l = json_integer_value(json_object_get(e, "layer"));
+        if (l == 0) order = json_object_get(e, "neuron_order");
+        if (l == 1) order1 = json_object_get(e, "neuron_order"); /* its rows move too */
+    }
+    ck_assert_uint_eq(json_array_size(order), 96);
+    ck_assert_uint_eq(json_array_size(order1), 40);
+    float *a0 = dense_weights(m[0], 0), *b0 = dense_weights(m[1], 0);
+    float *a1 = dense_weights(m[0], 1), *b1 = dense_weights(m[1], 1);
+    for (size_t i = 0; i < 96; i++) {
+        const size_t o = (size_t)json_integer_value(json_array_get(order, i));
+        ck_assert(memcmp(b0 + i * dim, a0 + o * dim, dim * sizeof(float)) == 0);
+        ck_assert(memcmp(&m[1]->layers[0]->params[1].data[i], &m[0]->layers[0]->params[1].data[o],
+                         sizeof(float)) == 0);
+        for (size_t r = 0; r < 40; r++) {
+            const size_t o1 = (size_t)json_integer_value(json_array_get(order1, r));
+            ck_assert(memcmp(&b1[r * 96 + i], &a1[o1 * 96 + o], sizeof(float)) == 0);
+        }
+    }
+    json_decref(lin);
+    free(a0), free(b0), free(a1), free(b1), free(x);
+    mm_model_free(m[0]);
+    mm_model_free(m[1]);
+}
+END_TEST
+
 /* Auto: sparse exactly where mm_sparse_worthwhile says so; structured and
  * unstructured masks together (shrink, then sparse). */
 START_TEST(finalize_auto_and_mixed) {
@@ -1511,6 +1601,7 @@ Suite *prune_suite(void) {
     tcase_add_test(tc, structured_shrink_optimizer_continues);
     tcase_add_test(tc, finalize_dense_format_keeps_masks);
     tcase_add_test(tc, finalize_unstructured_sparse);
+    tcase_add_test(tc, finalize_reorders_neurons);
     tcase_add_test(tc, finalize_auto_and_mixed);
     tcase_add_test(tc, masked_model_round_trip);
     tcase_add_test(tc, full_form_still_loads);

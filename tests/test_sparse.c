@@ -16,6 +16,7 @@
 #include "kernels/sparse_kernels.h"
 #include "model/mmfile.h"
 #include "model/model_internal.h"
+#include "optim/optim_internal.h"
 #include "mm/mm.h"
 #include "prune/prune_internal.h"
 #include "testutil.h"
@@ -765,6 +766,77 @@ static mm_model *mixed_model(size_t input, uint64_t seed) {
     return m;
 }
 
+/* Optimizer state of a sparse layer is saved in the file's order of the
+ * weights (CSR), whatever the order in memory, and read back into memory
+ * order. */
+START_TEST(optimizer_state_in_file_order) {
+    mm_model *m;
+    MM_ASSERT_OK(mm_model_create_from_spec(&m, "300-64-5", 11));
+    mm_layer *d = pruned_dense(300, 64, MM_ACT_RELU, 0.9, false, 12);
+    MM_ASSERT_OK(mm_model_set_weights(m, 0, d->params[0].data, 300 * 64, NULL, 0));
+    d->vt->destroy(d);
+    mm_layer *sp;
+    MM_ASSERT_OK(mm_sparse_from_dense(m->layers[0], &sp));
+    m->layers[0]->vt->destroy(m->layers[0]);
+    m->layers[0] = sp;
+    mm_optimizer *o;
+    MM_ASSERT_OK(mm_optimizer_create(&o, m, MM_OPTIM_ADAM));
+    float x[4 * 300];
+    int32_t lab[4] = {0, 1, 2, 3};
+    mm_test_fill(x, 4 * 300, 13, -1.0f, 1.0f);
+    for (int i = 0; i < 3; i++) MM_ASSERT_OK(mm_optimizer_step(o, x, lab, NULL, 4, NULL));
+    char *path = mm_test_tmp_path(".mmf");
+    MM_ASSERT_OK(mm_optimizer_save(o, path));
+    /* the file's m for weight_values, against the weights' CSR order */
+    const size_t nnz = sp->params[0].rows;
+    float *fm = malloc(nnz * sizeof *fm), *fv = malloc(nnz * sizeof *fv);
+    mm_file *f;
+    MM_ASSERT_OK(mm_file_open(&f, path));
+    MM_ASSERT_OK(mm_file_read_f32(f, "optimizer.layers.0.weight_values.m", nnz, 1, fm));
+    MM_ASSERT_OK(mm_file_read_f32(f, "layers.0.weight_values", nnz, 1, fv));
+    mm_file_close(f);
+    size_t *pos = positions(sp);
+    /* CSR index of an entry = number of entries before it in row-major order */
+    uint8_t *used = calloc(300 * 64, 1);
+    for (size_t k = 0; k < nnz; k++) used[pos[k]] = 1;
+    size_t *csr = malloc(300 * 64 * sizeof *csr), q = 0;
+    for (size_t i = 0; i < 300 * 64; i++) csr[i] = used[i] ? q++ : 0;
+    /* Adam's m is the first state tensor of every slot; slot 0 is layer 0's weight_values */
+    float *mem_m = malloc(nnz * sizeof *mem_m);
+    mm_optimizer *back;
+    mm_model *m2;
+    MM_ASSERT_OK(mm_model_load(&m2, path));
+    MM_ASSERT_OK(mm_optimizer_load(&back, m2, path));
+    size_t *pos2 = positions(m2->layers[0]);
+    for (size_t k = 0; k < nnz; k++) {
+        ck_assert(memcmp(&fv[csr[pos[k]]], &sp->params[0].data[k], sizeof(float)) == 0);
+        ck_assert_uint_eq(pos2[k], pos[k]);
+    }
+    /* Adam's m of slot 0 (layer 0's weight_values) in memory order */
+    memcpy(mem_m, o->slots[0].state[0], nnz * sizeof *mem_m);
+    ck_assert_uint_eq(o->slots[0].layer, 0);
+    ck_assert_uint_eq(o->slots[0].index, 0);
+    for (size_t k = 0; k < nnz; k++) {
+        ck_assert(memcmp(&fm[csr[pos[k]]], &mem_m[k], sizeof(float)) == 0);
+        ck_assert(memcmp(&back->slots[0].state[0][k], &mem_m[k], sizeof(float)) == 0);
+    }
+    /* continuing from the file is bit-identical to never stopping */
+    for (int i = 0; i < 2; i++) {
+        MM_ASSERT_OK(mm_optimizer_step(o, x, lab, NULL, 4, NULL));
+        MM_ASSERT_OK(mm_optimizer_step(back, x, lab, NULL, 4, NULL));
+    }
+    ck_assert(memcmp(m->layers[0]->params[0].data, m2->layers[0]->params[0].data,
+                     nnz * sizeof(float)) == 0);
+    free(fm), free(fv), free(pos), free(pos2), free(used), free(csr), free(mem_m);
+    unlink(path);
+    free(path);
+    mm_optimizer_free(back);
+    mm_optimizer_free(o);
+    mm_model_free(m2);
+    mm_model_free(m);
+}
+END_TEST
+
 START_TEST(save_load_round_trip) {
     static const size_t inputs[] = {30, 70000};
     for (size_t ii = 0; ii < 2; ii++) {
@@ -1096,6 +1168,7 @@ static Suite *sparse_suite(void) {
     TCase *tf = tcase_create("files");
     tcase_set_timeout(tf, 600);
     tcase_add_test(tf, save_load_round_trip);
+    tcase_add_test(tf, optimizer_state_in_file_order);
     tcase_add_test(tf, hostile_files);
     tcase_add_test(tf, save_refuses_nan);
     tcase_add_test(tf, concurrent_readers);

@@ -26,6 +26,7 @@ enum {
     OPT_FT_EPOCHS,
     OPT_FORMAT,
     OPT_CAL_SAMPLES,
+    OPT_KEEP_ORDER,
 };
 
 #define DEFAULT_CAL_SAMPLES 1024
@@ -55,6 +56,9 @@ static void prune_opts(cli_opts *o) {
         {"format", required_argument, OPT_FORMAT, "NAME",
          "unstructured result: auto (sparse layers where faster than dense, default), sparse "
          "(every pruned layer sparse: smallest file), dense (dense layers with zeros)"},
+        {"keep-neuron-order", no_argument, OPT_KEEP_ORDER, NULL,
+         "do not reorder hidden neurons of sparse layers for speed (they stay at their "
+         "indices; the reordered model computes the same function)"},
         {"calibration-samples", required_argument, OPT_CAL_SAMPLES, "N",
          "neuron-activation: training samples for the mean activations (default 1024)"},
         {"lr-schedule", required_argument, CLI_OPT_PARAM_BASE + MM_OPT_SCHEDULE, "NAME",
@@ -109,6 +113,7 @@ typedef struct prune_args {
     size_t ft_epochs;
     bool ft_given;
     int format;
+    bool keep_order;
     size_t cal_samples;
     bool cal_given;
     cli_optim_cfg optim;
@@ -273,6 +278,7 @@ static int run_prune(cli *c, prune_args *a) {
         a->optim.set[a->optim.n++] = (cli_setting){MM_OPT_SEED, seedv, "--seed"};
     mm_pruner_set(p, MM_PRUNE_SEED, seedv);
     mm_pruner_set(p, MM_PRUNE_SPARSE_FORMAT, a->format);
+    mm_pruner_set(p, MM_PRUNE_REORDER_NEURONS, a->keep_order ? 0 : 1);
 
     if ((rc = cli_load_model(c, a->model, &model))) goto done;
     st = mm_model_clone(model, &orig);
@@ -586,6 +592,7 @@ int cmd_prune(int argc, char **argv) {
             else if (strcasecmp(arg, "dense") == 0) a.format = MM_PRUNE_FORMAT_DENSE;
             else return cli_usage_error(&c, "--format: '%s' is not auto, sparse or dense", arg);
             break;
+        case OPT_KEEP_ORDER: a.keep_order = true; break;
         case OPT_CAL_SAMPLES:
             if ((r = cli_parse_size(&c, flag, arg, &a.cal_samples))) return r;
             if (a.cal_samples == 0)

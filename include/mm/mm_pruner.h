@@ -73,7 +73,9 @@ typedef enum mm_prune_param {
     MM_PRUNE_SEED = 8,             /* random criterion, [0, 2^53], default 0 */
     MM_PRUNE_OUTPUT_LAYER = 9,     /* 0/1: unstructured pruning includes the last layer,
                                       default 1 */
-    MM_PRUNE_SPARSE_FORMAT = 10    /* an mm_prune_sparse_format, default auto */
+    MM_PRUNE_SPARSE_FORMAT = 10,   /* an mm_prune_sparse_format, default auto */
+    MM_PRUNE_REORDER_NEURONS = 11  /* 0/1: finalize may reorder the hidden neurons of
+                                      layers it makes sparse (see finalize), default 1 */
 } mm_prune_param;
 
 MM_API const char *mm_prune_criterion_name(mm_prune_criterion c);
@@ -125,7 +127,16 @@ MM_API mm_status mm_pruner_sparsity_at(const mm_pruner *p, uint64_t step, double
  * optimizer training the model: its state is shrunk with the neurons so
  * training can go on. The pruner is detached. Layers that stay dense keep
  * their weight masks (pruned weights stay zero in later training, and the
- * model file stores only the kept weights). */
+ * model file stores only the kept weights).
+ * With MM_PRUNE_REORDER_NEURONS (the default), the hidden neurons of a
+ * layer that becomes sparse are put in the order that makes its sparse
+ * kernel fastest (neurons with like numbers of kept weights side by side;
+ * 1.2-1.3x at batch 1 on the 90% benchmark model): the rows of W_l and b_l
+ * and the columns of W_{l+1} move together, so the model computes the same
+ * function (up to float rounding: sums run in another order), but hidden
+ * neuron j is no longer at index j. The lineage records the new order
+ * ("neuron_order": old index of each neuron). Set it to 0 to keep hidden
+ * neurons where they are. */
 MM_API mm_status mm_pruner_finalize(mm_pruner *p, mm_model *model, mm_optimizer *opt);
 
 /* Number of weights + biases that are not zero (masked weights count as

@@ -66,6 +66,12 @@ typedef struct mm_layer_vtable {
      * re-derive it here. Code that writes mm_params behind the optimizer's
      * back must call it too. */
     void (*after_update)(mm_layer *layer);
+    /* Optional (NULL = the order in memory): where each element of
+     * params[param] goes in the file's form of that tensor, pos[k] for
+     * element k, so that per-parameter tensors saved beside the model
+     * (optimizer state) line up with the saved weights. Kinds whose memory
+     * layout differs from the file's (sparse: tiled vs CSR) provide it. */
+    mm_status (*file_order)(const mm_layer *layer, size_t param, size_t *pos);
 } mm_layer_vtable;
 
 /* How a layer kind is read from model files: the registry entry that maps

@@ -16,7 +16,10 @@
  * per-layer learning-rate multiplier; default 1), "grad_norm_avg" and
  * "grad_norm_count" (the running gradient norm of MM_OPT_GRAD_SPIKE). Settings are the
  * ones the algorithm uses, as doubles with full precision, so load +
- * continue is bit-identical to never stopping. */
+ * continue is bit-identical to never stopping. A state tensor lists its
+ * elements in the order of the parameter's tensor in the file (for sparse
+ * layers the CSR order of weight_values, not the tiled order in memory:
+ * mm_layer_vtable.file_order), so other tools can line them up. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +37,23 @@ static char *state_tensor_name(const mm_optimizer *opt, const mm_opt_slot *s, si
     char *name = malloc(cap);
     if (name) snprintf(name, cap, "optimizer.layers.%zu.%s.%s", s->layer, p->name, sn);
     return name;
+}
+
+/* The file positions of the slot's elements (mm_layer_vtable.file_order),
+ * or *pos = NULL when they are in memory order. */
+static mm_status slot_file_order(const mm_optimizer *opt, const mm_opt_slot *s, size_t **pos) {
+    *pos = NULL;
+    const mm_layer *layer = opt->model->layers[s->layer];
+    if (!layer->vt->file_order) return MM_OK;
+    size_t *p = mm_malloc_array(s->rows * s->cols, sizeof *p);
+    if (!p) return mm_oom("optimizer state order");
+    mm_status st = layer->vt->file_order(layer, s->index, p);
+    if (st != MM_OK) {
+        free(p);
+        return st;
+    }
+    *pos = p;
+    return MM_OK;
 }
 
 static char *state_json(const mm_optimizer *opt) {
@@ -88,9 +108,12 @@ mm_status mm_optimizer_save(const mm_optimizer *opt, const char *path) {
 
     const size_t n_state = opt->has_state ? opt->algo->n_state : 0;
     char **names = calloc(opt->n_slots * (n_state ? n_state : 1), sizeof *names);
+    /* state in file order where the layer stores its parameter otherwise
+     * (the writer borrows these until commit) */
+    float **reordered = calloc(opt->n_slots * (n_state ? n_state : 1), sizeof *reordered);
     char *meta = state_json(opt);
     mm_file_writer *w = NULL;
-    if (!names || !meta) {
+    if (!names || !reordered || !meta) {
         st = mm_oom("optimizer state description");
         goto out;
     }
@@ -98,15 +121,28 @@ mm_status mm_optimizer_save(const mm_optimizer *opt, const char *path) {
     if ((st = mm_file_writer_add_model(w, opt->model)) != MM_OK) goto out;
     for (size_t i = 0; i < opt->n_slots && st == MM_OK; i++) {
         const mm_opt_slot *s = &opt->slots[i];
+        size_t *pos = NULL;
+        if (n_state && (st = slot_file_order(opt, s, &pos)) != MM_OK) break;
         for (size_t k = 0; k < n_state; k++) {
             char *name = names[i * n_state + k] = state_tensor_name(opt, s, k);
             if (!name) {
                 st = mm_oom("tensor name");
                 break;
             }
-            st = mm_file_writer_add_f32(w, name, s->state[k], s->rows, s->cols, s->cols == 1);
+            const float *data = s->state[k];
+            if (pos) {
+                float *r = reordered[i * n_state + k] = mm_alloc_floats(s->rows * s->cols);
+                if (!r) {
+                    st = mm_oom("optimizer state");
+                    break;
+                }
+                for (size_t e = 0; e < s->rows * s->cols; e++) r[pos[e]] = s->state[k][e];
+                data = r;
+            }
+            st = mm_file_writer_add_f32(w, name, data, s->rows, s->cols, s->cols == 1);
             if (st != MM_OK) break;
         }
+        free(pos);
     }
     if (st == MM_OK) st = mm_file_writer_add_meta(w, "optimizer", meta);
     if (st == MM_OK) st = mm_file_writer_commit(w, path);
@@ -116,6 +152,9 @@ out:
     if (names)
         for (size_t i = 0; i < opt->n_slots * n_state; i++) free(names[i]);
     free(names);
+    if (reordered)
+        for (size_t i = 0; i < opt->n_slots * n_state; i++) mm_free_floats(reordered[i]);
+    free(reordered);
     free(meta);
     return st;
 }
@@ -246,18 +285,30 @@ static mm_status restore(mm_optimizer **out, mm_model *model, const mm_file *f, 
         if ((st = mm_opt_ensure_state(opt)) != MM_OK) goto fail;
         for (size_t i = 0; i < opt->n_slots; i++) {
             mm_opt_slot *s = &opt->slots[i];
-            for (size_t j = 0; j < n_state; j++) {
+            size_t *pos = NULL;
+            float *tmp = NULL;
+            if ((st = slot_file_order(opt, s, &pos)) != MM_OK) goto fail;
+            if (pos && !(tmp = mm_alloc_floats(s->rows * s->cols))) {
+                free(pos);
+                st = mm_oom("optimizer state");
+                goto fail;
+            }
+            for (size_t j = 0; j < n_state && st == MM_OK; j++) {
                 char *name = state_tensor_name(opt, s, j);
                 if (!name) {
                     st = mm_oom("tensor name");
-                    goto fail;
+                    break;
                 }
-                st = mm_file_read_f32(f, name, s->rows, s->cols, s->state[j]);
+                st = mm_file_read_f32(f, name, s->rows, s->cols, pos ? tmp : s->state[j]);
                 if (st == MM_E_NOT_FOUND)
                     st = mm_error(MM_E_FORMAT, "optimizer state tensor %s is missing", name);
                 free(name);
-                if (st != MM_OK) goto fail;
+                if (st == MM_OK && pos)
+                    for (size_t e = 0; e < s->rows * s->cols; e++) s->state[j][e] = tmp[pos[e]];
             }
+            free(pos);
+            mm_free_floats(tmp);
+            if (st != MM_OK) goto fail;
         }
     }
     json_decref(root);

@@ -25,6 +25,20 @@ bool mm_sparse_worthwhile(size_t in, size_t out, size_t nnz);
  * converts. MM_E_INVALID_ARGUMENT if the layer is not of the sparse kind. */
 mm_status mm_sparse_positions(const mm_layer *layer, size_t *pos);
 
+/* Stored-weight steps of the tiled layout (sparse_kernels.h): the work of
+ * a batch-1 forward pass. For tests and benchmarks. */
+size_t mm_sparse_steps(const mm_layer *layer);
+
+/* Finalize's neuron order: which rows of a dense layer should share the
+ * 16-row slices of the tiled layout so that its tiles need fewer steps
+ * (rows with like entry counts together). The pattern considered is rows
+ * rows[0..nrows) (NULL: 0..nrows-1) by columns cols[0..ncols) (NULL: 0..
+ * ncols-1) of the layer's mask (without one, its non-zeros). *order gets
+ * nrows indices into that row list, or NULL when the order given is as good
+ * (or the layer is too small or too large to bother). Deterministic. */
+mm_status mm_sparse_group_rows(const mm_layer *dense, const size_t *rows, size_t nrows,
+                               const size_t *cols, size_t ncols, size_t **order);
+
 extern const mm_layer_kind mm_sparse_kind;
 
 #endif

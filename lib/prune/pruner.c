@@ -45,6 +45,7 @@ static const prune_param_info params[MM_PRUNE_PARAM_COUNT] = {
     [MM_PRUNE_SEED] = {"seed", 0, TWO53, false, true, 0},
     [MM_PRUNE_OUTPUT_LAYER] = {"output_layer", 0, 1, false, true, 1},
     [MM_PRUNE_SPARSE_FORMAT] = {"sparse_format", 0, 2, false, true, MM_PRUNE_FORMAT_AUTO},
+    [MM_PRUNE_REORDER_NEURONS] = {"reorder_neurons", 0, 1, false, true, 1},
 };
 
 static bool param_valid(int p) {

@@ -33,7 +33,7 @@
 #include "prune/prune_internal.h"
 
 #define MM_PRUNE_PARAM_FIRST 1
-#define MM_PRUNE_PARAM_LAST 10 /* MM_PRUNE_SPARSE_FORMAT */
+#define MM_PRUNE_PARAM_LAST 11 /* MM_PRUNE_REORDER_NEURONS */
 #define MM_PRUNE_PARAM_COUNT (MM_PRUNE_PARAM_LAST + 1)
 
 /* One criterion: a static const table. */

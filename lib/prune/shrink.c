@@ -36,7 +36,8 @@ typedef struct fin_layer {
     size_t *gather[MM_LAYER_MAX_PARAMS]; /* per new param: old element of each element */
     mm_opt_param_map map[MM_LAYER_MAX_PARAMS];
     bool has_map;
-    bool sparse; /* converted to the sparse kind */
+    bool sparse;    /* converted to the sparse kind */
+    bool reordered; /* keep is a new order of the (kept) neurons */
 } fin_layer;
 
 static void fin_free(fin_layer *f, size_t L, bool destroy_built) {
@@ -191,6 +192,17 @@ static mm_status build_sparse(fin_layer *f, size_t l, bool need_map) {
     return MM_OK;
 }
 
+/* Unmasked weights of the rows x cols part of a masked dense layer (NULL
+ * lists: all). */
+static size_t kept_in(const mm_layer *ly, const size_t *rows, size_t nrows, const size_t *cols,
+                      size_t ncols) {
+    size_t k = 0;
+    for (size_t i = 0; i < nrows; i++)
+        for (size_t c = 0; c < ncols; c++)
+            k += ly->params[0].mask[(rows ? rows[i] : i) * ly->in + (cols ? cols[c] : c)] != 0;
+    return k;
+}
+
 static size_t unmasked(const mm_param *w) {
     const size_t n = mm_param_count(w);
     size_t k = 0;
@@ -221,6 +233,12 @@ static json_t *finalize_detail(const mm_model *m, const fin_layer *f, size_t par
         bad |= json_object_set_new(e, "kind", json_string(ly->vt->kind));
         bad |= json_object_set_new(e, "in", json_integer((json_int_t)ly->in));
         bad |= json_object_set_new(e, "out", json_integer((json_int_t)ly->out));
+        if (f[l].reordered) {
+            json_t *order = json_array();
+            for (size_t j = 0; order && j < f[l].nkeep; j++)
+                bad |= json_array_append_new(order, json_integer((json_int_t)f[l].keep[j]));
+            bad |= order ? json_object_set_new(e, "neuron_order", order) : 1;
+        }
         bad |= json_array_append_new(layers, e);
     }
     bad |= json_object_set_new(d, "layers", layers);
@@ -276,6 +294,33 @@ mm_status mm_prune_finalize_impl(mm_pruner *p, mm_model *m, mm_optimizer *opt) {
             if (bm[j]) f[l].keep[c++] = j;
         f[l].nkeep = kept;
         any_shrink = true;
+    }
+    /* 1b. the order of the neurons of hidden layers that will be sparse
+     * (mm_sparse_group_rows): rows of W_l and b_l and columns of W_{l+1}
+     * move together, through the same shrink step */
+    if (p->set[MM_PRUNE_REORDER_NEURONS] != 0 && format != MM_PRUNE_FORMAT_DENSE) {
+        for (size_t l = 0; l + 1 < L; l++) {
+            const mm_layer *ly = m->layers[l];
+            if (!mm_prune_layer_is_dense(m, l) || !mm_prune_layer_is_dense(m, l + 1) ||
+                !ly->params[0].mask)
+                continue;
+            const size_t *rows = f[l].keep, *cols = l > 0 ? f[l - 1].keep : NULL;
+            const size_t nrows = rows ? f[l].nkeep : ly->out;
+            const size_t ncols = cols ? f[l - 1].nkeep : ly->in;
+            if (format == MM_PRUNE_FORMAT_AUTO &&
+                !mm_sparse_worthwhile(ncols, nrows, kept_in(ly, rows, nrows, cols, ncols)))
+                continue;
+            size_t *order;
+            if ((st = mm_sparse_group_rows(ly, rows, nrows, cols, ncols, &order)) != MM_OK)
+                goto fail;
+            if (!order) continue;
+            for (size_t i = 0; i < nrows; i++) order[i] = rows ? rows[order[i]] : order[i];
+            free(f[l].keep);
+            f[l].keep = order;
+            f[l].nkeep = nrows;
+            f[l].reordered = true;
+            any_shrink = true;
+        }
     }
     if (any_shrink) {
         for (size_t l = 0; l < L; l++) {

@@ -55,6 +55,13 @@
  *   scatter-add; gradients never read back what the previous step wrote
  *   (overlapping masked load after masked store stalls ~20 cycles on Zen
  *   4: the update pass is separate).
+ *   Magnitude pruning leaves rows with very unlike entry counts (the
+ *   benchmark's 784x256 layer at 92%: a third of the lanes used), and a
+ *   tile takes as many steps as its fullest row. mm_pruner_finalize
+ *   therefore reorders hidden neurons (mm_sparse_group_rows, at the end of
+ *   this file) so that like rows share slices: 3011 -> 2259 steps there,
+ *   the 90% model 3.79 -> 3.16 us per sample at batch 1 (3.27x dense) and
+ *   2.65 -> 2.16 at batch 256 (in-process comparison, same weights).
  *
  * POLICY (mm_sparse_worthwhile, MM_PRUNE_FORMAT_AUTO): sparse where the
  * forward pass at batch 1 and at batch 256 and the batch-1 backward pass
@@ -348,6 +355,27 @@ mm_status mm_sparse_positions(const mm_layer *layer, size_t *pos) {
     const size_t in = layer->in;
     FOR_EACH_ENTRY(&s->m, pos[k] = row * in + col);
     return MM_OK;
+}
+
+/* Entry k of the values goes to CSR position pos[k] (rows in order,
+ * columns increasing: the file's weight_values); the bias is in order. */
+static mm_status sparse_file_order(const mm_layer *layer, size_t param, size_t *pos) {
+    const sparse_layer *s = (const sparse_layer *)layer;
+    if (param != 0) {
+        for (size_t j = 0; j < layer->out; j++) pos[j] = j;
+        return MM_OK;
+    }
+    size_t *cursor = calloc(layer->out + 1, sizeof *cursor);
+    if (!cursor) return mm_oom("sparse layer file order");
+    FOR_EACH_ENTRY(&s->m, cursor[row + 1]++);
+    for (size_t r = 0; r < layer->out; r++) cursor[r + 1] += cursor[r];
+    FOR_EACH_ENTRY(&s->m, pos[k] = cursor[row]++);
+    free(cursor);
+    return MM_OK;
+}
+
+size_t mm_sparse_steps(const mm_layer *layer) {
+    return is_sparse(layer) ? ((const sparse_layer *)layer)->m.nsteps : 0;
 }
 
 /* ---- the vtable ------------------------------------------------------- */
@@ -684,6 +712,7 @@ static const mm_layer_vtable sparse_vtable = {
     .apply_sgd = sparse_apply_sgd,
     .param_bytes = sparse_param_bytes,
     .save = sparse_save,
+    .file_order = sparse_file_order,
 };
 
 /* ---- policy ----------------------------------------------------------- */
@@ -695,4 +724,126 @@ bool mm_sparse_worthwhile(size_t in, size_t out, size_t nnz) {
     size_t count;
     if (!mm_mul_ok(in, out, &count) || count == 0 || nnz > count) return false;
     return (double)nnz <= mm_sparse_kernels_get()->max_density * (double)count;
+}
+
+/* ---- neuron order (finalize) -------------------------------------------- */
+
+/* A tile costs its step count (the most entries any of its 16 rows has in
+ * the block) plus a fixed overhead (window loads, the lane permutation, the
+ * loop exit): about this many steps' worth on the development machine. */
+#define TILE_COST 3
+/* Budget of the local search, in (row, block) count visits. */
+#define GROUP_WORK 40000000u
+
+/* Cost of the rows at order[0..n) sharing a slice. */
+static size_t slice_cost(const uint8_t *cnt, size_t nb, const size_t *order, size_t n) {
+    size_t cost = 0;
+    for (size_t b = 0; b < nb; b++) {
+        unsigned mx = 0;
+        for (size_t j = 0; j < n; j++) {
+            const unsigned c = cnt[order[j] * nb + b];
+            mx = c > mx ? c : mx;
+        }
+        cost += mx ? mx + TILE_COST : 0;
+    }
+    return cost;
+}
+
+static size_t total_cost(const uint8_t *cnt, size_t nb, const size_t *order, size_t rows,
+                         size_t *per_slice) {
+    size_t total = 0;
+    for (size_t r0 = 0; r0 < rows; r0 += MM_SP_SLICE) {
+        const size_t n = rows - r0 < MM_SP_SLICE ? rows - r0 : MM_SP_SLICE;
+        const size_t c = slice_cost(cnt, nb, order + r0, n);
+        if (per_slice) per_slice[r0 / MM_SP_SLICE] = c;
+        total += c;
+    }
+    return total;
+}
+
+typedef struct row_total {
+    size_t total, row;
+} row_total;
+
+static int by_total_desc(const void *a, const void *b) {
+    const row_total *x = a, *y = b;
+    if (x->total != y->total) return x->total > y->total ? -1 : 1;
+    return x->row < y->row ? -1 : x->row > y->row;
+}
+
+/* Rows sorted by entry count, then a local search swapping rows between
+ * slices while the cost (steps plus tile overhead) does not grow. On the
+ * benchmark's 784x256 layer at 92% this takes 3011 steps to ~2250. The
+ * search is seeded with a constant (integer arithmetic only): the same
+ * pattern gives the same order on every machine. */
+mm_status mm_sparse_group_rows(const mm_layer *dense, const size_t *rows, size_t nrows,
+                               const size_t *cols, size_t ncols, size_t **order_out) {
+    *order_out = NULL;
+    const mm_param *w = &dense->params[0];
+    const size_t in = dense->in, nb = (ncols + MM_SP_BLOCK - 1) / MM_SP_BLOCK;
+    size_t cells;
+    if (nrows <= MM_SP_SLICE || !mm_mul_ok(nrows, nb, &cells) || cells > GROUP_WORK)
+        return MM_OK;
+    const size_t nslices = (nrows + MM_SP_SLICE - 1) / MM_SP_SLICE;
+    uint8_t *cnt = calloc(cells, 1);
+    row_total *totals = mm_calloc_array(nrows, sizeof *totals);
+    size_t *order = mm_malloc_array(nrows, sizeof *order);
+    size_t *cost = mm_malloc_array(nslices, sizeof *cost);
+    if (!cnt || !totals || !order || !cost) {
+        free(cnt);
+        free(totals);
+        free(order);
+        free(cost);
+        return mm_oom("neuron order");
+    }
+    for (size_t i = 0; i < nrows; i++) {
+        const size_t r = rows ? rows[i] : i;
+        for (size_t c = 0; c < ncols; c++) {
+            const size_t e = r * in + (cols ? cols[c] : c);
+            if (w->mask ? w->mask[e] != 0 : w->data[e] != 0.0f) {
+                cnt[i * nb + c / MM_SP_BLOCK]++;
+                totals[i].total++;
+            }
+        }
+        totals[i].row = i;
+        order[i] = i;
+    }
+    const size_t before = total_cost(cnt, nb, order, nrows, NULL);
+    qsort(totals, nrows, sizeof *totals, by_total_desc);
+    for (size_t i = 0; i < nrows; i++) order[i] = totals[i].row;
+    size_t after = total_cost(cnt, nb, order, nrows, cost);
+    mm_rng rng;
+    mm_rng_seed(&rng, 0x5eed);
+    const size_t budget = GROUP_WORK / (2 * MM_SP_SLICE * nb);
+    const size_t iters = budget < 64 * nrows ? budget : 64 * nrows;
+    for (size_t it = 0; it < iters; it++) {
+        const size_t a = (size_t)mm_rng_below(&rng, nrows), b = (size_t)mm_rng_below(&rng, nrows);
+        const size_t sa = a / MM_SP_SLICE, sb = b / MM_SP_SLICE;
+        if (sa == sb) continue;
+        const size_t t = order[a];
+        order[a] = order[b];
+        order[b] = t;
+        const size_t na = nrows - sa * MM_SP_SLICE, nbr = nrows - sb * MM_SP_SLICE;
+        const size_t ca = slice_cost(cnt, nb, order + sa * MM_SP_SLICE,
+                                     na < MM_SP_SLICE ? na : MM_SP_SLICE);
+        const size_t cb = slice_cost(cnt, nb, order + sb * MM_SP_SLICE,
+                                     nbr < MM_SP_SLICE ? nbr : MM_SP_SLICE);
+        if (ca + cb <= cost[sa] + cost[sb]) {
+            after = after - cost[sa] - cost[sb] + ca + cb;
+            cost[sa] = ca;
+            cost[sb] = cb;
+        } else {
+            order[b] = order[a];
+            order[a] = t;
+        }
+    }
+    free(cnt);
+    free(totals);
+    free(cost);
+    if (after >= before) {
+        free(order);
+        return MM_OK;
+    }
+    *order_out = order;
+    return MM_OK;
 }

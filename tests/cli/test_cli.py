@@ -392,8 +392,8 @@ class CliTest(unittest.TestCase):
         self.check_pruned_file(r, out)
         # Human output: the before/after table and the per-layer lines.
         out_txt, _ = self.ok("prune", self.model, "--test-csv", self.p("test.csv"), "--criterion",
-                             "random", "--sparsity", "0.3", "--format", "sparse", "--out",
-                             self.p("p-rand.mmf"))
+                             "random", "--sparsity", "0.3", "--format", "sparse",
+                             "--keep-neuron-order", "--out", self.p("p-rand.mmf"))
         for row in ("test accuracy", "parameters", "non-zeros", "parameter bytes", "file size",
                     "batch 1 samples/s", "batch 256 samples/s", "layer", "sparse"):
             self.assertIn(row, out_txt)
