@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up and run every test: a normal build (BLIS), an AddressSanitizer +
-# UBSan build, and a build without BLIS (reference kernels only).
+# UBSan build, a build without BLIS (reference kernels only), and the
+# cross-platform check on s390x and i386 under qemu (scripts/cross-test.sh;
+# it skips with a message only when the cross tools cannot be installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -16,4 +18,5 @@ run build-test
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   run build-asan -Db_sanitize=address,undefined -Db_lundef=false
 run build-noblis -Dblis=disabled
+scripts/cross-test.sh build-cross
 echo "all test configurations passed"

@@ -1,9 +1,11 @@
-/* common/: status list, thread-local messages, checked allocation, PRNG. */
+/* common/: status list, thread-local messages, checked allocation, PRNG,
+ * portable math. */
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
 
 #include "common/mm_internal.h"
+#include "common/pmath.h"
 #include "testutil.h"
 
 START_TEST(status_names_and_strings) {
@@ -122,6 +124,68 @@ START_TEST(rng_distributions) {
 }
 END_TEST
 
+/* Portable math (common/pmath.h): accuracy against libm's double functions
+ * over a sweep, special values, and fixed bit patterns (the same on every
+ * platform: scripts/cross-test.sh checks them through whole models). */
+static double ulps_from(float got, double want) {
+    float w = (float)want;
+    float step = nextafterf(fabsf(w), INFINITY) - fabsf(w);
+    return fabs((double)got - want) / (double)step;
+}
+
+static uint32_t bits_of(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+START_TEST(portable_math) {
+    double worst_exp = 0, worst_tanh = 0;
+    for (float x = -87.0f; x < 88.5f; x += 0.0123f) {
+        double u = ulps_from(mm_pexpf(x), exp((double)x));
+        worst_exp = u > worst_exp ? u : worst_exp;
+    }
+    for (float x = -12.0f; x < 12.0f; x += 0.00037f) {
+        float t = mm_ptanhf(x);
+        double u = ulps_from(t, tanh((double)x));
+        worst_tanh = u > worst_tanh ? u : worst_tanh;
+        ck_assert(bits_of(mm_ptanhf(-x)) == bits_of(-t)); /* odd */
+    }
+    for (float x = 1e-9f; x < 1.0f; x *= 1.07f) {
+        double u = ulps_from(mm_ptanhf(x), tanh((double)x));
+        worst_tanh = u > worst_tanh ? u : worst_tanh;
+    }
+    ck_assert_double_le(worst_exp, 0.501);
+    ck_assert_double_le(worst_tanh, 0.501);
+    for (double t = 0.0; t <= 1.0; t += 1.0 / 4096 + 1e-7)
+        ck_assert_double_eq_tol(mm_pcos2pi(t), cos(6.283185307179586 * t), 1e-15);
+    for (double x = 1e-300; x < 1e300; x *= 1.93)
+        ck_assert_double_eq_tol(mm_plog(x) / log(x), 1.0, 1e-15);
+    ck_assert(mm_plog(1.0) == 0.0);
+
+    /* special values */
+    ck_assert(isnan(mm_pexpf(NAN)) && isnan(mm_ptanhf(NAN)) && isnan(mm_pexp(NAN)));
+    ck_assert(mm_pexpf(INFINITY) == INFINITY && mm_pexpf(-INFINITY) == 0.0f);
+    ck_assert(mm_pexpf(88.8f) == INFINITY && mm_pexpf(-104.0f) == 0.0f);
+    ck_assert(mm_pexpf(-103.0f) > 0.0f); /* subnormal, not flushed */
+    ck_assert(mm_pexpf(0.0f) == 1.0f && mm_pexp(0.0) == 1.0);
+    ck_assert(mm_ptanhf(INFINITY) == 1.0f && mm_ptanhf(-INFINITY) == -1.0f);
+    ck_assert(mm_ptanhf(9.5f) == 1.0f && mm_ptanhf(8.0f) < 1.0f);
+    ck_assert(bits_of(mm_ptanhf(-0.0f)) == bits_of(-0.0f));
+    ck_assert(mm_plog(0.0) == -INFINITY && isnan(mm_plog(-1.0)) && mm_plog(INFINITY) == INFINITY);
+
+    /* fixed results (correctly rounded values) */
+    ck_assert_uint_eq(bits_of(mm_pexpf(1.0f)), 0x402df854u);   /* e */
+    ck_assert_uint_eq(bits_of(mm_pexpf(-1.0f)), 0x3ebc5ab2u);  /* 1/e */
+    ck_assert_uint_eq(bits_of(mm_ptanhf(0.5f)), 0x3eec9a9fu);
+    ck_assert_uint_eq(bits_of(mm_ptanhf(-3.0f)), 0xbf7ebbe9u);
+    /* pinned (glibc's values too): these feed the weight initialisation, so
+     * a change here would change the weights of new models */
+    ck_assert(mm_plog(0.1) == -0x1.26bb1bbb55515p+1);
+    ck_assert(mm_pcos2pi(0.3) == -0x1.3c6ef372fe94ep-2);
+}
+END_TEST
+
 static Suite *common_suite(void) {
     Suite *s = suite_create("common");
     TCase *tc = tcase_create("common");
@@ -131,6 +195,7 @@ static Suite *common_suite(void) {
     tcase_add_test(tc, checked_allocation);
     tcase_add_test(tc, rng_golden_stream);
     tcase_add_test(tc, rng_distributions);
+    tcase_add_test(tc, portable_math);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/mm_internal.h"
+#include "common/pmath.h"
 #include "kernels/int8.h"
 #include "testutil.h"
 
@@ -561,10 +562,10 @@ static float ref_out(int32_t acc, float xs, float ws, const float *b, size_t o,
         t = t > 0.0f ? t : slope * t;
         break;
     case MM_ACT_TANH:
-        t = tanhf(t);
+        t = mm_ptanhf(t);
         break;
     case MM_ACT_SIGMOID:
-        t = 1.0f / (1.0f + expf(-t));
+        t = 1.0f / (1.0f + mm_pexpf(-t));
         break;
     }
     return t;

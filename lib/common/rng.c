@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "common/mm_internal.h"
+#include "common/pmath.h"
 
 static uint64_t splitmix64(uint64_t *x) {
     uint64_t z = (*x += 0x9E3779B97F4A7C15ULL);
@@ -47,10 +48,11 @@ uint64_t mm_rng_below(mm_rng *rng, uint64_t n) {
 }
 
 double mm_rng_normal(mm_rng *rng) {
-    /* Box-Muller with 53-bit uniforms; u1 in (0, 1] keeps log finite. */
+    /* Box-Muller with 53-bit uniforms; u1 in (0, 1] keeps log finite. The
+     * portable log and cos (pmath.h) give every platform the same weights. */
     double u1 = ((double)(mm_rng_next(rng) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
     double u2 = (double)(mm_rng_next(rng) >> 11) * (1.0 / 9007199254740992.0);
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+    return sqrt(-2.0 * mm_plog(u1)) * mm_pcos2pi(u2);
 }
 
 void mm_rng_shuffle_u32(mm_rng *rng, uint32_t *idx, size_t n) {

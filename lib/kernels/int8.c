@@ -42,6 +42,7 @@
 #include <string.h>
 
 #include "common/mm_internal.h"
+#include "common/pmath.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
     !defined(MM_INT8_PORTABLE_ONLY)
@@ -964,9 +965,9 @@ static void dequant_row(const i8_ops *k, const int32_t *acc, size_t cnt, float x
     k->dequant(acc, cnt, xs, e->w_scale + o0, e->bias ? e->bias + o0 : NULL,
                fused ? e->act : MM_ACT_IDENTITY, e->slope, y);
     if (e->act == MM_ACT_TANH)
-        for (size_t i = 0; i < cnt; i++) y[i] = tanhf(y[i]);
+        for (size_t i = 0; i < cnt; i++) y[i] = mm_ptanhf(y[i]);
     else if (e->act == MM_ACT_SIGMOID)
-        for (size_t i = 0; i < cnt; i++) y[i] = 1.0f / (1.0f + expf(-y[i]));
+        for (size_t i = 0; i < cnt; i++) y[i] = 1.0f / (1.0f + mm_pexpf(-y[i]));
 }
 
 mm_status mm_int8_dequant_bias_act(const int32_t *acc, size_t n, size_t out,

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "common/pmath.h"
 #include "model/model_internal.h"
 
 static const char *const act_names[] = {"identity", "relu", "leaky_relu", "tanh", "sigmoid"};
@@ -45,10 +46,10 @@ void mm_activation_forward(mm_activation act, float slope, float *y, size_t coun
         for (size_t i = 0; i < count; i++) y[i] = y[i] > 0.0f ? y[i] : slope * y[i];
         break;
     case MM_ACT_TANH:
-        for (size_t i = 0; i < count; i++) y[i] = tanhf(y[i]);
+        for (size_t i = 0; i < count; i++) y[i] = mm_ptanhf(y[i]);
         break;
     case MM_ACT_SIGMOID:
-        for (size_t i = 0; i < count; i++) y[i] = 1.0f / (1.0f + expf(-y[i]));
+        for (size_t i = 0; i < count; i++) y[i] = 1.0f / (1.0f + mm_pexpf(-y[i]));
         break;
     }
 }

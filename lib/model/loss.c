@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "common/pmath.h"
 #include "model/model_internal.h"
 
 static const char *const loss_names[] = {"softmax_xent", "mse"};
@@ -50,13 +51,13 @@ double mm_loss_compute(mm_loss loss, const float *logits, const int32_t *labels,
             float zmax = z[0];
             for (size_t j = 1; j < c; j++) zmax = z[j] > zmax ? z[j] : zmax;
             double sum = 0.0;
-            for (size_t j = 0; j < c; j++) sum += exp((double)(z[j] - zmax));
-            double lse = log(sum) + zmax;
+            for (size_t j = 0; j < c; j++) sum += mm_pexp((double)(z[j] - zmax));
+            double lse = mm_plog(sum) + zmax;
             size_t y = (size_t)labels[i];
             total += lse - z[y];
             if (g) {
                 for (size_t j = 0; j < c; j++)
-                    g[j] = (float)exp((double)z[j] - lse) * inv_n;
+                    g[j] = (float)mm_pexp((double)z[j] - lse) * inv_n;
                 g[y] -= inv_n;
             }
         } else {

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/pmath.h"
 #include "model/model_internal.h"
 #include "mm/mm_pruner.h" /* mm_model_num_nonzero, mm_model_layer_sparsity */
 
@@ -380,7 +381,7 @@ static void softmax_rows(float *z, size_t n, size_t c) {
         for (size_t j = 1; j < c; j++) zmax = row[j] > zmax ? row[j] : zmax;
         float sum = 0.0f;
         for (size_t j = 0; j < c; j++) {
-            row[j] = expf(row[j] - zmax);
+            row[j] = mm_pexpf(row[j] - zmax);
             sum += row[j];
         }
         for (size_t j = 0; j < c; j++) row[j] /= sum;
