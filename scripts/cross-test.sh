@@ -97,12 +97,12 @@ setup() {  # setup DIR [meson options...]
     ninja -C "$dir" tests/cross/cross_check >"$dir.build.log" 2>&1 || { cat "$dir.build.log"; exit 1; }
 }
 echo "cross-test: native reference build (x86-64, no BLIS)"
-setup "$root/native" -Dblis=disabled -Dcli=false -Dbenchmarks=false
+setup "$root/native" -Dblis=disabled -Donnx=disabled -Dcli=false -Dbenchmarks=false
 for a in "${archs[@]}"; do
     echo "cross-test: cross build for $a"
     printf "[constants]\nsysroot = '%s'\n" "$root/sysroot-$a" >"$root/sysroot-$a.ini"
     setup "$root/$a" --cross-file "$root/sysroot-$a.ini" --cross-file "$src/scripts/cross/$a.ini" \
-        -Dblis=disabled -Dcli=false -Dbenchmarks=false
+        -Dblis=disabled -Donnx=disabled -Dcli=false -Dbenchmarks=false
 done
 
 # ---- run ------------------------------------------------------------------

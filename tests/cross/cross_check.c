@@ -9,7 +9,7 @@
  *
  * A case is a model made the way users make them (train a few Adam steps
  * on Fashion-MNIST from a fixed seed, then prune or quantize it), saved
- * with mm_model_save or mm_optimizer_save. Outputs are the forward pass
+ * with mm_model_save or mm_optimizer_save (one case: mm_safetensors_export). Outputs are the forward pass
  * on 200 real test images, stored as little-endian float bit patterns, and
  * compared as bit patterns: "identical" means every bit.
  *
@@ -62,6 +62,7 @@ typedef enum kind {
     K_RESUME,   /* optimizer file (state included); outputs after more steps */
     K_PRUNE,    /* pruned with criterion, finalized or not */
     K_QUANT,    /* quantized with scheme */
+    K_EXPORT,   /* dense model written as plain safetensors (mm_safetensors_export) */
 } kind;
 
 typedef struct test_case {
@@ -93,6 +94,7 @@ static const test_case cases[] = {
     {"int8_weight_only", K_QUANT, MM_ACT_SIGMOID, MM_QUANT_INT8_WEIGHT_ONLY, 0, 0},
     {"fp16", K_QUANT, MM_ACT_RELU, MM_QUANT_FP16, 0, 0},
     {"bf16", K_QUANT, MM_ACT_TANH, MM_QUANT_BF16, 0, 1},
+    {"safetensors_export", K_EXPORT, MM_ACT_SIGMOID, 0, 0, 0},
 };
 #define NCASES (sizeof cases / sizeof cases[0])
 
@@ -356,7 +358,9 @@ static int write_case(const test_case *c, const data *d, const char *dir) {
     int rc = -1;
     float *out = malloc((size_t)EVAL_N * CLASSES * sizeof *out), *p = NULL;
     size_t plen, skipped;
-    mm_status st = o ? mm_optimizer_save(o, path) : mm_model_save(m, path);
+    mm_status st = o                     ? mm_optimizer_save(o, path)
+                   : c->kind == K_EXPORT ? mm_safetensors_export(m, path, NULL)
+                                         : mm_model_save(m, path);
     if (st != MM_OK) {
         fail(path, st);
         goto out;
@@ -394,15 +398,18 @@ static int verify_case(const test_case *c, const data *d, const char *dir) {
 
     /* load: the file from the other platform */
     case_path(path, sizeof path, dir, c->name, ".mmf");
-    mm_status st = mm_model_load(&m, path);
+    mm_status st = c->kind == K_EXPORT ? mm_safetensors_import(&m, path, NULL, NULL, 0)
+                                       : mm_model_load(&m, path);
     if (st == MM_OK && c->kind == K_RESUME) st = mm_optimizer_load(&o, m, path);
     if (st != MM_OK) {
         fail(path, st);
         goto out;
     }
     /* resave: written here, the file is the same, byte for byte (the
-     * lineage is restored verbatim, so even its time stamps agree) */
+     * lineage is restored verbatim, so even its time stamps agree; import
+     * adds an event, so exported files are compared through outputs) */
     char again[4200];
+    if (c->kind == K_EXPORT) goto compare_outputs;
     snprintf(again, sizeof again, "%s.resaved", path);
     st = o ? mm_optimizer_save(o, again) : mm_model_save(m, again);
     if (st != MM_OK) {
@@ -414,6 +421,7 @@ static int verify_case(const test_case *c, const data *d, const char *dir) {
     if (same < 0) goto out;
     printf("  %-22s %-9s %s\n", c->name, "resave", same ? "DIFFERENT bytes" : "identical bytes");
     failed += same;
+compare_outputs:
     if (o && train_steps(o, d, STEPS, RESUME_STEPS) != 0) goto out;
     if (outputs(c, d, m, got) != 0) goto out;
     failed += compare(c->name, "load", got, want, nout) != 0;
