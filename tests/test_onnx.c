@@ -546,6 +546,182 @@ START_TEST(test_hostile_graph) {
 }
 END_TEST
 
+/* ---- equivalent graphs in other shapes ---- */
+
+static void set_str(char **field, const char *v) {
+    free(*field);
+    *field = strdup(v);
+}
+
+/* Append a node (all memory malloc'ed: free_unpacked frees it). */
+static Onnx__NodeProto *add_node(Onnx__ModelProto *mp, const char *name, const char *op,
+                                 const char *const *in, size_t n_in, const char *out) {
+    Onnx__GraphProto *g = mp->graph;
+    g->node = realloc(g->node, (g->n_node + 1) * sizeof *g->node);
+    Onnx__NodeProto *n = malloc(sizeof *n);
+    onnx__node_proto__init(n);
+    n->name = strdup(name);
+    n->op_type = strdup(op);
+    n->input = malloc(n_in * sizeof *n->input);
+    for (size_t i = 0; i < n_in; i++) n->input[i] = strdup(in[i]);
+    n->n_input = n_in;
+    n->output = malloc(sizeof *n->output);
+    n->output[0] = strdup(out);
+    n->n_output = 1;
+    g->node[g->n_node++] = n;
+    return n;
+}
+
+static void add_attr_i(Onnx__NodeProto *n, const char *name, int64_t v) {
+    n->attribute = realloc(n->attribute, (n->n_attribute + 1) * sizeof *n->attribute);
+    Onnx__AttributeProto *a = malloc(sizeof *a);
+    onnx__attribute_proto__init(a);
+    a->name = strdup(name);
+    a->has_type = 1;
+    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
+    a->has_i = 1;
+    a->i = v;
+    n->attribute[n->n_attribute++] = a;
+}
+
+static void add_attr_f(Onnx__NodeProto *n, const char *name, float v) {
+    n->attribute = realloc(n->attribute, (n->n_attribute + 1) * sizeof *n->attribute);
+    Onnx__AttributeProto *a = malloc(sizeof *a);
+    onnx__attribute_proto__init(a);
+    a->name = strdup(name);
+    a->has_type = 1;
+    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
+    a->has_f = 1;
+    a->f = v;
+    n->attribute[n->n_attribute++] = a;
+}
+
+/* A tensor with raw data (little-endian host assumed, as the test machine). */
+static Onnx__TensorProto *new_tensor(const char *name, int32_t dtype, const int64_t *dims,
+                                     size_t ndim, const void *data, size_t bytes) {
+    Onnx__TensorProto *t = malloc(sizeof *t);
+    onnx__tensor_proto__init(t);
+    t->name = strdup(name);
+    t->has_data_type = 1;
+    t->data_type = dtype;
+    t->dims = malloc((ndim ? ndim : 1) * sizeof *t->dims);
+    memcpy(t->dims, dims, ndim * sizeof *dims);
+    t->n_dims = ndim;
+    t->has_raw_data = 1;
+    t->raw_data.data = malloc(bytes ? bytes : 1);
+    memcpy(t->raw_data.data, data, bytes);
+    t->raw_data.len = bytes;
+    return t;
+}
+
+static void add_init(Onnx__ModelProto *mp, Onnx__TensorProto *t) {
+    Onnx__GraphProto *g = mp->graph;
+    g->initializer = realloc(g->initializer, (g->n_initializer + 1) * sizeof *g->initializer);
+    g->initializer[g->n_initializer++] = t;
+}
+
+/* Import mp and compare with model m: same outputs bit for bit. */
+static void expect_same_model(const Onnx__ModelProto *mp, const mm_model *m, const char *what) {
+    size_t len = onnx__model_proto__get_packed_size(mp);
+    unsigned char *buf = malloc(len);
+    onnx__model_proto__pack(mp, buf);
+    mm_model *got = NULL;
+    mm_status st = mm_onnx_import_buffer(&got, buf, len);
+    ck_assert_msg(st == MM_OK, "%s: %s: %s", what, mm_status_name(st), mm_last_error_message());
+    assert_same_weights(m, got);
+    assert_same_outputs(m, got, 7);
+    mm_model_free(got);
+    free(buf);
+}
+
+START_TEST(test_import_variants) {
+    mm_model *m = make_model("6-5-3:relu", MM_LOSS_SOFTMAX_XENT, 0.1f, 2);
+    float w0[30], b0[5], w1[15], b1[3];
+    MM_ASSERT_OK(mm_model_get_weights(m, 0, w0, 30, b0, 5));
+    MM_ASSERT_OK(mm_model_get_weights(m, 1, w1, 15, b1, 3));
+
+    /* transB = 0 with B = W^T; beta = 0.5 with C = 2 b; alpha = 1/4 with 4 W
+     * (exact even for the subnormal weight) */
+    Onnx__ModelProto *mp = base_proto("6-5-3:relu");
+    Onnx__TensorProto *t = find_init(mp, "layers.0.weight");
+    float wt[30], c2[3], w4[15];
+    for (int o = 0; o < 5; o++)
+        for (int i = 0; i < 6; i++) wt[i * 5 + o] = w0[o * 6 + i];
+    memcpy(t->raw_data.data, wt, sizeof wt);
+    t->dims[0] = 6;
+    t->dims[1] = 5;
+    find_attr(find_node(mp, "layers.0.gemm"), "transB")->i = 0;
+    for (int o = 0; o < 3; o++) c2[o] = 2.0f * b1[o];
+    memcpy(find_init(mp, "layers.1.bias")->raw_data.data, c2, sizeof c2);
+    for (int k = 0; k < 15; k++) w4[k] = w1[k] * 4.0f;
+    memcpy(find_init(mp, "layers.1.weight")->raw_data.data, w4, sizeof w4);
+    add_attr_f(find_node(mp, "layers.1.gemm"), "beta", 0.5f);
+    add_attr_f(find_node(mp, "layers.1.gemm"), "alpha", 0.25f);
+    expect_same_model(mp, m, "transB 0, beta, alpha");
+    onnx__model_proto__free_unpacked(mp, NULL);
+
+    /* input [batch, 2, 3] -> Reshape(Constant [-1, 6]) -> Identity -> ... */
+    mp = base_proto("6-5-3:relu");
+    Onnx__TensorShapeProto *sh = mp->graph->input[0]->type->tensor_type->shape;
+    sh->dim = realloc(sh->dim, 3 * sizeof *sh->dim);
+    sh->dim[2] = malloc(sizeof *sh->dim[2]);
+    onnx__tensor_shape_proto__dimension__init(sh->dim[2]);
+    sh->dim[2]->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+    sh->dim[2]->dim_value = 3;
+    sh->dim[1]->dim_value = 2;
+    sh->n_dim = 3;
+    const int64_t shape[2] = {-1, 6}, d2[1] = {2};
+    Onnx__NodeProto *c = add_node(mp, "shape_const", "Constant", NULL, 0, "shape");
+    c->attribute = malloc(sizeof *c->attribute);
+    c->attribute[0] = malloc(sizeof *c->attribute[0]);
+    onnx__attribute_proto__init(c->attribute[0]);
+    c->attribute[0]->name = strdup("value");
+    c->attribute[0]->has_type = 1;
+    c->attribute[0]->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR;
+    c->attribute[0]->t = new_tensor("", ONNX__TENSOR_PROTO__DATA_TYPE__INT64, d2, 1, shape,
+                                    sizeof shape);
+    c->n_attribute = 1;
+    const char *r_in[2] = {"input", "shape"}, *i_in[1] = {"flat"};
+    add_node(mp, "reshape", "Reshape", r_in, 2, "flat");
+    add_node(mp, "identity", "Identity", i_in, 1, "flat2");
+    set_str(&find_node(mp, "layers.0.gemm")->input[0], "flat2");
+    expect_same_model(mp, m, "Reshape, Constant, Identity");
+    /* the same with Flatten */
+    Onnx__NodeProto *r = find_node(mp, "reshape");
+    set_str(&r->op_type, "Flatten");
+    r->n_input = 1; /* input[1] stays allocated: free_unpacked frees n_input entries */
+    free(r->input[1]);
+    add_attr_i(r, "axis", 1);
+    find_node(mp, "shape_const")->n_output = 1;
+    set_str(&find_node(mp, "shape_const")->name, "unused_const");
+    expect_refusal(mp, MM_E_UNSUPPORTED, "unused_const", "not on the path");
+    onnx__model_proto__free_unpacked(mp, NULL);
+
+    /* layer 1 as MatMul(x, W^T) + Add(b) */
+    mp = base_proto("6-5-3:relu");
+    Onnx__NodeProto *g1 = find_node(mp, "layers.1.gemm");
+    set_str(&g1->op_type, "MatMul");
+    g1->n_input = 2;
+    free(g1->input[2]);
+    for (size_t k = 0; k < g1->n_attribute; k++) onnx__attribute_proto__free_unpacked(g1->attribute[k], NULL);
+    g1->n_attribute = 0;
+    float w1t[15];
+    for (int o = 0; o < 3; o++)
+        for (int i = 0; i < 5; i++) w1t[i * 3 + o] = w1[o * 5 + i];
+    const int64_t dt[2] = {5, 3};
+    add_init(mp, new_tensor("w1t", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, dt, 2, w1t, sizeof w1t));
+    set_str(&g1->input[1], "w1t");
+    char *final = strdup(g1->output[0]);
+    set_str(&g1->output[0], "mm1");
+    const char *a_in[2] = {"layers.1.bias", "mm1"}; /* bias first: either order */
+    add_node(mp, "bias_add", "Add", a_in, 2, final);
+    free(final);
+    expect_same_model(mp, m, "MatMul + Add");
+    onnx__model_proto__free_unpacked(mp, NULL);
+    mm_model_free(m);
+}
+END_TEST
+
 START_TEST(test_corrupt_bytes) {
     mm_model *m = make_model("7-6-5-3:relu", MM_LOSS_SOFTMAX_XENT, 0.01f, 4);
     char *path = mm_test_tmp_path(".onnx");
@@ -660,6 +836,7 @@ static Suite *onnx_suite(void) {
     tcase_add_test(tc, test_torch_matmul);
     tcase_add_test(tc, test_hostile_tensors);
     tcase_add_test(tc, test_hostile_graph);
+    tcase_add_test(tc, test_import_variants);
     tcase_add_test(tc, test_corrupt_bytes);
 #else
     tcase_add_test(tc, test_unavailable);

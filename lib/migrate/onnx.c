@@ -306,18 +306,8 @@ static mm_status effective_dense(const mm_layer *l, size_t index, float *w, floa
         free(pos);
         return st;
     }
-    if (mm_layer_is_quantized(l)) {
-        /* fp16 / bf16 (int8 goes to QDQ): the widened weights; the bias is
-         * the layer's float bias, parameter "bias" or the stored one */
-        mm_status st = mm_qlayer_effective_weights(l, w);
-        if (st != MM_OK) return st;
-        mm_layer *d = NULL;
-        st = mm_qlayer_to_dense(l, &d);
-        if (st != MM_OK) return st;
-        memcpy(b, d->params[1].data, out * sizeof *b);
-        d->vt->destroy(d);
-        return MM_OK;
-    }
+    if (mm_layer_is_quantized(l)) /* fp16 / bf16 (int8 goes to QDQ): the widened weights */
+        return mm_qlayer_effective_weights(l, w, b);
     return mm_error(MM_E_UNSUPPORTED, "layer %zu: kind %s has no ONNX form%s", index, kind,
                     strcmp(kind, "qat") == 0
                         ? " (finish quantization-aware training with mm_quantizer_apply first)"

@@ -1413,9 +1413,9 @@ mm_status mm_qlayer_int8_create(const mm_qlayer_int8 *d, size_t in, size_t out,
     return MM_OK;
 }
 
-mm_status mm_qlayer_effective_weights(const mm_layer *layer, float *w) {
+mm_status mm_qlayer_effective_weights(const mm_layer *layer, float *w, float *b) {
     if (!layer) return mm_null_arg("layer");
-    if (!w) return mm_null_arg("w");
+    if (!w || !b) return mm_null_arg("w, b");
     if (!mm_layer_is_quantized(layer))
         return mm_error(MM_E_INVALID_ARGUMENT, "layer kind %s is not quantized", layer->vt->kind);
     const qlayer *q = (const qlayer *)layer;
@@ -1424,6 +1424,7 @@ mm_status mm_qlayer_effective_weights(const mm_layer *layer, float *w) {
     if (is_int8(q) && !w8) return mm_oom("int8 weights");
     dequant_rows(q, w8, 0, layer->out, w);
     free(owned);
+    memcpy(b, q->bias, layer->out * sizeof *b);
     return MM_OK;
 }
 

@@ -57,9 +57,10 @@ mm_status mm_qlayer_int8_describe(const mm_layer *layer, mm_qlayer_int8 *d);
 mm_status mm_qlayer_int8_create(const mm_qlayer_int8 *d, size_t in, size_t out,
                                 mm_activation act, float slope, mm_layer **res);
 
-/* The float weights (out x in) a quantized layer's forward pass multiplies
- * by: the dequantized int8 or widened 16-bit values, not the master. */
-mm_status mm_qlayer_effective_weights(const mm_layer *layer, float *w);
+/* The float weights (out x in) and bias (out) a quantized layer's forward
+ * pass computes with: the dequantized int8 or widened 16-bit values, not
+ * the master weights. */
+mm_status mm_qlayer_effective_weights(const mm_layer *layer, float *w, float *b);
 
 /* True for the kinds defined in qlayer.c. */
 bool mm_layer_is_quantized(const mm_layer *layer);
