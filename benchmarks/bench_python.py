@@ -18,7 +18,9 @@ Two measurements per repetition:
   compiled as a module and called once per chunk through ctypes) and the
   Python loop, on the same optimizer. Each Python chunk is paired with the
   C chunk next to it (a few ms apart), so the load of a shared machine hits
-  both alike; the ratio is the median over the pairs;
+  both alike; the ratio is the median over the pairs, of the thread's CPU
+  time (what the step costs; immune to waiting for a core) and of the wall
+  time;
 - separate processes, as benchmarks/compare.py does: `bench_mmaint online`
   vs the Python loop alone (median chunk of each process); noisier.
 
@@ -80,51 +82,60 @@ def worker(mode, seconds, build):
     step = opt.step
     pos = {"c": 0, "py": 0}
 
+    # Each chunk returns (wall seconds, CPU seconds of this thread): on a
+    # shared machine the wall time includes time the thread waited for a
+    # core, the CPU time only what it computed.
     def c_chunk():
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         st = c_chunk_fn(opt._ptr, xa, ya, ds.dim, N_SAMPLES, pos["c"], CHUNK)
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.thread_time() - c0
         if st:
             raise RuntimeError("bench_online_chunk: status %d" % st)
         pos["c"] = (pos["c"] + CHUNK) % N_SAMPLES
-        return dt
+        return dt, dc
 
     def py_chunk():
         i = pos["py"]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         for _ in range(CHUNK):
             step(rows[i], ys[i])
             i += 1
             if i == N_SAMPLES:
                 i = 0
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.thread_time() - c0
         pos["py"] = i
-        return dt
+        return dt, dc
 
     c_chunk()  # warm-up, as bench_mmaint
     py_chunk()
-    ratios, c_times, py_times = [], [], []
+    ratios, cpu_ratios, c_times, py_times, c_cpu, py_cpu = [], [], [], [], [], []
     t_all = time.perf_counter()
     while len(ratios) < 4 or time.perf_counter() - t_all < seconds:
         if len(ratios) % 2:  # alternate which goes first
-            tp = py_chunk()
-            tc = c_chunk()
+            tp, cp = py_chunk()
+            tc, cc = c_chunk()
         else:
-            tc = c_chunk()
-            tp = py_chunk()
+            tc, cc = c_chunk()
+            tp, cp = py_chunk()
         ratios.append(tp / tc)
+        cpu_ratios.append(cp / cc)
         c_times.append(tc / CHUNK)
         py_times.append(tp / CHUNK)
+        c_cpu.append(cc / CHUNK)
+        py_cpu.append(cp / CHUNK)
     # Then the Python loop alone, as a separate-process comparison uses it.
     alone = []
     t_all = time.perf_counter()
     while len(alone) < 3 or time.perf_counter() - t_all < seconds:
-        alone.append(py_chunk() / CHUNK)
+        alone.append(py_chunk()[0] / CHUNK)
     print(json.dumps({
         "impl": "python-" + mode, "bench": "online_paired", "pairs": len(ratios),
         "ratio_median": round(statistics.median(ratios), 4),
+        "cpu_ratio_median": round(statistics.median(cpu_ratios), 4),
         "c_us_median": round(1e6 * statistics.median(c_times), 2),
         "py_us_median": round(1e6 * statistics.median(py_times), 2),
+        "c_cpu_us_median": round(1e6 * statistics.median(c_cpu), 2),
+        "py_cpu_us_median": round(1e6 * statistics.median(py_cpu), 2),
         "py_alone_samples_per_s": round(1.0 / statistics.median(alone), 1),
         "python": sys.version.split()[0], "numpy": mode == "numpy",
         "mmaint": mmaint.version(), "backend": mmaint.backend()}))
@@ -189,24 +200,27 @@ def main():
                 print("rep %d c (separate process): %.1f us/step"
                       % (r + 1, 1e6 / d["samples_per_s"]), file=sys.stderr)
             else:
-                print("rep %d %s: paired ratio %.3f (C %.1f us, Python %.1f us); alone %.1f us"
+                print("rep %d %s: paired ratio wall %.3f (C %.1f us, Python %.1f us), CPU %.3f "
+                      "(C %.1f us, Python %.1f us); alone %.1f us"
                       % (r + 1, k, d["ratio_median"], d["c_us_median"], d["py_us_median"],
+                         d["cpu_ratio_median"], d["c_cpu_us_median"], d["py_cpu_us_median"],
                          1e6 / d["py_alone_samples_per_s"]), file=sys.stderr)
     c_sep = [1e6 / d["samples_per_s"] for d in res["c"]]
     print("Online learning step (SGD lr 0.01, 1 sample/step), model 784-256-128-10 relu, "
           "Fashion-MNIST, 1 thread; %d repetitions x %g s.\n" % (a.reps, a.seconds))
-    print("| Python | Python time / C time, paired in one process | us/step C / Python "
-          "(paired) | Python time / C time, separate processes | us/step Python alone |")
-    print("|---|---|---|---|---|")
+    print("| Python | Python / C, paired, CPU time | CPU us/step C / Python | Python / C, "
+          "paired, wall time | wall us/step C / Python | Python / C, separate processes "
+          "(wall) |")
+    print("|---|---|---|---|---|---|")
     for k, label in (("numpy", "numpy rows (`%s`)" % a.numpy_python),
                      ("array", "array('f') (`%s`)" % a.array_python)):
         ds = res[k]
-        paired = [d["ratio_median"] for d in ds]
         sep = [(1e6 / d["py_alone_samples_per_s"]) / c for d, c in zip(ds, c_sep)]
-        print("| %s | %s | %.1f / %.1f | %s | %.1f |"
-              % (label, spread(paired), statistics.median(d["c_us_median"] for d in ds),
-                 statistics.median(d["py_us_median"] for d in ds), spread(sep),
-                 statistics.median(1e6 / d["py_alone_samples_per_s"] for d in ds)))
+        med = lambda key: statistics.median(d[key] for d in ds)  # noqa: E731
+        print("| %s | %s | %.1f / %.1f | %s | %.1f / %.1f | %s |"
+              % (label, spread([d["cpu_ratio_median"] for d in ds]), med("c_cpu_us_median"),
+                 med("py_cpu_us_median"), spread([d["ratio_median"] for d in ds]),
+                 med("c_us_median"), med("py_us_median"), spread(sep)))
     print("\nC alone (`bench_mmaint online`, separate process): %.1f us/step (median). "
           "Ratios: median (min..max) over the repetitions; target <= 1.5x."
           % statistics.median(c_sep))

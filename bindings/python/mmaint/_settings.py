@@ -14,8 +14,10 @@ class Settings:
     (*_from_name, *_name) pair.
     """
 
-    def __init__(self, from_name, name_of, bounds, aliases=None, choices=None,
+    def __init__(self, from_name, name_of, bounds, setter, getter, aliases=None, choices=None,
                  choice_funcs=None):
+        self._setter = setter
+        self._getter = getter
         self._from_name = from_name
         self._name_of = name_of
         self._bounds = bounds
@@ -74,13 +76,13 @@ class Settings:
                 return n.decode()
         return number
 
-    def apply(self, setter, ptr, settings):
+    def apply(self, ptr, settings):
         for name, value in settings.items():
-            setter(ptr, self.key(name), self.value(name, value))
+            self._setter(ptr, self.key(name), self.value(name, value))
 
-    def get(self, getter, ptr, name):
+    def get(self, ptr, name):
         out = c_double()
-        getter(ptr, self.key(name), byref(out))
+        self._getter(ptr, self.key(name), byref(out))
         return self.decode(name, out.value)
 
     def bounds(self, name):
@@ -96,3 +98,38 @@ class Settings:
             if n:
                 out.append(n.decode())
         return out
+
+
+class Configurable:
+    """Settings by name for Optimizer, Pruner and Quantizer (class attribute
+    _SETTINGS): ``obj.set(lr=0.1)``, ``obj.get("lr")``, ``obj["lr"]``,
+    ``obj["lr"] = 0.1``, ``Cls.bounds("lr")``, ``Cls.setting_names()``."""
+
+    _SETTINGS = None
+
+    def set(self, **settings):
+        """Change settings by name (see the class documentation). Out of
+        range: OutOfRangeError; a setting this kind does not use:
+        UnsupportedError; an unknown name: InvalidArgumentError. Returns self."""
+        self._SETTINGS.apply(self._p(), settings)
+        return self
+
+    def get(self, name):
+        """A setting's value (enum-valued settings as their name)."""
+        return self._SETTINGS.get(self._p(), name)
+
+    def __getitem__(self, name):
+        return self.get(name)
+
+    def __setitem__(self, name, value):
+        self.set(**{name: value})
+
+    @classmethod
+    def bounds(cls, name):
+        """The valid closed range (lo, hi) of a setting."""
+        return cls._SETTINGS.bounds(name)
+
+    @classmethod
+    def setting_names(cls):
+        """The names of every setting the library knows for this kind."""
+        return cls._SETTINGS.names()

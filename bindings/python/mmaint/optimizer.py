@@ -8,7 +8,7 @@ from . import _buffers as B
 from ._handle import Owner
 from ._lib import (FIT_CALLBACK, FitProgressStruct, enum_from_name, fspath, lib, new_handle,
                    raise_status, text, unchecked)
-from ._settings import Settings
+from ._settings import Configurable, Settings
 from .dataset import Dataset
 from .errors import CancelledError
 from .model import Model
@@ -16,6 +16,7 @@ from .model import Model
 SCHEDULES = {"constant": 0, "step": 1, "exponential": 2, "cosine": 3}
 
 SETTINGS = Settings(lib.mm_opt_param_from_name, lib.mm_opt_param_name, lib.mm_opt_param_bounds,
+                    lib.mm_optimizer_set, lib.mm_optimizer_get,
                     aliases={"lr": "learning_rate"}, choices={"schedule": SCHEDULES})
 
 _EVENTS = {0: "batch", 1: "epoch_end"}
@@ -83,15 +84,22 @@ def _install_unraisable_hook():
     _hook_installed = True
 
 
-class Optimizer(Owner):
+class Optimizer(Configurable, Owner):
     """Updates a model's parameters: ``Optimizer(model, "adam", lr=1e-3)``.
 
-    `kind` is 'sgd', 'adam' or 'adamw'; keyword arguments are settings
-    (see :meth:`set`). The optimizer keeps its model alive.
+    `kind` is 'sgd', 'adam' or 'adamw'; keyword arguments are settings:
+    lr / learning_rate, momentum, nesterov, weight_decay, beta1, beta2,
+    epsilon, clip_norm, schedule ('constant', 'step', 'exponential',
+    'cosine'), step_size, gamma, warmup_steps, total_steps, min_lr,
+    batch_size, epochs, seed, shuffle, patience, restore_best,
+    max_grad_norm, grad_spike (also :meth:`set`, ``opt["lr"]``). The
+    optimizer keeps its model alive.
 
     Thread safety: an optimizer and its model are used by one thread at a
     time (the model must not be read by other threads during step/fit).
     """
+
+    _SETTINGS = SETTINGS
 
     def __init__(self, model, kind="adam", **settings):
         if not isinstance(model, Model):
@@ -132,25 +140,6 @@ class Optimizer(Owner):
 
     # ---- settings ---------------------------------------------------------------
 
-    def set(self, **settings):
-        """Change settings by name: lr / learning_rate, momentum, nesterov,
-        weight_decay, beta1, beta2, epsilon, clip_norm, schedule ('constant',
-        'step', 'exponential', 'cosine'), step_size, gamma, warmup_steps,
-        total_steps, min_lr, batch_size, epochs, seed, shuffle, patience,
-        restore_best, max_grad_norm, grad_spike. Out of range: OutOfRangeError; a setting the algorithm
-        does not use: UnsupportedError. Returns self."""
-        SETTINGS.apply(lib.mm_optimizer_set, self._p(), settings)
-        return self
-
-    def get(self, name):
-        """A setting's value (schedule as its name)."""
-        return SETTINGS.get(lib.mm_optimizer_get, self._p(), name)
-
-    __getitem__ = get
-
-    def __setitem__(self, name, value):
-        self.set(**{name: value})
-
     def set_layer_lr_scale(self, layer, scale):
         """Layer `layer` learns with the scheduled rate times `scale` (in
         [0, 1e3], default 1; 0 leaves the layer unchanged). Saved with the
@@ -168,15 +157,6 @@ class Optimizer(Owner):
         fresh. Returns self."""
         lib.mm_optimizer_sync(self._p())
         return self
-
-    @staticmethod
-    def bounds(name):
-        """The valid closed range (lo, hi) of a setting."""
-        return SETTINGS.bounds(name)
-
-    @staticmethod
-    def setting_names():
-        return SETTINGS.names()
 
     @property
     def kind(self):

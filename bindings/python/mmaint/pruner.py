@@ -5,15 +5,15 @@ from ctypes import byref, c_double
 from . import _buffers as B
 from ._handle import Owner
 from ._lib import enum_from_name, lib, new_handle, text
-from ._settings import Settings
+from ._settings import Configurable, Settings
 
 SETTINGS = Settings(lib.mm_prune_param_from_name, lib.mm_prune_param_name,
-                    lib.mm_prune_param_bounds,
+                    lib.mm_prune_param_bounds, lib.mm_pruner_set, lib.mm_pruner_get,
                     choices={"schedule": {"one_shot": 0, "polynomial": 1},
                              "sparse_format": {"auto": 0, "sparse": 1, "dense": 2}})
 
 
-class Pruner(Owner):
+class Pruner(Configurable, Owner):
     """``Pruner("magnitude_global", sparsity=0.9)``.
 
     Criteria: magnitude, magnitude_global, random, neuron_l1, neuron_l2,
@@ -26,6 +26,8 @@ class Pruner(Owner):
     and attached optimizer steps need exclusive access to the model.
     """
 
+    _SETTINGS = SETTINGS
+
     def __init__(self, criterion="magnitude_global", **settings):
         c = enum_from_name(lib.mm_prune_criterion_from_name, criterion, "criterion")
         h = new_handle()
@@ -35,25 +37,6 @@ class Pruner(Owner):
         if settings:
             self.set(**settings)
 
-    def set(self, **settings):
-        SETTINGS.apply(lib.mm_pruner_set, self._p(), settings)
-        return self
-
-    def get(self, name):
-        return SETTINGS.get(lib.mm_pruner_get, self._p(), name)
-
-    __getitem__ = get
-
-    def __setitem__(self, name, value):
-        self.set(**{name: value})
-
-    @staticmethod
-    def bounds(name):
-        return SETTINGS.bounds(name)
-
-    @staticmethod
-    def setting_names():
-        return SETTINGS.names()
 
     @property
     def criterion(self):

@@ -6,15 +6,15 @@ from ctypes import byref, c_double
 from . import _buffers as B
 from ._handle import Owner
 from ._lib import enum_from_name, lib, new_handle, text
-from ._settings import Settings
+from ._settings import Configurable, Settings
 
 SETTINGS = Settings(lib.mm_quant_param_from_name, lib.mm_quant_param_name,
-                    lib.mm_quant_param_bounds,
+                    lib.mm_quant_param_bounds, lib.mm_quantizer_set, lib.mm_quantizer_get,
                     choice_funcs={"observer": (lib.mm_quant_observer_from_name,
                                                lib.mm_quant_observer_name)})
 
 
-class Quantizer(Owner):
+class Quantizer(Configurable, Owner):
     """``Quantizer("int8_static", observer="percentile")``.
 
     Schemes: int8_weight_only, int8_dynamic, int8_static (calibrate first),
@@ -27,6 +27,8 @@ class Quantizer(Owner):
     mutates the model (exclusive access).
     """
 
+    _SETTINGS = SETTINGS
+
     def __init__(self, scheme="int8_static", **settings):
         s = enum_from_name(lib.mm_quant_scheme_from_name, scheme, "scheme")
         h = new_handle()
@@ -35,25 +37,6 @@ class Quantizer(Owner):
         if settings:
             self.set(**settings)
 
-    def set(self, **settings):
-        SETTINGS.apply(lib.mm_quantizer_set, self._p(), settings)
-        return self
-
-    def get(self, name):
-        return SETTINGS.get(lib.mm_quantizer_get, self._p(), name)
-
-    __getitem__ = get
-
-    def __setitem__(self, name, value):
-        self.set(**{name: value})
-
-    @staticmethod
-    def bounds(name):
-        return SETTINGS.bounds(name)
-
-    @staticmethod
-    def setting_names():
-        return SETTINGS.names()
 
     @property
     def scheme(self):
