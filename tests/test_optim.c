@@ -75,8 +75,8 @@ START_TEST(names_round_trip) {
                                    "clip_norm",    "schedule",      "step_size",    "gamma",
                                    "warmup_steps", "total_steps",   "min_lr",       "batch_size",
                                    "epochs",       "seed",          "shuffle",      "patience",
-                                   "restore_best", "max_grad_norm", "grad_spike"};
-    for (int p = 1; p <= 22; p++) {
+                                   "restore_best", "max_grad_norm", "grad_spike",  "l2sp"};
+    for (int p = 1; p <= 23; p++) {
         const char *name = mm_opt_param_name((mm_opt_param)p);
         ck_assert_ptr_nonnull(name);
         ck_assert_str_eq(name, expect[p]);
@@ -85,7 +85,7 @@ START_TEST(names_round_trip) {
         ck_assert_int_eq((int)back, p);
     }
     ck_assert_ptr_null(mm_opt_param_name((mm_opt_param)0));
-    ck_assert_ptr_null(mm_opt_param_name((mm_opt_param)23));
+    ck_assert_ptr_null(mm_opt_param_name((mm_opt_param)24));
     mm_opt_param p;
     MM_ASSERT_STATUS(mm_opt_param_from_name("lr", &p), MM_E_INVALID_ARGUMENT);
     ck_assert_ptr_nonnull(strstr(mm_last_error_message(), "lr"));
@@ -137,6 +137,7 @@ static const range_case ranges[] = {
     {MM_OPT_RESTORE_BEST, 0, 1, 0, 0, 1, {1, 1, 1}},
     {MM_OPT_MAX_GRAD_NORM, 0, 1e30, 0, 0, 0, {0, 0, 0}},
     {MM_OPT_GRAD_SPIKE, 0, 1e9, 0, 0, 0, {0, 0, 0}},
+    {MM_OPT_L2SP, 0, 1e6, 0, 0, 0, {0, 0, 0}},
 };
 #define N_RANGES (sizeof ranges / sizeof ranges[0])
 
@@ -150,7 +151,7 @@ START_TEST(bounds_are_closed_ranges) {
     }
     double lo, hi;
     MM_ASSERT_STATUS(mm_opt_param_bounds((mm_opt_param)0, &lo, &hi), MM_E_INVALID_ARGUMENT);
-    MM_ASSERT_STATUS(mm_opt_param_bounds((mm_opt_param)23, &lo, &hi), MM_E_INVALID_ARGUMENT);
+    MM_ASSERT_STATUS(mm_opt_param_bounds((mm_opt_param)24, &lo, &hi), MM_E_INVALID_ARGUMENT);
     MM_ASSERT_OK(mm_opt_param_bounds(MM_OPT_GAMMA, NULL, NULL));
 }
 END_TEST
@@ -212,8 +213,8 @@ START_TEST(setters_check_every_range) {
         }
         double v;
         MM_ASSERT_STATUS(mm_optimizer_set(o, (mm_opt_param)0, 1), MM_E_INVALID_ARGUMENT);
-        MM_ASSERT_STATUS(mm_optimizer_set(o, (mm_opt_param)23, 1), MM_E_INVALID_ARGUMENT);
-        MM_ASSERT_STATUS(mm_optimizer_get(o, (mm_opt_param)23, &v), MM_E_INVALID_ARGUMENT);
+        MM_ASSERT_STATUS(mm_optimizer_set(o, (mm_opt_param)24, 1), MM_E_INVALID_ARGUMENT);
+        MM_ASSERT_STATUS(mm_optimizer_get(o, (mm_opt_param)24, &v), MM_E_INVALID_ARGUMENT);
         MM_ASSERT_STATUS(mm_optimizer_get(o, MM_OPT_LEARNING_RATE, NULL), MM_E_INVALID_ARGUMENT);
         MM_ASSERT_STATUS(mm_optimizer_set(NULL, MM_OPT_LEARNING_RATE, 1), MM_E_INVALID_ARGUMENT);
         mm_optimizer_free(o);
@@ -975,6 +976,128 @@ START_TEST(fused_sgd_guards_and_matches) {
 }
 END_TEST
 
+/* ---- L2-SP ------------------------------------------------------------- */
+
+/* Gradients of every layer (W then b) into buf. */
+static void get_grads(const mm_model *m, float *buf) {
+    size_t off = 0;
+    for (size_t l = 0; l < mm_model_num_layers(m); l++) {
+        size_t in, out;
+        MM_ASSERT_OK(mm_model_layer_info(m, l, NULL, &in, &out, NULL));
+        MM_ASSERT_OK(mm_model_get_gradients(m, l, buf + off, in * out, buf + off + in * out, out));
+        off += in * out + out;
+    }
+}
+
+/* One SGD step with L2-SP against its closed form
+ * w2 = w1 - lr * (g(w1) + alpha * (w1 - w0)), g from a separate
+ * mm_model_backward at w1; for SGD and Adam the gradient buffers hold that
+ * penalised gradient; a strong pull brings the weights back towards w0;
+ * no anchor -> MM_E_STATE. */
+START_TEST(l2sp_closed_form) {
+    const size_t dim = 6, n = 8;
+    float x[8 * 6];
+    int32_t y[8];
+    make_blobs(x, y, n, dim, 3, 7);
+    const double lr = 0.05, alpha = 0.7;
+    for (int kind = MM_OPTIM_SGD; kind <= MM_OPTIM_ADAM; kind++) {
+        mm_model *m = small_model("6-5-3:tanh", 11);
+        mm_optimizer *o;
+        MM_ASSERT_OK(mm_optimizer_create(&o, m, (mm_optim_kind)kind));
+        MM_ASSERT_OK(mm_optimizer_set(o, MM_OPT_LEARNING_RATE, lr));
+        ck_assert_int_eq(mm_optimizer_has_anchor(o), 0);
+        MM_ASSERT_OK(mm_optimizer_set(o, MM_OPT_L2SP, alpha));
+        MM_ASSERT_STATUS(mm_optimizer_step(o, x, y, NULL, n, NULL), MM_E_STATE);
+        ck_assert_ptr_nonnull(strstr(mm_last_error_message(), "anchor"));
+        const size_t np = get_params(m, NULL);
+        float *w0 = malloc(np * sizeof *w0), *w1 = malloc(np * sizeof *w1);
+        float *g = malloc(np * sizeof *g), *w2 = malloc(np * sizeof *w2);
+        float *gp = malloc(np * sizeof *gp);
+        get_params(m, w0);
+        MM_ASSERT_OK(mm_optimizer_set_anchor(o));
+        ck_assert_int_eq(mm_optimizer_has_anchor(o), 1);
+        /* move away from the anchor without the penalty */
+        MM_ASSERT_OK(mm_optimizer_set(o, MM_OPT_L2SP, 0));
+        for (int i = 0; i < 3; i++) MM_ASSERT_OK(mm_optimizer_step(o, x, y, NULL, n, NULL));
+        get_params(m, w1);
+        ck_assert(mm_test_max_abs_diff(w0, w1, np) > 1e-3);
+        MM_ASSERT_OK(mm_model_backward(m, x, y, NULL, n, NULL));
+        get_grads(m, g);
+        MM_ASSERT_OK(mm_optimizer_set(o, MM_OPT_L2SP, alpha));
+        MM_ASSERT_OK(mm_optimizer_step(o, x, y, NULL, n, NULL));
+        get_params(m, w2);
+        get_grads(m, gp);
+        for (size_t i = 0; i < np; i++) {
+            const double want_g = (double)g[i] + alpha * ((double)w1[i] - (double)w0[i]);
+            ck_assert_msg(fabs(gp[i] - want_g) < 1e-5, "param %zu: grad %g want %g", i, gp[i],
+                          want_g);
+            if (kind == MM_OPTIM_SGD) {
+                const double want_w = (double)w1[i] - lr * want_g;
+                ck_assert_msg(fabs(w2[i] - want_w) < 1e-5, "param %zu: w %g want %g", i, w2[i],
+                              want_w);
+            }
+        }
+        /* a strong pull wins over the data gradient */
+        const double before = mm_test_max_abs_diff(w0, w2, np);
+        MM_ASSERT_OK(mm_optimizer_set(o, MM_OPT_L2SP, 100));
+        MM_ASSERT_OK(mm_optimizer_set(o, MM_OPT_LEARNING_RATE, kind == MM_OPTIM_SGD ? 5e-3 : 1e-3));
+        for (int i = 0; i < 400; i++) MM_ASSERT_OK(mm_optimizer_step(o, x, y, NULL, n, NULL));
+        get_params(m, w2);
+        const double after = mm_test_max_abs_diff(w0, w2, np);
+        ck_assert_msg(after < 0.3 * before, "kind %d: %g -> %g", kind, before, after);
+        mm_optimizer_clear_anchor(o);
+        ck_assert_int_eq(mm_optimizer_has_anchor(o), 0);
+        MM_ASSERT_STATUS(mm_optimizer_step(o, x, y, NULL, n, NULL), MM_E_STATE);
+        free(w0);
+        free(w1);
+        free(w2);
+        free(g);
+        free(gp);
+        mm_optimizer_free(o);
+        mm_model_free(m);
+    }
+    MM_ASSERT_STATUS(mm_optimizer_set_anchor(NULL), MM_E_INVALID_ARGUMENT);
+    mm_optimizer_clear_anchor(NULL);
+    ck_assert_int_eq(mm_optimizer_has_anchor(NULL), 0);
+}
+END_TEST
+
+/* An anchor with alpha 0 changes nothing (plain SGD stays on its fused
+ * path, bit-identical); a structure change drops the anchor. */
+START_TEST(l2sp_zero_is_plain_and_sync_drops) {
+    float x[4 * 6];
+    int32_t y[4];
+    make_blobs(x, y, 4, 6, 3, 3);
+    mm_model *a = small_model("6-5-3", 5), *b = small_model("6-5-3", 5);
+    mm_optimizer *oa, *ob;
+    MM_ASSERT_OK(mm_optimizer_create(&oa, a, MM_OPTIM_SGD));
+    MM_ASSERT_OK(mm_optimizer_create(&ob, b, MM_OPTIM_SGD));
+    MM_ASSERT_OK(mm_optimizer_set_anchor(ob));
+    for (int i = 0; i < 5; i++) {
+        MM_ASSERT_OK(mm_optimizer_step(oa, x, y, NULL, 4, NULL));
+        MM_ASSERT_OK(mm_optimizer_step(ob, x, y, NULL, 4, NULL));
+    }
+    const size_t np = get_params(a, NULL);
+    float *pa = malloc(np * sizeof *pa), *pb = malloc(np * sizeof *pb);
+    get_params(a, pa);
+    get_params(b, pb);
+    ck_assert(memcmp(pa, pb, np * sizeof *pa) == 0);
+    MM_ASSERT_OK(mm_model_replace_head(b, 3, MM_ACT_IDENTITY, 9));
+    MM_ASSERT_OK(mm_optimizer_sync(ob));
+    ck_assert_int_eq(mm_optimizer_has_anchor(ob), 0);
+    MM_ASSERT_OK(mm_optimizer_set(ob, MM_OPT_L2SP, 0.1));
+    MM_ASSERT_STATUS(mm_optimizer_step(ob, x, y, NULL, 4, NULL), MM_E_STATE);
+    MM_ASSERT_OK(mm_optimizer_set_anchor(ob));
+    MM_ASSERT_OK(mm_optimizer_step(ob, x, y, NULL, 4, NULL));
+    free(pa);
+    free(pb);
+    mm_optimizer_free(oa);
+    mm_optimizer_free(ob);
+    mm_model_free(a);
+    mm_model_free(b);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("optim");
     TCase *tc = tcase_create("core");
@@ -999,6 +1122,8 @@ int main(void) {
     tcase_add_test(tc, fit_is_deterministic);
     tcase_add_test(tc, fit_learns_separable_problem);
     tcase_add_test(tc, fused_sgd_guards_and_matches);
+    tcase_add_test(tc, l2sp_closed_form);
+    tcase_add_test(tc, l2sp_zero_is_plain_and_sync_drops);
     suite_add_tcase(s, tc);
     return mm_test_run(s);
 }

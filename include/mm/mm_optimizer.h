@@ -68,10 +68,14 @@ typedef enum mm_opt_param {
     MM_OPT_MAX_GRAD_NORM = 21, /* [0, 1e30], 0 = off (default): a step whose global
                                   gradient L2 norm (trainable layers) exceeds this
                                   fails with MM_E_NUMERIC and changes nothing */
-    MM_OPT_GRAD_SPIKE = 22     /* [0, 1e9], 0 = off (default): a step whose global
+    MM_OPT_GRAD_SPIKE = 22,    /* [0, 1e9], 0 = off (default): a step whose global
                                   gradient norm exceeds this many times the running
                                   average of the norms of earlier accepted steps
                                   (active after 8 steps) fails with MM_E_NUMERIC */
+    MM_OPT_L2SP = 23           /* [0, 1e6], 0 = off (default): L2-SP strength alpha;
+                                  the loss gains alpha/2 * ||w - w0||^2 where w0 are
+                                  the weights saved by mm_optimizer_set_anchor
+                                  (gradient += alpha * (w - w0)); needs an anchor */
 } mm_opt_param;
 
 /* Name of a setting ("learning_rate") or NULL; and the reverse lookup. */
@@ -126,6 +130,23 @@ MM_API double mm_optimizer_current_lr(const mm_optimizer *opt);
  * model's gradient buffers (mm_model_get_gradients) untouched. */
 MM_API mm_status mm_optimizer_step(mm_optimizer *opt, const float *x, const int32_t *labels,
                                    const float *targets, size_t n, double *loss);
+
+/* L2-SP (Li et al. 2018, "explicit inductive bias for transfer learning"):
+ * copy the model's current trainable parameters as the anchor w0 that
+ * MM_OPT_L2SP pulls the weights back to (typically the deployed version,
+ * so online updates do not drift far from it). Calling it again re-anchors
+ * at the current weights. Every algorithm and fit use it; plain SGD leaves
+ * its fused path while MM_OPT_L2SP > 0 (the model's gradient buffers then
+ * hold the penalised gradient). Masked (pruned) weights stay 0. The anchor
+ * is dropped by structure changes (mm_optimizer_sync, mm_pruner_finalize)
+ * and is not saved by mm_optimizer_save: a step with MM_OPT_L2SP > 0 and no
+ * anchor fails with MM_E_STATE. MM_E_STATE if the model changed and the
+ * optimizer was not synced; MM_E_OUT_OF_MEMORY leaves no anchor. */
+MM_API mm_status mm_optimizer_set_anchor(mm_optimizer *opt);
+/* Forget the anchor (NULL is a no-op). */
+MM_API void mm_optimizer_clear_anchor(mm_optimizer *opt);
+/* 1 if every trainable parameter has an anchor, else 0. */
+MM_API int mm_optimizer_has_anchor(const mm_optimizer *opt);
 
 /* Per-layer learning rates: the update of layer `layer` uses the scheduled
  * learning rate times `scale` (in [0, 1e3], default 1; for AdamW the

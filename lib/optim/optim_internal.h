@@ -58,6 +58,14 @@
  *    reaches weights or optimizer state. (The pass costs ~10% of an online
  *    SGD step; folding it into the update would need an exact undo, which
  *    float arithmetic does not give.)
+ *  - L2-SP (MM_OPT_L2SP = alpha > 0): each active slot holds a copy of its
+ *    parameter taken by mm_optimizer_set_anchor, and the general path adds
+ *    alpha * (w - w0) to the gradient right after the backward pass (before
+ *    masks, checks, clipping and the algorithm), i.e. the gradient of
+ *    alpha/2 * ||w - w0||^2. Masked positions get their gradient zeroed by
+ *    the mask pass afterwards, so the penalty cannot revive pruned weights.
+ *    The fused SGD path is not taken while alpha > 0. Structure changes
+ *    (sync, remap) drop the anchor.
  *  - Adam's and SGD momentum's state is flushed to zero when subnormal
  *    (mm_opt_ftz).
  */
@@ -74,7 +82,7 @@
 #include "mm/mm_optimizer.h"
 
 #define MM_OPT_PARAM_FIRST 1
-#define MM_OPT_PARAM_LAST 22 /* MM_OPT_GRAD_SPIKE */
+#define MM_OPT_PARAM_LAST 23 /* MM_OPT_L2SP */
 #define MM_OPT_PARAM_COUNT (MM_OPT_PARAM_LAST + 1)
 #define MM_OPT_BIT(p) (1u << (unsigned)(p))
 #define MM_OPTIM_MAX_STATE 2
@@ -180,6 +188,7 @@ typedef struct mm_opt_slot {
     uint64_t t;          /* updates applied to this parameter */
     double lr_scale;     /* per-layer learning-rate multiplier */
     double gmax;         /* scratch of one step: max |gradient| */
+    float *anchor;       /* L2-SP anchor weights (mm_optimizer_set_anchor) or NULL */
 } mm_opt_slot;
 
 struct mm_optimizer {

@@ -47,6 +47,7 @@ static const param_info params[MM_OPT_PARAM_COUNT] = {
     [MM_OPT_RESTORE_BEST] = {"restore_best", 0, 1, false, false, true, false, 1},
     [MM_OPT_MAX_GRAD_NORM] = {"max_grad_norm", 0, 1e30, false, false, false, false, 0},
     [MM_OPT_GRAD_SPIKE] = {"grad_spike", 0, 1e9, false, false, false, false, 0},
+    [MM_OPT_L2SP] = {"l2sp", 0, 1e6, false, false, false, false, 0},
 };
 
 bool mm_opt_param_valid(int param) {
@@ -127,6 +128,13 @@ static bool in_range(const param_info *pi, double v) {
 
 /* ---- create / free / accessors ---------------------------------------- */
 
+static void free_anchor(mm_optimizer *opt) {
+    for (size_t i = 0; i < opt->n_slots; i++) {
+        mm_free_floats(opt->slots[i].anchor);
+        opt->slots[i].anchor = NULL;
+    }
+}
+
 static void free_state(mm_optimizer *opt) {
     for (size_t i = 0; i < opt->n_slots; i++)
         for (size_t s = 0; s < MM_OPTIM_MAX_STATE; s++) {
@@ -181,7 +189,10 @@ mm_status mm_optimizer_create(mm_optimizer **out, mm_model *model, mm_optim_kind
 void mm_optimizer_free(mm_optimizer *opt) {
     if (!opt) return;
     mm_opt_set_hook(opt, NULL); /* an attached pruner forgets this optimizer */
-    if (opt->slots) free_state(opt);
+    if (opt->slots) {
+        free_state(opt);
+        free_anchor(opt);
+    }
     free(opt->slots);
     free(opt);
 }
@@ -225,6 +236,53 @@ uint64_t mm_optimizer_steps(const mm_optimizer *opt) { return opt ? opt->step : 
 
 double mm_optimizer_current_lr(const mm_optimizer *opt) {
     return opt ? mm_opt_schedule_lr(opt, opt->step) : NAN;
+}
+
+/* ---- L2-SP anchor ------------------------------------------------------ */
+
+mm_status mm_optimizer_set_anchor(mm_optimizer *opt) {
+    if (!opt) return mm_null_arg("optimizer");
+    mm_status st = mm_opt_check_model(opt);
+    if (st != MM_OK) return st;
+    /* all or nothing: allocate the missing buffers first */
+    for (size_t i = 0; i < opt->n_slots; i++) {
+        mm_opt_slot *s = &opt->slots[i];
+        if (s->anchor) continue;
+        s->anchor = mm_alloc_floats(mm_param_count(mm_opt_slot_param(opt, s)));
+        if (!s->anchor) {
+            free_anchor(opt);
+            return mm_oom("L2-SP anchor");
+        }
+    }
+    for (size_t i = 0; i < opt->n_slots; i++) {
+        const mm_param *p = mm_opt_slot_param(opt, &opt->slots[i]);
+        memcpy(opt->slots[i].anchor, p->data, mm_param_count(p) * sizeof(float));
+    }
+    return MM_OK;
+}
+
+void mm_optimizer_clear_anchor(mm_optimizer *opt) {
+    if (opt) free_anchor(opt);
+}
+
+int mm_optimizer_has_anchor(const mm_optimizer *opt) {
+    if (!opt || opt->n_slots == 0) return 0;
+    for (size_t i = 0; i < opt->n_slots; i++)
+        if (!opt->slots[i].anchor) return 0;
+    return 1;
+}
+
+/* g += alpha * (w - w0) on every active slot (the gradient of
+ * alpha/2 * ||w - w0||^2). */
+static void add_l2sp(mm_optimizer *opt, float alpha) {
+    for (size_t i = 0; i < opt->n_slots; i++) {
+        const mm_opt_slot *s = &opt->slots[i];
+        if (!mm_opt_slot_active(opt, s)) continue;
+        mm_param *p = mm_opt_slot_param(opt, s);
+        const size_t n = mm_param_count(p);
+        const float *w0 = s->anchor;
+        for (size_t k = 0; k < n; k++) p->grad[k] += alpha * (p->data[k] - w0[k]);
+    }
 }
 
 /* ---- model walk -------------------------------------------------------- */
@@ -476,7 +534,7 @@ static bool fused_sgd_applies(const mm_optimizer *opt) {
     return opt->algo->kind == MM_OPTIM_SGD && opt->set[MM_OPT_MOMENTUM] == 0.0 &&
            opt->set[MM_OPT_WEIGHT_DECAY] == 0.0 && opt->set[MM_OPT_CLIP_NORM] == 0.0 &&
            opt->set[MM_OPT_MAX_GRAD_NORM] == 0.0 && opt->set[MM_OPT_GRAD_SPIKE] == 0.0 &&
-           mm_model_can_apply_sgd(opt->model);
+           opt->set[MM_OPT_L2SP] == 0.0 && mm_model_can_apply_sgd(opt->model);
 }
 
 /* Guidance appended to every numeric-trouble message of a step. */
@@ -577,6 +635,14 @@ mm_status mm_opt_step_impl(mm_optimizer *opt, const float *x, const int32_t *lab
                         "mm_model_set_trainable");
     bool need_state = opt->algo->n_state > 0 &&
                       (!opt->algo->needs_state || opt->algo->needs_state(opt));
+    const double l2sp = opt->set[MM_OPT_L2SP];
+    if (l2sp > 0.0)
+        for (size_t i = 0; i < opt->n_slots; i++)
+            if (mm_opt_slot_active(opt, &opt->slots[i]) && !opt->slots[i].anchor)
+                return mm_error(MM_E_STATE,
+                                "l2sp is %g but the optimizer has no anchor (none set, or the "
+                                "model's layers changed since); call mm_optimizer_set_anchor",
+                                l2sp);
     if (need_state && (st = mm_opt_ensure_state(opt)) != MM_OK) return st;
 
     /* A NaN input does not always surface in the loss or the gradients
@@ -608,6 +674,10 @@ mm_status mm_opt_step_impl(mm_optimizer *opt, const float *x, const int32_t *lab
     st = mm_model_backward(opt->model, x, labels, targets, n, &value);
     if (loss) *loss = value;
     if (st != MM_OK) return loss_trouble(st);
+
+    /* L2-SP before the mask pass, which zeroes masked gradients again. A
+     * non-finite result is caught by the gradient check below. */
+    if (l2sp > 0.0) add_l2sp(opt, (float)l2sp);
 
     /* Masked weights, gradients and state to 0 (see optim_internal.h): the
      * update below then keeps them at exactly 0. */

@@ -117,8 +117,10 @@ mm_status mm_opt_remap_prepare(const mm_optimizer *opt, mm_layer *const *new_lay
 }
 
 void mm_opt_remap_commit(mm_optimizer *opt, mm_opt_remap *r) {
-    /* free the old buffers that did not move */
+    /* free the old buffers that did not move; the L2-SP anchor is dropped
+     * (mm_optimizer_set_anchor must be called again) */
     for (size_t i = 0; i < opt->n_slots; i++) {
+        mm_free_floats(opt->slots[i].anchor);
         if (r->moved[i]) continue;
         for (size_t t = 0; t < MM_OPTIM_MAX_STATE; t++) mm_free_floats(opt->slots[i].state[t]);
     }
@@ -202,9 +204,11 @@ mm_status mm_optimizer_sync(mm_optimizer *opt) {
         free(fresh);
         return st;
     }
-    for (size_t i = 0; i < opt->n_slots; i++)
+    for (size_t i = 0; i < opt->n_slots; i++) {
+        mm_free_floats(opt->slots[i].anchor); /* the L2-SP anchor is dropped */
         if (!moved[i])
             for (size_t t = 0; t < MM_OPTIM_MAX_STATE; t++) mm_free_floats(opt->slots[i].state[t]);
+    }
     free(opt->slots);
     opt->slots = slots;
     opt->n_slots = n_slots;

@@ -201,6 +201,9 @@ SIGNATURES = {
     "mm_optimizer_set_layer_lr_scale": (STATUS, [P, S, c_double]),
     "mm_optimizer_get_layer_lr_scale": (STATUS, [P, S, D]),
     "mm_optimizer_sync": (STATUS, [P]),
+    "mm_optimizer_set_anchor": (STATUS, [P]),
+    "mm_optimizer_clear_anchor": (None, [P]),
+    "mm_optimizer_has_anchor": (c_int, [P]),
     # mm_pruner.h
     "mm_prune_criterion_name": (c_char_p, [c_int]),
     "mm_prune_criterion_from_name": (STATUS, [c_char_p, I]),
