@@ -897,6 +897,12 @@ static void edit_arch_activation(parsed *p) {
                         json_string("gelu"));
     arch_edit_end(p, a);
 }
+static void edit_arch_trainable(parsed *p) {
+    json_t *a = arch_edit_begin(p);
+    json_object_set_new(json_array_get(json_object_get(a, "layers"), 0), "trainable",
+                        json_string("no"));
+    arch_edit_end(p, a);
+}
 static void edit_arch_slope(parsed *p) {
     json_t *a = arch_edit_begin(p);
     json_object_set_new(a, "leaky_slope", json_real(1.5));
@@ -955,6 +961,7 @@ START_TEST(test_metadata) {
                 "layers.2.weight: shape [4, 6], expected [6, 6]");
     expect_edit(edit_arch_kind, 1, MM_E_UNSUPPORTED, "conv2d");
     expect_edit(edit_arch_activation, 1, MM_E_FORMAT, "gelu");
+    expect_edit(edit_arch_trainable, 1, MM_E_FORMAT, "\"trainable\" must be true or false");
     expect_edit(edit_arch_slope, 1, MM_E_FORMAT, "leaky_slope");
     expect_edit(edit_arch_seed, 1, MM_E_FORMAT, "seed");
     expect_edit(edit_arch_loss, 1, MM_E_FORMAT, "hinge");

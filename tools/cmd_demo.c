@@ -1,8 +1,8 @@
 /* mmaint demo — the model maintenance story on Fashion-MNIST, as a list of
  * steps: train and deploy v1, keep updating it online as new data arrives
  * (saving a new version every few thousand samples), prune a copy of the
- * latest version for small devices, quantize another copy to int8, and
- * summarise.
+ * latest version for small devices, quantize another copy to int8, re-use
+ * its body for a new task (transfer learning), and summarise.
  *
  * Each step is a function over a shared context; adding a step (prune,
  * quantize, export...) means writing one function and one table row. Steps
@@ -693,8 +693,11 @@ void help_demo(FILE *f) {
                "every 2500 samples with their lineage; then prune a copy of the latest version\n"
                "to 90%% sparsity while fine-tuning 2 epochs (model-pruned.mmf); quantize\n"
                "another copy to int8 (static, per-channel, 512 calibration samples, at most\n"
-               "0.3 points lost: model-int8.mmf); finally a summary table with test\n"
-               "accuracy, file size and batch-1 inference speed.\n\n"
+               "0.3 points lost: model-int8.mmf); re-use the latest body (frozen) for a new\n"
+               "3-way task (tops / bottoms+dresses / shoes+bags) from 100 labelled images per\n"
+               "class and compare with the same network trained from scratch on them;\n"
+               "finally a summary table with test accuracy, file size and batch-1 inference\n"
+               "speed.\n\n"
                "Steps:");
     for (size_t i = 0; i < sizeof demo_steps / sizeof demo_steps[0]; i++)
         fprintf(f, "%s %s", i ? "," : "", demo_steps[i].name);
