@@ -108,6 +108,8 @@ struct mm_layer {
      * the same shape" (mm_layer_uid). */
     bool frozen;
     uint64_t uid;
+    /* Counts mm_layer_params_changed calls: a write to the parameters. */
+    uint64_t version;
 };
 
 /* The layer's uid, assigning a fresh one first if it has none. */
@@ -181,6 +183,7 @@ bool mm_model_can_apply_sgd(const mm_model *model);
 /* Tell a layer its parameters were written (by an optimizer, set_weights,
  * a restore): kinds that serve from a derived form re-derive it. */
 static inline void mm_layer_params_changed(mm_layer *layer) {
+    layer->version++; /* optimizers re-measure cached weight bounds */
     if (layer->vt->after_update) layer->vt->after_update(layer);
 }
 

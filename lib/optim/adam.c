@@ -165,7 +165,7 @@ static void adamw_prepare(const mm_optimizer *opt, double lr, uint64_t t, mm_opt
 
 /* Bounds of every value the element loop computes (see ADAM_ELEM). */
 static bool adam_safe(const mm_opt_step_ctx *ctx, double G, double P, const double *S,
-                      bool decay) {
+                      bool decay, double *P_next, double *S_next) {
     const double lim = MM_OPT_SAFE_LIMIT;
     const bool l2 = decay && ctx->wd != 0.0f, decoupled = decay && ctx->c[7] != 0.0f;
     const double gi = G * (double)ctx->gscale + (l2 ? (double)ctx->wd * P : 0.0);
@@ -175,7 +175,10 @@ static bool adam_safe(const mm_opt_step_ctx *ctx, double G, double P, const doub
     const double num = fabs((double)ctx->neg_lr) * m;
     const double epsc = (double)ctx->c[4];
     if (!(gi < lim && p1 < lim && m < lim && v < lim && num < lim && epsc > 0.0)) return false;
-    return p1 + num / epsc < lim;
+    *P_next = p1 + num / epsc;
+    S_next[0] = m;
+    S_next[1] = v;
+    return *P_next < lim;
 }
 
 #define ADAM_USES                                                                              \

@@ -25,16 +25,22 @@
  *    head, starts with a correctly bias-corrected first update instead of
  *    a 3x-too-large one. With no frozen layers every t equals opt->step, so
  *    results are unchanged.
- *  - Overflow guard: before anything is written, the general path measures
- *    per active slot max|g| (the finiteness pass it needs anyway), max|p|
- *    and max|state| (vectorised integer passes over the bit patterns), and
- *    the algorithm's `safe` bound proves that no intermediate or result of
- *    the update can exceed MM_OPT_SAFE_LIMIT; otherwise the step fails with
- *    MM_E_NUMERIC and nothing changes. (An exact undo after the fact is not
- *    possible in float arithmetic, and a copy of the parameters would cost
- *    more than the read pass.) The fused SGD path needs no weight pass: its
- *    bound lr*n*max|delta|*max|x| < 1e30 is below half an ulp of FLT_MAX,
- *    so a finite weight cannot round to infinity.
+ *  - Overflow guard: before anything is written, the general path proves
+ *    with the algorithm's `safe` bound that no intermediate or result of the
+ *    update can exceed MM_OPT_SAFE_LIMIT, from max|g| per active slot (the
+ *    finiteness pass it needs anyway) and bounds of max|p| and max|state|;
+ *    otherwise the step fails with MM_E_NUMERIC and nothing changes. (An
+ *    exact undo after the fact is not possible in float arithmetic, and a
+ *    copy of the parameters would cost more.) The bounds of p and state are
+ *    carried from step to step by `safe` itself (upper bounds of what the
+ *    update can produce), so the common step reads no extra weights; they
+ *    are measured (vectorised integer max over the bit patterns) when
+ *    unknown, when the layer's parameters were written by someone else
+ *    (mm_layer_params_changed bumps layer->version), and before a refusal,
+ *    so loose carried bounds never refuse a step the measured values allow.
+ *    The fused SGD path needs no weight bound: lr*n*max|delta|*max|x| <
+ *    1e30 is below half an ulp of FLT_MAX, so a finite weight cannot round
+ *    to infinity.
  *  - Pruning masks (mm_param.mask) are honoured: before each update one
  *    pass over the masked parameters (unmasked ones are skipped) sets the
  *    weight, its gradient and its state entries (momentum, Adam m and v) to
@@ -156,8 +162,10 @@ typedef struct mm_optim_algo {
     /* True if `update` with ctx provably keeps every intermediate and every
      * written value below MM_OPT_SAFE_LIMIT in magnitude, given bounds on
      * |g| (before the clip factor), |p| and |state[k]| (S[k]; 0 when there is
-     * no state). */
-    bool (*safe)(const mm_opt_step_ctx *ctx, double G, double P, const double *S, bool decay);
+     * no state); then *P_next and S_next[] receive bounds of |p| and
+     * |state[k]| after the update. */
+    bool (*safe)(const mm_opt_step_ctx *ctx, double G, double P, const double *S, bool decay,
+                 double *P_next, double *S_next);
 } mm_optim_algo;
 
 /* Magnitude the overflow guard keeps updates below (FLT_MAX is 3.4e38; the
@@ -189,6 +197,12 @@ typedef struct mm_opt_slot {
     double lr_scale;     /* per-layer learning-rate multiplier */
     double gmax;         /* scratch of one step: max |gradient| */
     float *anchor;       /* L2-SP anchor weights (mm_optimizer_set_anchor) or NULL */
+    /* Overflow guard: upper bounds of max |param| and max |state[k]|, valid
+     * while the layer's version equals pver (pbound < 0: unknown), and the
+     * bounds after the step being checked (committed when it succeeds). */
+    double pbound, sbound[MM_OPTIM_MAX_STATE];
+    uint64_t pver;
+    double pnext, snext[MM_OPTIM_MAX_STATE];
 } mm_opt_slot;
 
 struct mm_optimizer {

@@ -295,6 +295,7 @@ void mm_opt_slot_init(mm_opt_slot *s, mm_layer *layer, size_t l, size_t j) {
     s->rows = layer->params[j].rows;
     s->cols = layer->params[j].cols;
     s->lr_scale = 1.0;
+    s->pbound = -1.0; /* unknown: measured by the first step */
 }
 
 mm_status mm_opt_check_model(const mm_optimizer *opt) {
@@ -614,6 +615,19 @@ static mm_status fused_sgd_step(mm_optimizer *opt, size_t n) {
     return MM_OK;
 }
 
+/* Measure max |param| and max |state[k]| of a slot (the overflow guard's
+ * bounds when the carried ones are unknown, stale or too loose). */
+static void measure_bounds(const mm_optimizer *opt, mm_opt_slot *s, bool have_state) {
+    const mm_param *p = mm_opt_slot_param(opt, s);
+    const size_t cnt = mm_param_count(p);
+    s->pbound = mm_opt_bits_value(mm_opt_max_abs_bits(p->data, cnt));
+    for (size_t k = 0; k < MM_OPTIM_MAX_STATE; k++)
+        s->sbound[k] = have_state && k < opt->algo->n_state && s->state[k]
+                           ? mm_opt_bits_value(mm_opt_max_abs_bits(s->state[k], cnt))
+                           : 0.0;
+    s->pver = opt->model->layers[s->layer]->version;
+}
+
 /* The update context of one slot: the scheduled lr times the slot's scale,
  * and the slot's own update count for bias correction. */
 static void slot_ctx(const mm_optimizer *opt, const mm_opt_slot *s, double lr, float gscale,
@@ -721,26 +735,37 @@ mm_status mm_opt_step_impl(mm_optimizer *opt, const float *x, const int32_t *lab
         if (coef < 1.0) gscale = (float)coef;
     }
 
-    /* Overflow guard: prove the update stays finite before writing. */
+    /* Overflow guard: prove the update stays finite before writing (see
+     * optim_internal.h): carried bounds first, measured ones when those are
+     * unknown, stale or not good enough. */
     const double lr = mm_opt_schedule_lr(opt, opt->step);
     mm_opt_step_ctx ctx;
     for (size_t i = 0; i < opt->n_slots; i++) {
-        const mm_opt_slot *s = &opt->slots[i];
+        mm_opt_slot *s = &opt->slots[i];
         if (!mm_opt_slot_active(opt, s)) continue;
         const mm_param *p = mm_opt_slot_param(opt, s);
-        const size_t cnt = mm_param_count(p);
-        double S[MM_OPTIM_MAX_STATE] = {0.0, 0.0};
-        if (need_state)
-            for (size_t k = 0; k < opt->algo->n_state; k++)
-                S[k] = mm_opt_bits_value(mm_opt_max_abs_bits(s->state[k], cnt));
-        const double P = mm_opt_bits_value(mm_opt_max_abs_bits(p->data, cnt));
+        const mm_layer *ly = opt->model->layers[s->layer];
         slot_ctx(opt, s, lr, gscale, &ctx);
-        if (!opt->algo->safe(&ctx, s->gmax, P, S, p->decay))
+        bool measured = false;
+        for (;;) {
+            if (!measured && (s->pbound < 0.0 || s->pver != ly->version)) {
+                measure_bounds(opt, s, need_state);
+                measured = true;
+            }
+            if (opt->algo->safe(&ctx, s->gmax, s->pbound, s->sbound, p->decay, &s->pnext,
+                                s->snext))
+                break;
+            if (!measured) {
+                measure_bounds(opt, s, need_state);
+                measured = true;
+                continue;
+            }
             return mm_error(MM_E_NUMERIC,
                             "update of layer %zu %s could overflow to infinity (max |gradient| "
                             "%.3g, max |%s| %.3g, learning rate %.3g, weight decay %.3g)" NUMERIC_HINT,
-                            s->layer, p->name, s->gmax, p->name, P, lr * s->lr_scale,
+                            s->layer, p->name, s->gmax, p->name, s->pbound, lr * s->lr_scale,
                             opt->set[MM_OPT_WEIGHT_DECAY]);
+        }
     }
 
     for (size_t i = 0; i < opt->n_slots; i++) {
@@ -751,12 +776,22 @@ mm_status mm_opt_step_impl(mm_optimizer *opt, const float *x, const int32_t *lab
         opt->algo->update(&ctx, p->data, p->grad, need_state ? s->state : NULL,
                           mm_param_count(p), p->decay);
     }
+    /* commit the carried bounds (with a margin for float rounding) */
+    for (size_t i = 0; i < opt->n_slots; i++) {
+        mm_opt_slot *s = &opt->slots[i];
+        if (!mm_opt_slot_active(opt, s)) continue;
+        s->pbound = s->pnext * (1.0 + 1e-6);
+        for (size_t k = 0; k < MM_OPTIM_MAX_STATE; k++) s->sbound[k] = s->snext[k] * (1.0 + 1e-6);
+    }
     if (want_norm) {
         opt->gnorm_count++;
         const double w = opt->gnorm_count < 32 ? 1.0 / (double)opt->gnorm_count : 1.0 / 32.0;
         opt->gnorm_avg += w * (gnorm - opt->gnorm_avg);
     }
     layers_after_update(opt);
+    for (size_t i = 0; i < opt->n_slots; i++) /* the write above was ours */
+        if (mm_opt_slot_active(opt, &opt->slots[i]))
+            opt->slots[i].pver = opt->model->layers[opt->slots[i].layer]->version;
     count_update(opt);
     return MM_OK;
 }

@@ -96,18 +96,23 @@ static void sgd_prepare(const mm_optimizer *opt, double lr, uint64_t t, mm_opt_s
 }
 
 static bool sgd_safe(const mm_opt_step_ctx *ctx, double G, double P, const double *S,
-                     bool decay) {
+                     bool decay, double *P_next, double *S_next) {
     const double lim = MM_OPT_SAFE_LIMIT, lr = fabs((double)ctx->neg_lr),
                  mom = (double)ctx->c[0];
     const double wd = decay ? (double)ctx->wd : 0.0;
     double d = G * (double)ctx->gscale + wd * P;
+    S_next[0] = S[0];
     if (!(d < lim)) return false;
     if (ctx->variant != SGD_PLAIN) {
         const double b = mom * S[0] + d;
         if (!(b < lim)) return false;
+        S_next[0] = b;
         d = ctx->variant == SGD_NESTEROV ? d + mom * b : b;
         if (!(d < lim)) return false;
     }
+    /* p - lr*(g + wd*p) = p*(1 - lr*wd) - lr*g when the step is plain */
+    *P_next = ctx->variant == SGD_PLAIN ? fabs(1.0 - lr * wd) * P + lr * G * (double)ctx->gscale
+                                        : P + lr * d;
     return P + lr * d < lim;
 }
 
