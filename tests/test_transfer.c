@@ -584,6 +584,30 @@ START_TEST(decay_on_huge_weight_is_refused) {
 }
 END_TEST
 
+/* fit stops at the refused mini-batch with MM_E_NUMERIC (naming it); the
+ * model keeps the finite updates of the batches before it. */
+START_TEST(fit_stops_on_numeric_trouble) {
+    mm_dataset *ds;
+    MM_ASSERT_OK(mm_dataset_create(&ds, X, Y, NS, DIM));
+    const algo_case adamw = {MM_OPTIM_ADAMW, 1e3, 0.0, 0, 10.0, "adamw"};
+    mm_model *m = model3(19);
+    mm_optimizer *o = make_opt(m, &adamw);
+    MM_ASSERT_OK(mm_optimizer_set(o, MM_OPT_EPOCHS, 50));
+    MM_ASSERT_OK(mm_optimizer_set(o, MM_OPT_BATCH_SIZE, 8));
+    MM_ASSERT_STATUS(mm_optimizer_fit(o, ds, NULL, NULL, NULL, NULL), MM_E_NUMERIC);
+    ck_assert_ptr_nonnull(strstr(mm_last_error_message(), "batch"));
+    ck_assert_ptr_nonnull(strstr(mm_last_error_message(), "learning rate"));
+    snap s;
+    snap_take(m, &s);
+    for (size_t l = 0; l < s.L; l++)
+        for (size_t i = 0; i < s.wn[l]; i++) ck_assert(isfinite(s.w[l][i]));
+    snap_free(&s);
+    mm_optimizer_free(o);
+    mm_model_free(m);
+    mm_dataset_free(ds);
+}
+END_TEST
+
 START_TEST(exploding_gradients_are_refused) {
     float big[4 * DIM];
     for (size_t i = 0; i < 4 * DIM; i++) big[i] = X[i] * 1e5f;
@@ -682,6 +706,7 @@ int main(void) {
     tcase_add_test(tc, adam_counts_steps_per_parameter);
     tcase_add_test(tc, huge_lr_and_decay_are_refused_unchanged);
     tcase_add_test(tc, decay_on_huge_weight_is_refused);
+    tcase_add_test(tc, fit_stops_on_numeric_trouble);
     tcase_add_test(tc, exploding_gradients_are_refused);
     tcase_add_test(tc, save_load_keeps_flags_and_scales);
     suite_add_tcase(s, tc);
