@@ -722,6 +722,37 @@ START_TEST(test_import_variants) {
 }
 END_TEST
 
+/* A static int8 graph without mmaint's metadata (as another tool would
+ * write it) still comes back as the same static layers. */
+START_TEST(test_static_qdq_without_metadata) {
+    for (int sym = 0; sym < 2; sym++) {
+        mm_model *m = quantized(MM_QUANT_INT8_STATIC, 1, 1, sym, 0);
+        char *path = mm_test_tmp_path(".onnx");
+        MM_ASSERT_OK(mm_onnx_export(m, path));
+        size_t len;
+        unsigned char *buf = read_file(path, &len);
+        Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, len, buf);
+        ck_assert_ptr_nonnull(mp);
+        for (size_t i = 0; i < mp->n_metadata_props; i++)
+            onnx__string_string_entry_proto__free_unpacked(mp->metadata_props[i], NULL);
+        mp->n_metadata_props = 0;
+        size_t len2 = onnx__model_proto__get_packed_size(mp);
+        unsigned char *buf2 = malloc(len2);
+        onnx__model_proto__pack(mp, buf2);
+        mm_model *got = NULL;
+        MM_ASSERT_OK(mm_onnx_import_buffer(&got, buf2, len2));
+        assert_same_outputs(m, got, 13);
+        mm_model_free(got);
+        free(buf2);
+        onnx__model_proto__free_unpacked(mp, NULL);
+        free(buf);
+        remove(path);
+        free(path);
+        mm_model_free(m);
+    }
+}
+END_TEST
+
 START_TEST(test_corrupt_bytes) {
     mm_model *m = make_model("7-6-5-3:relu", MM_LOSS_SOFTMAX_XENT, 0.01f, 4);
     char *path = mm_test_tmp_path(".onnx");
@@ -837,6 +868,7 @@ static Suite *onnx_suite(void) {
     tcase_add_test(tc, test_hostile_tensors);
     tcase_add_test(tc, test_hostile_graph);
     tcase_add_test(tc, test_import_variants);
+    tcase_add_test(tc, test_static_qdq_without_metadata);
     tcase_add_test(tc, test_corrupt_bytes);
 #else
     tcase_add_test(tc, test_unavailable);

@@ -1531,26 +1531,39 @@ static mm_status int8_meta(const importer *im, size_t i, plan_layer *l) {
         const char *range = meta_get(im, key);
         snprintf(key, sizeof key, "mmaint.layers.%zu.act_symmetric", i);
         const char *sym = meta_get(im, key);
-        float lo, hi, s;
-        int32_t z;
+        /* candidate ranges: the calibrated one our export records, else the
+         * ranges whose parameters are the file's (symmetric: zero point 128
+         * and +-127.5 steps; asymmetric: the range the uint8 codes cover) */
+        float lo[3], hi[3];
+        bool sym_c[3];
+        size_t nc = 0;
         const char *comma = range ? strchr(range, ',') : NULL;
-        if (range && comma && parse_hex_float(range, &lo, ',') &&
-            parse_hex_float(comma + 1, &hi, '\0') && sym) {
-            l->q.act_symmetric = strcmp(sym, "true") == 0;
-        } else {
-            /* the range the uint8 codes cover */
-            lo = -(float)l->xz * l->xs;
-            hi = (float)(255 - l->xz) * l->xs;
-            l->q.act_symmetric = l->xz == 128 && fabsf(lo) > hi;
+        if (range && comma && sym && parse_hex_float(range, &lo[nc], ',') &&
+            parse_hex_float(comma + 1, &hi[nc], '\0'))
+            sym_c[nc++] = strcmp(sym, "true") == 0;
+        if (l->xz == 128) {
+            lo[nc] = -127.5f * l->xs;
+            hi[nc] = 127.5f * l->xs;
+            sym_c[nc++] = true;
         }
-        l->q.in_lo = lo;
-        l->q.in_hi = hi;
-        if (mm_int8_choose_params(lo, hi, l->q.act_symmetric, &s, &z) != MM_OK ||
-            memcmp(&s, &l->xs, sizeof s) != 0 || z != l->xz)
-            return mm_error(MM_E_UNSUPPORTED,
-                            NODE_FMT ": input quantization (scale %g, zero point %d) cannot be "
-                            "reproduced by an mmaint int8 layer",
-                            NODE_ARGS(l->node), (double)l->xs, (int)l->xz);
+        lo[nc] = -(float)l->xz * l->xs;
+        hi[nc] = (float)(255 - l->xz) * l->xs;
+        sym_c[nc++] = false;
+        for (size_t k = 0; k < nc; k++) {
+            float s;
+            int32_t z;
+            if (mm_int8_choose_params(lo[k], hi[k], sym_c[k], &s, &z) == MM_OK &&
+                memcmp(&s, &l->xs, sizeof s) == 0 && z == l->xz) {
+                l->q.in_lo = lo[k];
+                l->q.in_hi = hi[k];
+                l->q.act_symmetric = sym_c[k];
+                return MM_OK;
+            }
+        }
+        return mm_error(MM_E_UNSUPPORTED,
+                        NODE_FMT ": input quantization (scale %g, zero point %d) cannot be "
+                        "reproduced by an mmaint int8 layer",
+                        NODE_ARGS(l->node), (double)l->xs, (int)l->xz);
     } else if (scheme && strcmp(scheme, "dynamic") == 0) {
         l->q.scheme = MM_QUANT_INT8_DYNAMIC;
     } else if (scheme && strcmp(scheme, "weight_only") != 0) {
