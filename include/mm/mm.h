@@ -11,5 +11,7 @@
 #include "mm_quantizer.h"
 #include "mm_onnx.h"
 #include "mm_safetensors.h"
+#include "mm_drift.h"
+#include "mm_server.h"
 
 #endif

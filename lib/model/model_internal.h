@@ -127,6 +127,10 @@ struct mm_model {
     uint64_t seed;
     mm_rng init_rng; /* continues across add_dense calls */
     char *lineage;   /* JSON array text, never NULL */
+    /* The mm_server snapshot this model is the content of (set once by
+     * lib/maintain/server.c on its own clones before publishing them, NULL
+     * for every other model; clones do not copy it). */
+    void *snapshot;
 
     /* Training caches (mm_model_backward): acts[l] is the input of layer l
      * (acts[0] the caller's x, acts[l] for l >= 1 the output of layer l-1);

@@ -252,6 +252,30 @@ SIGNATURES = {
     "mm_safetensors_import": (STATUS, [H, c_char_p, c_char_p, c_char_p, c_uint]),
     "mm_safetensors_import_buffer": (STATUS, [H, P, S, c_char_p, c_char_p, c_uint]),
     "mm_safetensors_export": (STATUS, [P, c_char_p, c_char_p]),
+    # mm_drift.h
+    "mm_drift_create": (STATUS, [H, c_int]),
+    "mm_drift_free": (None, [P]),
+    "mm_drift_set": (STATUS, [P, c_char_p, c_double]),
+    "mm_drift_get": (STATUS, [P, c_char_p, D]),
+    "mm_drift_update": (STATUS, [P, c_double, I]),
+    "mm_drift_reset": (STATUS, [P]),
+    "mm_drift_get_kind": (c_int, [P]),
+    "mm_drift_kind_name": (c_char_p, [c_int]),
+    "mm_drift_kind_from_name": (STATUS, [c_char_p, I]),
+    "mm_drift_samples": (c_uint64, [P]),
+    "mm_drift_estimate": (c_double, [P]),
+    "mm_drift_count": (c_uint64, [P]),
+    # mm_server.h
+    "mm_server_create": (STATUS, [H, P]),
+    "mm_server_free": (None, [P]),
+    "mm_server_publish": (STATUS, [P, P, POINTER(c_uint64)]),
+    "mm_server_acquire": (STATUS, [P, H, POINTER(c_uint64)]),
+    "mm_server_release": (None, [P, P]),
+    "mm_server_predict": (STATUS, [P, P, S, P, POINTER(c_uint64)]),
+    "mm_server_forward": (STATUS, [P, P, S, P, POINTER(c_uint64)]),
+    "mm_server_version": (c_uint64, [P]),
+    "mm_server_outstanding": (c_uint64, [P]),
+    "mm_server_live_snapshots": (c_uint64, [P]),
 }
 
 
