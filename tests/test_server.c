@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mm/mm.h"
 #include "testutil.h"
@@ -167,7 +168,7 @@ typedef struct shared {
     float expect[N_MODELS][NX * OUT];
     int32_t expect_labels[N_MODELS][NX];
     atomic_int stop;
-    uint64_t publishes;
+    atomic_uint_fast64_t reads; /* by all readers */
 } shared;
 
 typedef struct reader_result {
@@ -211,6 +212,7 @@ static void *reader_main(void *arg) {
         if (v < last) r->non_monotonic++;
         last = v;
         r->reads++;
+        atomic_fetch_add(&sh->reads, 1);
     }
     r->versions_seen_max = last;
     return NULL;
@@ -232,6 +234,7 @@ static void run_concurrent(mm_model *models[N_MODELS], int n_readers, uint64_t p
                           "models %d and %d give the same outputs", a, b);
     MM_ASSERT_OK(mm_server_create(&sh->server, models[0]));
     atomic_init(&sh->stop, 0);
+    atomic_init(&sh->reads, 0);
     pthread_t th[MAX_READERS];
     reader_result res[MAX_READERS];
     for (int i = 0; i < n_readers; i++) {
@@ -240,11 +243,20 @@ static void run_concurrent(mm_model *models[N_MODELS], int n_readers, uint64_t p
         res[i].hold = i % 2;
         ck_assert_int_eq(pthread_create(&th[i], NULL, reader_main, &res[i]), 0);
     }
-    for (uint64_t p = 1; p <= publishes; p++) {
+    /* Publish at least `publishes` versions, and go on until the readers
+     * have done min_reads reads in all (threads may start late). */
+    const uint64_t min_reads = 20 * publishes;
+    uint64_t p = 0;
+    time_t t0 = time(NULL);
+    while (p < publishes || atomic_load(&sh->reads) < min_reads) {
+        p++;
         uint64_t v;
         MM_ASSERT_OK(mm_server_publish(sh->server, models[p % N_MODELS], &v));
         ck_assert_uint_eq(v, p + 1);
+        ck_assert_msg(time(NULL) - t0 < 120, "readers made only %llu reads in 2 minutes",
+                      (unsigned long long)atomic_load(&sh->reads));
     }
+    publishes = p;
     atomic_store(&sh->stop, 1);
     uint64_t reads = 0;
     for (int i = 0; i < n_readers; i++) {
