@@ -197,6 +197,19 @@ static mm_status import_small(const tspec *t, size_t n, const char *meta, const 
     size_t len;
     unsigned char *buf = build_file(t, n, meta, &len);
     mm_status st = mm_safetensors_import_buffer(out, buf, len, arch, names, flags);
+    /* the same through a file (tensors read from it when used): same result */
+    char *path = mm_test_tmp_path(".safetensors");
+    write_file(path, buf, len);
+    mm_model *m2 = NULL;
+    mm_status st2 = mm_safetensors_import(&m2, path, arch, names, flags);
+    ck_assert_msg(st2 == st, "file: %s, buffer: %s", mm_status_name(st2), mm_status_name(st));
+    if (st == MM_OK) {
+        assert_same_weights(*out, m2);
+    }
+    mm_model_free(m2);
+    unlink(path);
+    free(path);
+    if (st != MM_OK) mm_safetensors_import_buffer(out, buf, len, arch, names, flags); /* its message */
     free(buf);
     return st;
 }

@@ -44,16 +44,15 @@ static uint64_t rd_u64le(const unsigned char *p) {
     return v;
 }
 
-static void wr_u64le(unsigned char *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+static bool host_is_little_endian(void) {
+    const uint16_t one = 1;
+    unsigned char b;
+    memcpy(&b, &one, 1);
+    return b == 1;
 }
 
-static float rd_f32le(const unsigned char *p) {
-    uint32_t u = (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-                 ((uint32_t)p[3] << 24);
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
+static void wr_u64le(unsigned char *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
 }
 
 /* n elements of elsize (1, 2 or 4) bytes from host order to little-endian
@@ -225,10 +224,11 @@ typedef struct tensor_info {
 } tensor_info;
 
 struct mm_file {
-    unsigned char *buf; /* the whole file (owned) */
-    size_t len;
-    const unsigned char *data; /* data block inside buf */
+    unsigned char *buf; /* the whole file, or its first 8 + N bytes when fd >= 0 (owned) */
+    size_t len;         /* of the whole file */
+    const unsigned char *data; /* data block inside buf, or NULL when fd >= 0 */
     size_t data_len;
+    int fd; /* >= 0: data read from this file when used (plain safetensors files) */
     json_t *header;
     json_t *meta; /* __metadata__ inside header, or NULL */
     tensor_info *t;
@@ -468,6 +468,53 @@ static size_t json_value_bound(const char *text, size_t n) {
     return count;
 }
 
+/* Exactly len bytes at offset off of fd (EINTR retried; a short read is
+ * MM_E_IO: the file shrank since it was opened). */
+static mm_status pread_full(int fd, uint64_t off, void *dst, size_t len) {
+    unsigned char *d = dst;
+    size_t got = 0;
+    while (got < len) {
+        size_t want = len - got > ((size_t)1 << 30) ? ((size_t)1 << 30) : len - got;
+        ssize_t r = pread(fd, d + got, want, (off_t)(off + got));
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return mm_error(MM_E_IO, "read error at byte %llu: %s",
+                            (unsigned long long)(off + got), strerror(errno));
+        }
+        if (r == 0)
+            return mm_error(MM_E_IO, "file shrank while reading (no byte %llu)",
+                            (unsigned long long)(off + got));
+        got += (size_t)r;
+    }
+    return MM_OK;
+}
+
+/* Bytes [off, off + len) of the data block into dst. */
+static mm_status read_range(const mm_file *f, size_t off, size_t len, void *dst) {
+    if (len == 0) return MM_OK;
+    if (f->fd < 0) {
+        memcpy(dst, f->data + off, len);
+        return MM_OK;
+    }
+    return pread_full(f->fd, (uint64_t)(f->len - f->data_len) + off, dst, len);
+}
+
+/* A file opened with only its header in memory gets its data block too
+ * (needed to verify the checksum). */
+static mm_status read_all_data(mm_file *f) {
+    if (f->fd < 0) return MM_OK;
+    size_t head = f->len - f->data_len;
+    unsigned char *nb = realloc(f->buf, f->len ? f->len : 1);
+    if (!nb) return mm_error(MM_E_OUT_OF_MEMORY, "out of memory reading %zu bytes", f->len);
+    f->buf = nb;
+    mm_status st = pread_full(f->fd, head, nb + head, f->data_len);
+    if (st != MM_OK) return st;
+    f->data = nb + head;
+    close(f->fd);
+    f->fd = -1;
+    return MM_OK;
+}
+
 static mm_status parse_container(mm_file *f) {
     if (f->len < 8)
         return mm_error(MM_E_FORMAT, "file is %zu bytes, too short for the 8-byte header length",
@@ -499,7 +546,7 @@ static mm_status parse_container(mm_file *f) {
                         jerr.position);
     if (!json_is_object(f->header))
         return mm_error(MM_E_FORMAT, "header is not a JSON object");
-    f->data = f->buf + 8 + n;
+    f->data = f->fd >= 0 ? NULL : f->buf + 8 + n;
     f->data_len = f->len - 8 - (size_t)n;
 
     size_t count = json_object_size(f->header);
@@ -544,20 +591,28 @@ static mm_status parse_container(mm_file *f) {
                             ver);
         const char *ck = mm_file_meta(f, "checksum");
         if (!ck) return mm_error(MM_E_FORMAT, "__metadata__.checksum is missing");
+        st = read_all_data(f); /* the checksum covers every byte */
+        if (st != MM_OK) return st;
         st = verify_checksum(f, ck);
         if (st != MM_OK) return st;
     }
     return MM_OK;
 }
 
-static mm_status file_new(mm_file **out, unsigned char *buf, size_t len, const char *path) {
+/* Takes buf and fd (closed on error). With fd >= 0, buf holds the file's
+ * first bytes (its 8 + N header bytes when N is plausible) and len is the
+ * whole file's length. */
+static mm_status file_new(mm_file **out, unsigned char *buf, size_t len, const char *path,
+                          int fd) {
     mm_file *f = calloc(1, sizeof *f);
     if (!f) {
         free(buf);
+        if (fd >= 0) close(fd);
         return mm_oom("model file");
     }
     f->buf = buf;
     f->len = len;
+    f->fd = fd;
     if (path) {
         f->path = mm_strdup(path);
         if (!f->path) {
@@ -623,15 +678,45 @@ mm_status mm_file_read_all(const char *path, unsigned char **out, size_t *out_le
     return MM_OK;
 }
 
+/* Only the header is read here; mmaint files then read their data block
+ * whole (for the checksum), other files read each tensor when it is used,
+ * straight into its destination (one copy, no file-sized buffer). */
 mm_status mm_file_open(mm_file **out, const char *path) {
     if (!out) return mm_null_arg("out");
     *out = NULL;
     if (!path) return mm_null_arg("path");
-    unsigned char *buf = NULL;
-    size_t len = 0;
-    mm_status st = mm_file_read_all(path, &buf, &len);
-    if (st != MM_OK) return st;
-    return file_new(out, buf, len, path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return mm_error(MM_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        int e = errno;
+        close(fd);
+        return mm_error(MM_E_IO, "%s: cannot stat: %s", path, strerror(e));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return mm_error(MM_E_IO, "%s: not a regular file", path);
+    }
+    if (sb.st_size < 0 || (uintmax_t)sb.st_size >= (uintmax_t)SIZE_MAX) {
+        close(fd);
+        return mm_error(MM_E_IO, "%s: file too large", path);
+    }
+    size_t len = (size_t)sb.st_size, want = len < 8 ? len : 8;
+    unsigned char lenbuf[8];
+    mm_status st = pread_full(fd, 0, lenbuf, want);
+    if (st == MM_OK && want == 8) {
+        uint64_t n = rd_u64le(lenbuf);
+        if (n <= MMF_MAX_HEADER && n <= len - 8) want = 8 + (size_t)n;
+    }
+    unsigned char *buf = st == MM_OK ? malloc(want ? want : 1) : NULL;
+    if (st == MM_OK && !buf) st = mm_oom("file header");
+    if (st == MM_OK) st = pread_full(fd, 0, buf, want);
+    if (st != MM_OK) {
+        free(buf);
+        close(fd);
+        return mm_error_prefix(st, "%s", path);
+    }
+    return file_new(out, buf, len, path, fd);
 }
 
 mm_status mm_file_open_buffer(mm_file **out, const void *data, size_t len) {
@@ -642,7 +727,7 @@ mm_status mm_file_open_buffer(mm_file **out, const void *data, size_t len) {
     unsigned char *buf = malloc(len ? len : 1);
     if (!buf) return mm_error(MM_E_OUT_OF_MEMORY, "out of memory copying %zu bytes", len);
     if (len) memcpy(buf, data, len);
-    return file_new(out, buf, len, NULL);
+    return file_new(out, buf, len, NULL, -1);
 }
 
 void mm_file_close(mm_file *f) {
@@ -651,6 +736,7 @@ void mm_file_close(mm_file *f) {
     free(f->t);
     free(f->by_name);
     free(f->buf);
+    if (f->fd >= 0) close(f->fd);
     free(f->path);
     free(f);
 }
@@ -690,10 +776,10 @@ static mm_status read_f32(const mm_file *f, const char *name, size_t rows, size_
     if (!t) return mm_error(MM_E_NOT_FOUND, "tensor %s not found", name);
     mm_status st = check_f32_shape(t, name, rows, cols);
     if (st != MM_OK) return st;
-    const unsigned char *p = f->data + t->begin;
     size_t n = (t->end - t->begin) / 4;
-    for (size_t i = 0; i < n; i++) dst[i] = rd_f32le(p + 4 * i);
-    return MM_OK;
+    st = read_range(f, t->begin, n * 4, dst);
+    if (st == MM_OK && !host_is_little_endian()) le_to_host(dst, (const unsigned char *)dst, n, 4);
+    return st;
 }
 
 mm_status mm_file_read_f32(const mm_file *f, const char *name, size_t rows, size_t cols,
@@ -757,8 +843,10 @@ static mm_status read_tensor(const mm_file *f, const char *name, mm_dtype dtype,
     size_t bytes = t->end - t->begin;
     if (bytes == 0) return MM_OK;
     if (!dst) return mm_null_arg("dst");
-    le_to_host(dst, f->data + t->begin, bytes / t->elsize, t->elsize);
-    return MM_OK;
+    st = read_range(f, t->begin, bytes, dst);
+    if (st == MM_OK && t->elsize > 1 && !host_is_little_endian())
+        le_to_host(dst, (const unsigned char *)dst, bytes / t->elsize, t->elsize);
+    return st;
 }
 
 mm_status mm_file_read_tensor(const mm_file *f, const char *name, mm_dtype dtype,
@@ -787,13 +875,6 @@ mm_status mm_file_tensor_shape(const mm_file *f, const char *name, const char **
     if (shape && t->ndim) memcpy(shape, t->shape, t->ndim * sizeof *shape);
     if (ndim) *ndim = t->ndim;
     return MM_OK;
-}
-
-static bool host_is_little_endian(void) {
-    const uint16_t one = 1;
-    unsigned char b;
-    memcpy(&b, &one, 1);
-    return b == 1;
 }
 
 static uint16_t rd_u16le(const unsigned char *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
@@ -834,36 +915,45 @@ static mm_status read_float(const mm_file *f, const char *name, size_t rows, siz
                         shape_text(sbuf, sizeof sbuf, t->shape, t->ndim), rows, cols);
     }
     if (!dst) return MM_OK;
-    const unsigned char *p = f->data + t->begin;
-    const size_t n = rows * cols; /* fits: the tensor is in memory */
+    const size_t n = rows * cols; /* fits: the tensor is in the file */
     if (f32) {
-        if (host_is_little_endian())
-            memcpy(dst, p, n * sizeof *dst);
-        else
-            for (size_t i = 0; i < n; i++) dst[i] = rd_f32le(p + 4 * i);
-    } else if (f16) {
-        for (size_t i = 0; i < n; i++) dst[i] = mm_f16_to_f32(rd_u16le(p + 2 * i));
-    } else if (bf16) {
-        for (size_t i = 0; i < n; i++) dst[i] = mm_bf16_to_f32(rd_u16le(p + 2 * i));
+        mm_status st = read_range(f, t->begin, n * 4, dst);
+        if (st != MM_OK) return st;
+        if (!host_is_little_endian()) le_to_host(dst, (const unsigned char *)dst, n, 4);
     } else {
-        for (size_t i = 0; i < n; i++) {
-            uint64_t u = rd_u64le(p + 8 * i);
-            double d;
-            memcpy(&d, &u, sizeof d);
-            if (!isfinite(d))
-                return mm_error(MM_E_NUMERIC, "tensor %s: element %zu is %s", name, i,
-                                isnan(d) ? "NaN" : "infinite");
-            float x = (float)d;
-            if (isinf(x))
-                return mm_error(MM_E_OUT_OF_RANGE,
-                                "tensor %s: element %zu (%.17g) is beyond the float range", name,
-                                i, d);
-            if (!round_f64 && (double)x != d)
-                return mm_error(MM_E_OUT_OF_RANGE,
-                                "tensor %s: F64 element %zu (%.17g) is not exactly a float "
-                                "(allow rounding to convert it)",
-                                name, i, d);
-            dst[i] = x;
+        unsigned char chunk[8192];
+        const size_t es = t->elsize, per = sizeof chunk / es;
+        for (size_t i0 = 0; i0 < n; i0 += per) {
+            const size_t k = n - i0 < per ? n - i0 : per;
+            mm_status st = read_range(f, t->begin + i0 * es, k * es, chunk);
+            if (st != MM_OK) return st;
+            for (size_t j = 0; j < k; j++) {
+                const unsigned char *p = chunk + j * es;
+                const size_t i = i0 + j;
+                if (f16) {
+                    dst[i] = mm_f16_to_f32(rd_u16le(p));
+                } else if (bf16) {
+                    dst[i] = mm_bf16_to_f32(rd_u16le(p));
+                } else {
+                    uint64_t u = rd_u64le(p);
+                    double d;
+                    memcpy(&d, &u, sizeof d);
+                    if (!isfinite(d))
+                        return mm_error(MM_E_NUMERIC, "tensor %s: element %zu is %s", name, i,
+                                        isnan(d) ? "NaN" : "infinite");
+                    float x = (float)d;
+                    if (isinf(x))
+                        return mm_error(MM_E_OUT_OF_RANGE,
+                                        "tensor %s: element %zu (%.17g) is beyond the float range",
+                                        name, i, d);
+                    if (!round_f64 && (double)x != d)
+                        return mm_error(MM_E_OUT_OF_RANGE,
+                                        "tensor %s: F64 element %zu (%.17g) is not exactly a "
+                                        "float (allow rounding to convert it)",
+                                        name, i, d);
+                    dst[i] = x;
+                }
+            }
         }
     }
     size_t bad = first_non_finite(dst, n);
