@@ -9,7 +9,9 @@
  *   - read() of the file into a fresh buffer (what any loader must do);
  *   - mm_model_load (.mmf: CRC-32 verified), mm_safetensors_import and
  *     mm_onnx_import of the files (in the page cache: warm).
- * Speeds are file bytes / time (GB/s = 1e9 B/s). Peak memory: each format
+ * Speeds are file bytes / time (GB/s = 1e9 B/s); the loads' CPU time
+ * (user + system, CLOCK_PROCESS_CPUTIME_ID) is shown too, as it suffers
+ * less than wall time from other processes on a shared machine. Peak memory: each format
  * is loaded once more in a fresh process (this program re-executed with
  * --child), whose peak RSS (VmHWM) after the load minus before it is
  * reported, also as a multiple of the file size.
@@ -99,6 +101,12 @@ static long rss_of_load(const char *self, int f, const char *path) {
     return after - before;
 }
 
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static double median(double *v, int n) {
     qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
@@ -171,8 +179,11 @@ int main(int argc, char **argv) {
     memset(src, 1, nbytes);
     memset(warm, 2, nbytes);
     double *t_warm = calloc((size_t)reps, sizeof(double)), *t_cold = calloc((size_t)reps, sizeof(double)),
-           *t_read = calloc((size_t)reps, sizeof(double)), *t_load[NF];
-    for (int f = 0; f < NF; f++) t_load[f] = calloc((size_t)reps, sizeof(double));
+           *t_read = calloc((size_t)reps, sizeof(double)), *t_load[NF], *c_load[NF];
+    for (int f = 0; f < NF; f++) {
+        t_load[f] = calloc((size_t)reps, sizeof(double));
+        c_load[f] = calloc((size_t)reps, sizeof(double));
+    }
     for (int r = 0; r < reps; r++) {
         double t0 = bench_now();
         memcpy(warm, src, nbytes);
@@ -188,9 +199,11 @@ int main(int argc, char **argv) {
         for (int f = 0; f < NF; f++) {
             if (!have[f]) continue;
             mm_model *x = NULL;
+            double c0 = cpu_now();
             t0 = bench_now();
             st = load(f, path[f], &x);
             t_load[f][r] = bench_now() - t0;
+            c_load[f][r] = cpu_now() - c0;
             if (st != MM_OK) die("load", st);
             mm_model_free(x);
         }
@@ -200,22 +213,26 @@ int main(int argc, char **argv) {
         if (have[f]) rss[f] = rss_of_load(self, f, path[f]);
 
     double mw = median(t_warm, reps), mc = median(t_cold, reps), mr = median(t_read, reps);
-    double ml[NF] = {0};
+    double ml[NF] = {0}, mcpu[NF] = {0};
     for (int f = 0; f < NF; f++)
-        if (have[f]) ml[f] = median(t_load[f], reps);
+        if (have[f]) {
+            ml[f] = median(t_load[f], reps);
+            mcpu[f] = median(c_load[f], reps);
+        }
     if (json) {
         printf("{\"bench\":\"migrate\",\"spec\":\"%s\",\"params\":%zu,\"reps\":%d,\"bytes\":%zu,"
                "\"memcpy_warm_s\":%.6f,\"memcpy_fresh_s\":%.6f,\"read_s\":%.6f",
                spec, params, reps, nbytes, mw, mc, mr);
         for (int f = 0; f < NF; f++)
             if (have[f])
-                printf(",\"%s\":{\"bytes\":%lld,\"load_s\":%.6f,\"gbps\":%.3f,\"peak_rss_kb\":%ld}",
-                       fmt_names[f], size[f], ml[f], (double)size[f] / ml[f] / 1e9, rss[f]);
+                printf(",\"%s\":{\"bytes\":%lld,\"load_s\":%.6f,\"cpu_s\":%.6f,\"gbps\":%.3f,"
+                       "\"peak_rss_kb\":%ld}",
+                       fmt_names[f], size[f], ml[f], mcpu[f], (double)size[f] / ml[f] / 1e9, rss[f]);
         printf("}\n");
     } else {
         printf("model %s: %zu parameters; median of %d interleaved runs (files in the page cache)\n\n",
                spec, params, reps);
-        printf("%-34s %12s %10s %8s %14s\n", "", "bytes", "ms", "GB/s", "peak RSS MB");
+        printf("%-34s %12s %10s %8s %8s %14s\n", "", "bytes", "ms", "GB/s", "CPU ms", "peak RSS MB");
         printf("%-34s %12zu %10.2f %8.2f\n", "memcpy, warm destination", nbytes, 1e3 * mw,
                (double)nbytes / mw / 1e9);
         printf("%-34s %12zu %10.2f %8.2f\n", "memcpy, fresh malloc destination", nbytes, 1e3 * mc,
@@ -230,14 +247,15 @@ int main(int argc, char **argv) {
                 printf("%-34s (this build has no ONNX)\n", label[f]);
                 continue;
             }
-            printf("%-34s %12lld %10.2f %8.2f %8.1f (%.2fx file)\n", label[f], size[f], 1e3 * ml[f],
-                   (double)size[f] / ml[f] / 1e9, rss[f] / 1024.0,
+            printf("%-34s %12lld %10.2f %8.2f %8.2f %8.1f (%.2fx file)\n", label[f], size[f],
+                   1e3 * ml[f], (double)size[f] / ml[f] / 1e9, 1e3 * mcpu[f], rss[f] / 1024.0,
                    rss[f] * 1024.0 / (double)size[f]);
         }
     }
     for (int f = 0; f < NF; f++) {
         if (have[f]) unlink(path[f]);
         free(t_load[f]);
+        free(c_load[f]);
     }
     free(t_warm);
     free(t_cold);
