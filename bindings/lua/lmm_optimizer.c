@@ -83,6 +83,22 @@ static int o_layer_lr_scale(lua_State *L) {
 /* o:sync(): adopt the model's layers after truncate/replace_head/add_dense */
 static int o_sync(lua_State *L) { return lmm_result(L, mm_optimizer_sync(CHECK_OPT(1)), 1); }
 
+/* L2-SP anchor: o:set_anchor(), o:clear_anchor(), o:has_anchor() */
+static int o_set_anchor(lua_State *L) {
+    return lmm_result(L, mm_optimizer_set_anchor(CHECK_OPT(1)), 1);
+}
+
+static int o_clear_anchor(lua_State *L) {
+    mm_optimizer_clear_anchor(CHECK_OPT(1));
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int o_has_anchor(lua_State *L) {
+    lua_pushboolean(L, mm_optimizer_has_anchor(CHECK_OPT(1)));
+    return 1;
+}
+
 /* o:step(x, labels [, targets]) or o:step(dataset) -> loss before the update */
 static int o_step(lua_State *L) {
     mm_optimizer *o = CHECK_OPT(1);
@@ -214,6 +230,9 @@ void lmm_open_optimizer(lua_State *L) {
                                        {"set_layer_lr_scale", o_set_layer_lr_scale},
                                        {"layer_lr_scale", o_layer_lr_scale},
                                        {"sync", o_sync},
+                                       {"set_anchor", o_set_anchor},
+                                       {"clear_anchor", o_clear_anchor},
+                                       {"has_anchor", o_has_anchor},
                                        {"__tostring", o_tostring},
                                        {NULL, NULL}};
     lmm_new_class(L, LMM_OPTIMIZER, methods);

@@ -232,6 +232,16 @@ T.test("transfer learning: frozen body, new head, per-layer lr, sync, guards", f
   T.eq(o:layer_lr_scale(2), 0.5, "scale kept through sync")
   T.ok(o:step(X[1], 0) > 0, "steps after sync")
   T.fails("MM_E_OUT_OF_RANGE", nil, m:truncate(5))
+  -- L2-SP: pull online updates back to the anchored (deployed) weights
+  T.eq(o:set("l2sp", 0.1), o)
+  T.fails("MM_E_STATE", "anchor", o:step(X[1], 0))
+  T.eq(o:has_anchor(), false)
+  T.eq(o:set_anchor(), o)
+  T.eq(o:has_anchor(), true)
+  T.ok(o:step(X[1], 0) > 0, "step with an anchor")
+  T.eq(o:clear_anchor(), o)
+  T.eq(o:has_anchor(), false)
+  T.eq(o:set("l2sp", 0), o)
   -- numeric guard: a gradient norm cap refuses the step, changing nothing
   local before = m:weights(3)
   T.eq(o:set("max_grad_norm", 1e-9), o)
