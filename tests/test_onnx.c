@@ -324,6 +324,23 @@ static void check_fixture(const char *name, mm_loss want_loss, size_t want_layer
             if (expected[i * 10 + c] > expected[i * 10 + best]) best = c;
         ck_assert_int_eq(lab[i], (int32_t)best);
     }
+    /* the imported model keeps learning here: Adam steps on the first 64
+     * test images (with their labels) lower the loss on them */
+    char labels[4096];
+    snprintf(labels, sizeof labels, "%s/t10k-labels-idx1-ubyte.gz", dir);
+    mm_dataset *dl;
+    MM_ASSERT_OK(mm_dataset_load_idx(&dl, images, labels));
+    const float *x64 = mm_dataset_features(dl);
+    const int32_t *l64 = mm_dataset_labels(dl);
+    double before, after;
+    MM_ASSERT_OK(mm_model_evaluate(m, x64, l64, NULL, 64, &before, NULL));
+    mm_optimizer *o;
+    MM_ASSERT_OK(mm_optimizer_create(&o, m, MM_OPTIM_ADAM));
+    for (int it = 0; it < 20; it++) MM_ASSERT_OK(mm_optimizer_step(o, x64, l64, NULL, 64, NULL));
+    MM_ASSERT_OK(mm_model_evaluate(m, x64, l64, NULL, 64, &after, NULL));
+    ck_assert_msg(after < before, "%s: loss %g -> %g after 20 Adam steps", name, before, after);
+    mm_optimizer_free(o);
+    mm_dataset_free(dl);
     free(lab);
     free(y);
     free(expected);

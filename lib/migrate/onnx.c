@@ -1599,6 +1599,7 @@ static mm_status build_model(importer *im, mm_model **out) {
             if (st == MM_OK) {
                 memcpy(layer->params[0].data, l->w, l->in * l->out * sizeof(float));
                 memcpy(layer->params[1].data, l->b, l->out * sizeof(float));
+                mm_layer_params_changed(layer);
             }
         }
         if (st == MM_OK) {
