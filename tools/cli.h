@@ -322,6 +322,72 @@ int cli_parse_label_map(const cli *c, const char *text, int32_t *map, size_t cap
 int cli_transfer_subset(const cli *c, const mm_dataset *ds, const int32_t *map, size_t map_n,
                         size_t per_class, uint64_t seed, size_t classes, mm_dataset **out);
 
+/* ---- guarded maintenance (cmd_maintain.c, shared with demo) ------------ */
+
+/* The drift scenario over a stream of `length` samples drawn (seeded
+ * shuffle, cycling) from a labelled pool: normal until shift_at, then a
+ * class mix where the first half of the classes make ~70%, from drift_at on
+ * brightened images (0.25 + 0.75 x), and labels scrambled (uniform random)
+ * in [poison_at, poison_end). */
+typedef struct cli_maint_plan {
+    size_t length, shift_at, drift_at, poison_at, poison_end;
+} cli_maint_plan;
+void cli_maint_plan_for(size_t length, cli_maint_plan *p);
+int cli_maint_scenario(const cli *c, const mm_dataset *pool, size_t length, uint64_t seed,
+                       mm_dataset **out, cli_maint_plan *plan);
+
+typedef enum { CLI_MAINT_NEVER = 0, CLI_MAINT_NAIVE = 1, CLI_MAINT_GUARDED = 2 } cli_maint_mode;
+const char *cli_maint_mode_name(cli_maint_mode m);
+
+typedef struct cli_maint_run_cfg {
+    cli_maint_mode mode;
+    size_t plot_every;   /* samples per series point */
+    size_t status_every; /* status line period without a terminal; 0 = none */
+    const char *label;   /* progress bar label */
+    mm_optimizer *opt;   /* naive mode: predict, then step this optimizer per sample */
+} cli_maint_run_cfg;
+
+typedef struct cli_maint_result {
+    cli_maint_mode mode;
+    mm_maint_report rep; /* the last report */
+    size_t samples;
+    uint64_t correct;
+    double seconds;
+    uint64_t *pos;       /* series: accuracy of (pos[i-1], pos[i]] */
+    double *acc;
+    size_t n, cap;
+    uint64_t *ev_pos;    /* events: 'd' drift, 'p' promote, 'r' challenger rejected */
+    char *ev_kind;
+    size_t n_ev, cap_ev;
+    mm_maint_range *ranges; /* quarantined windows */
+    size_t n_ranges;
+} cli_maint_result;
+
+/* Feed the whole stream to mt (guarded), or predict-then-learn with
+ * cfg->opt (naive, mt NULL), or only predict with `model` (never updated),
+ * in chunks of 100 with the status line; ends the last window. Exit code. */
+int cli_maint_run(const cli *c, mm_maintainer *mt, const mm_model *model, const mm_dataset *ds,
+                  const cli_maint_run_cfg *cfg, cli_maint_result *r);
+void cli_maint_result_free(cli_maint_result *r);
+/* Accuracy over the series points that lie inside [from, to). */
+double cli_maint_accuracy_between(const cli_maint_result *r, uint64_t from, uint64_t to);
+json_t *cli_maint_json(const cli_maint_result *r);
+/* The benchmark's measures of a scenario run: accuracy over the 2000
+ * samples before the drift, over the 1000 ending 5000 after it, the first
+ * point after the drift where the last 1000 samples are within 2 points of
+ * the pre-drift accuracy (-1: never before the poison), and accuracy over the
+ * 2000 samples before / after the poisoned segment. */
+typedef struct cli_maint_metrics {
+    double before_drift, after_5k, recovered_after, before_poison, after_poison, poison_cost;
+} cli_maint_metrics;
+void cli_maint_scenario_metrics(const cli_maint_result *r, const cli_maint_plan *p,
+                                cli_maint_metrics *m);
+json_t *cli_maint_metrics_json(const cli_maint_metrics *m);
+void cli_maint_print_report(FILE *f, const cli_maint_result *r);
+/* SVG line chart of one or more runs (atomic write). Exit code. */
+int cli_maint_plot_svg(const cli *c, const char *path, const cli_maint_result *const *runs,
+                       size_t n_runs, const cli_maint_plan *plan);
+
 /* Print text wrapped at 80 columns; the first line starts at column `col`,
  * continuation lines are indented by `indent` spaces. Ends with a newline. */
 void cli_print_wrapped(FILE *f, const char *text, int col, int indent);
@@ -339,6 +405,7 @@ int cmd_prune(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_transfer(int argc, char **argv);
+int cmd_maintain(int argc, char **argv);
 
 void help_train(FILE *f);
 void help_eval(FILE *f);
@@ -349,6 +416,7 @@ void help_prune(FILE *f);
 void help_quantize(FILE *f);
 void help_convert(FILE *f);
 void help_transfer(FILE *f);
+void help_maintain(FILE *f);
 
 /* Inference samples/s at batch 1 and batch 256 of each of `nmodels` models
  * (same input width), timed on inputs from ds (cycled; a fixed pseudo-random

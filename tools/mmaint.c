@@ -25,6 +25,7 @@ static const command commands[] = {
     {"quantize", "int8 / fp16 / bf16 layers: calibrate, compare before/after", cmd_quantize, help_quantize, false},
     {"convert", "move a model between .mmf, safetensors and ONNX files", cmd_convert, help_convert, false},
     {"transfer", "re-use a model's body for a new task: freeze, new head, small labelled set", cmd_transfer, help_transfer, true},
+    {"maintain", "guarded maintenance over a stream: rollback, replay, drift, challengers", cmd_maintain, help_maintain, true},
     {"demo", "train, deploy and keep updating a model on Fashion-MNIST", cmd_demo, help_demo, true},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

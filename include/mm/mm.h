@@ -13,5 +13,6 @@
 #include "mm_safetensors.h"
 #include "mm_drift.h"
 #include "mm_server.h"
+#include "mm_maintainer.h"
 
 #endif

@@ -20,7 +20,7 @@ Data buffers are passed as addresses (``c_void_p``), handles as ``c_void_p``.
 import ctypes
 import os
 from ctypes import (CFUNCTYPE, POINTER, Structure, c_char_p, c_double, c_int, c_size_t,
-                    c_uint, c_uint32, c_uint64, c_void_p, c_float)
+                    c_uint, c_uint32, c_uint64, c_void_p, c_float, c_int32)
 
 from . import errors
 
@@ -276,6 +276,34 @@ SIGNATURES = {
     "mm_server_version": (c_uint64, [P]),
     "mm_server_outstanding": (c_uint64, [P]),
     "mm_server_live_snapshots": (c_uint64, [P]),
+    # mm_maintainer.h (reports and ranges are passed as buffers)
+    "mm_maint_param_name": (c_char_p, [c_int]),
+    "mm_maint_param_from_name": (STATUS, [c_char_p, I]),
+    "mm_maintainer_create": (STATUS, [H, P, c_int]),
+    "mm_maintainer_free": (None, [P]),
+    "mm_maintainer_set": (STATUS, [P, c_int, c_double]),
+    "mm_maintainer_get": (STATUS, [P, c_int, D]),
+    "mm_maintainer_set_optimizer": (STATUS, [P, c_int, c_double]),
+    "mm_maintainer_set_detector": (STATUS, [P, c_char_p, c_double]),
+    "mm_maintainer_set_holdout": (STATUS, [P, P, P, S]),
+    "mm_maintainer_set_checkpoint_dir": (STATUS, [P, c_char_p]),
+    "mm_maintainer_attach_server": (STATUS, [P, P]),
+    "mm_maintainer_feed": (STATUS, [P, P, P, S, P]),
+    "mm_maintainer_flush": (STATUS, [P, P]),
+    "mm_maintainer_status": (STATUS, [P, P]),
+    "mm_maintainer_model": (P, [P]),
+    "mm_maintainer_working_model": (P, [P]),
+    "mm_maintainer_num_checkpoints": (S, [P]),
+    "mm_maintainer_checkpoint": (STATUS, [P, S, H, POINTER(c_uint64)]),
+    "mm_maintainer_num_quarantined": (S, [P]),
+    "mm_maintainer_quarantined": (STATUS, [P, S, P]),
+    "mm_reservoir_create": (STATUS, [H, S, S, c_uint64]),
+    "mm_reservoir_free": (None, [P]),
+    "mm_reservoir_offer": (STATUS, [P, P, c_int32, POINTER(c_size_t)]),
+    "mm_reservoir_size": (S, [P]),
+    "mm_reservoir_seen": (c_uint64, [P]),
+    "mm_reservoir_get": (STATUS, [P, S, H, I]),
+    "mm_reservoir_draw": (STATUS, [P, S, P, P]),
 }
 
 
