@@ -127,7 +127,9 @@ MM_API mm_status mm_model_evaluate(const mm_model *model, const float *x, const 
                                    double *accuracy);
 
 /* One forward + backward pass over a batch: computes the mean loss and leaves
- * the gradients of every parameter in the model (overwriting earlier ones).
+ * the gradients of every parameter of trainable layers in the model
+ * (overwriting earlier ones; frozen layers' gradients stay zero and nothing
+ * is backpropagated below the lowest trainable layer).
  * Targets as for mm_model_evaluate. Mutates the model's gradient buffers and
  * caches: not thread-safe. Optimizers call this; use it directly for custom
  * training loops or gradient checks. MM_E_NUMERIC if the loss is not finite. */

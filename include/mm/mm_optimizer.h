@@ -125,9 +125,10 @@ MM_API double mm_optimizer_current_lr(const mm_optimizer *opt);
  * carries the optimizer's state over by itself.
  * Frozen layers (mm_model_set_trainable) and layers whose learning-rate
  * scale is 0 are not updated and their state does not change.
- * Plain SGD (no momentum, weight decay or clipping) takes a fused path that
- * updates weights straight from the backpropagated deltas; it leaves the
- * model's gradient buffers (mm_model_get_gradients) untouched. */
+ * Plain SGD (no momentum, weight decay, clipping or gradient-norm guards)
+ * takes a fused path that updates weights straight from the backpropagated
+ * deltas; it leaves the model's gradient buffers (mm_model_get_gradients)
+ * untouched. */
 MM_API mm_status mm_optimizer_step(mm_optimizer *opt, const float *x, const int32_t *labels,
                                    const float *targets, size_t n, double *loss);
 
