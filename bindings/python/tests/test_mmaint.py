@@ -79,6 +79,34 @@ class TestLibrary(unittest.TestCase):
         if os.environ.get("MMAINT_LIBRARY"):
             self.assertEqual(mmaint.library_path(), os.environ["MMAINT_LIBRARY"])
 
+    def _import_in_child(self, env_update):
+        import subprocess
+        env = dict(os.environ)
+        env.pop("MMAINT_LIBRARY", None)
+        env.update(env_update)
+        env["PYTHONPATH"] = os.path.dirname(os.path.dirname(mmaint.__file__))
+        return subprocess.run([sys.executable, "-c", "import mmaint; print(mmaint.library_path())"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True)
+
+    def test_library_lookup(self):
+        """An explicit path that does not exist is an ImportError naming it;
+        without MMAINT_LIBRARY a source checkout uses build/lib."""
+        r = self._import_in_child({"MMAINT_LIBRARY": "/nonexistent/libmmaint.so.0"})
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("/nonexistent/libmmaint.so.0", r.stderr)
+        self.assertIn("MMAINT_LIBRARY", r.stderr)
+        r = self._import_in_child({"MMAINT_LIBRARY": os.path.dirname(mmaint.library_path())})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(os.path.basename(r.stdout.strip()), "libmmaint.so.0")
+        pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(mmaint.__file__)))
+        in_tree = os.path.join(os.path.dirname(pkg_root), "build", "lib", "libmmaint.so.0")
+        if not os.path.exists(in_tree):
+            self.skipTest("no build/ directory in this checkout")
+        r = self._import_in_child({})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), in_tree)
+
     def test_backend(self):
         before = mmaint.backend()
         self.assertIn(before, ("blis", "reference"))
