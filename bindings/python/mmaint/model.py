@@ -57,9 +57,9 @@ class Model(Owner):
             self.loss = loss
 
     @classmethod
-    def _wrap(cls, ptr):
+    def _wrap(cls, ptr, free=None):
         self = cls.__new__(cls)
-        self._own(ptr, lib.mm_model_free)
+        self._own(ptr, free or lib.mm_model_free)
         return self
 
     @classmethod

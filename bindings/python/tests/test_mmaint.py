@@ -328,6 +328,83 @@ class TestSafetensors(TempDir):
             mmaint.Model.from_safetensors(self.path("missing.safetensors"))
 
 
+class TestMaintain(unittest.TestCase):
+    def test_drift_detectors(self):
+        ph = mmaint.Drift("page_hinkley", lambda_=5, min_samples=10)
+        self.assertEqual(ph.kind, "page_hinkley")
+        self.assertEqual(ph["lambda"], 5.0)
+        states = [ph.update(0.1) for _ in range(200)]
+        self.assertNotIn("drift", states)
+        states = [ph.update(0.9) for _ in range(200)]
+        self.assertIn("drift", states)
+        self.assertGreaterEqual(ph.count, 1)
+        ddm = mmaint.Drift("ddm")
+        rng = random.Random(1)
+        seen = [ddm.update(1 if rng.random() < 0.05 else 0) for _ in range(1000)]
+        seen += [ddm.update(1 if rng.random() < 0.6 else 0) for _ in range(500)]
+        self.assertIn("drift", seen)
+        self.assertAlmostEqual(mmaint.Drift("adwin").estimate, 0.0)
+        with self.assertRaises(mmaint.InvalidArgumentError):
+            ddm.update(0.5)  # DDM takes 0/1 errors
+        with self.assertRaises(mmaint.InvalidArgumentError):
+            ph.update(float("nan"))
+        with self.assertRaises(mmaint.InvalidArgumentError):
+            mmaint.Drift("kswin")
+        with self.assertRaises(mmaint.Error):
+            mmaint.Drift("adwin", no_such_param=1)
+        ph.reset()
+        self.assertEqual(ph.samples, 0)
+
+    def test_server_hot_swap(self):
+        x, y = blobs(300, 1)
+        m = mmaint.Model("8-16-3", seed=1)
+        server = mmaint.Server(m)
+        self.assertEqual(server.version, 1)
+        same = lambda a, b: bytes(memoryview(a).cast("B")) == bytes(memoryview(b).cast("B"))  # noqa
+        self.assertTrue(same(server.predict(x), m.predict(x)))
+        mmaint.Optimizer(m, "adam", lr=1e-2).fit(x, y, epochs=3)  # the served clone is unchanged
+        labels, version = server.predict(x, with_version=True)
+        self.assertEqual(version, 1)
+        with server.snapshot() as snap:
+            self.assertEqual(snap.version, 1)
+            old = snap.model
+            self.assertEqual(server.publish(m), 2)  # readers keep their snapshot
+            self.assertTrue(same(old.predict(x), labels))
+            self.assertEqual(server.outstanding, 1)
+        self.assertTrue(old.closed)
+        self.assertEqual(server.outstanding, 0)
+        self.assertTrue(same(server.forward(x), m.forward(x)))
+        with self.assertRaises(mmaint.ShapeError):
+            server.publish(mmaint.Model("8-4"))
+        # readers in threads while the writer publishes
+        errors, stop = [], threading.Event()
+
+        def reader():
+            try:
+                while not stop.is_set():
+                    labels, v = server.predict(x, with_version=True)
+                    assert v >= 2
+            except BaseException as e:  # reported below
+                errors.append(e)
+        ts = [threading.Thread(target=reader) for _ in range(3)]
+        for t in ts:
+            t.start()
+        for _ in range(20):
+            server.publish(m)
+        stop.set()
+        for t in ts:
+            t.join()
+        self.assertEqual(errors, [])
+        self.assertEqual(server.version, 22)
+        # close while a snapshot is held: freed after it is given back
+        snap = server.snapshot().__enter__()
+        h = server._h
+        server.close()
+        self.assertIsNotNone(h.ptr)
+        snap.__exit__(None, None, None)
+        self.assertIsNone(h.ptr)
+
+
 class TestOnnx(TempDir):
     def test_export_import(self):
         m = mmaint.Model("8-16-3:tanh", seed=2)

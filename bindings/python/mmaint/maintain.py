@@ -1,0 +1,191 @@
+"""mmaint.Drift and mmaint.Server: watching and serving a deployed model
+(mm_drift.h, mm_server.h)."""
+
+from ctypes import byref, c_double, c_int, c_uint64, c_void_p
+
+from . import _buffers as B
+from ._handle import Borrow, Owner
+from ._lib import enum_from_name, lib, new_handle, text
+from .model import Model
+
+_STATES = {0: "stable", 1: "warning", 2: "drift"}
+
+
+class Drift(Owner):
+    """A concept-drift detector: ``Drift("adwin", delta=0.002)``.
+
+    Kinds: 'adwin' and 'page_hinkley' (feed a per-sample loss), 'ddm' and
+    'eddm' (feed 1 for a wrong prediction, 0 for a right one). Keyword
+    arguments are the detector's parameters (see mm_drift.h: delta, clock,
+    max_buckets, min_window; lambda_ — or set("lambda", ...) —, alpha,
+    min_samples; warning_level, drift_level). :meth:`update` returns
+    'stable', 'warning' (DDM/EDDM) or 'drift'; after a drift the detector
+    has reset itself for the next reference period.
+
+    Thread safety: one thread at a time per detector.
+    """
+
+    def __init__(self, kind="adwin", **params):
+        k = enum_from_name(lib.mm_drift_kind_from_name, kind, "kind")
+        h = new_handle()
+        lib.mm_drift_create(byref(h), k)
+        self._own(h.value, lib.mm_drift_free)
+        self._state = c_int()
+        self._state_ref = byref(self._state)
+        if params:
+            self.set(**params)
+
+    def set(self, **params):
+        """Set parameters by name (a trailing underscore is dropped, so that
+        Python keywords work: lambda_=50). Returns self."""
+        p = self._p()
+        for name, value in params.items():
+            lib.mm_drift_set(p, name.rstrip("_").encode(), float(value))
+        return self
+
+    def get(self, name):
+        out = c_double()
+        lib.mm_drift_get(self._p(), name.rstrip("_").encode(), byref(out))
+        return out.value
+
+    def __getitem__(self, name):
+        return self.get(name)
+
+    def __setitem__(self, name, value):
+        self.set(**{name: value})
+
+    def update(self, value):
+        """Feed one sample; returns 'stable', 'warning' or 'drift'."""
+        lib.mm_drift_update(self._p(), value, self._state_ref)
+        return _STATES.get(self._state.value, self._state.value)
+
+    def reset(self):
+        """Forget everything seen (parameters are kept)."""
+        lib.mm_drift_reset(self._p())
+
+    @property
+    def kind(self):
+        return text(lib.mm_drift_kind_name(lib.mm_drift_get_kind(self._p())))
+
+    @property
+    def samples(self):
+        """Samples since the last reset or drift (ADWIN: the window length)."""
+        return lib.mm_drift_samples(self._p())
+
+    @property
+    def estimate(self):
+        """The current mean estimate (window mean, running mean, error rate...)."""
+        return lib.mm_drift_estimate(self._p())
+
+    @property
+    def count(self):
+        """Drifts reported since creation."""
+        return lib.mm_drift_count(self._p())
+
+    def __repr__(self):
+        if self._ptr is None:
+            return "<mmaint.Drift (closed)>"
+        return "<mmaint.Drift %s, %d samples, %d drifts>" % (self.kind, self.samples, self.count)
+
+
+class Snapshot:
+    """The model a Server serves at one moment, for a ``with`` block:
+
+        with server.snapshot() as snap:
+            snap.model.predict(x); snap.version
+
+    ``snap.model`` is a read-only Model valid inside the block only."""
+
+    def __init__(self, server):
+        self._server = server
+        self.model = None
+        self.version = None
+        self._ptr = None
+        self._borrow = None
+
+    def __enter__(self):
+        s = self._server._p()
+        ptr, ver = c_void_p(), c_uint64()
+        lib.mm_server_acquire(s, byref(ptr), byref(ver))
+        self._ptr = ptr.value
+        self._borrow = Borrow(self._server._h)  # the server outlives the snapshot
+        self.version = ver.value
+        self.model = Model._wrap(self._ptr, free=_no_free)
+        return self
+
+    def __exit__(self, *exc):
+        if self._ptr is not None:
+            self.model.close()  # the Model object becomes unusable; nothing is freed
+            lib.mm_server_release(self._server._h.ptr, self._ptr)
+            self._ptr = None
+            self._borrow = None
+        return False
+
+
+def _no_free(ptr):
+    pass
+
+
+class Server(Owner):
+    """Serve a model while it is being updated (hot swap):
+    ``Server(model)`` publishes a clone of `model` as version 1.
+
+    Inference (:meth:`predict`, :meth:`forward`, :meth:`snapshot`) may run
+    from many threads at once and never blocks; :meth:`publish` clones a new
+    model and swaps it in atomically. The C server is freed once it is
+    closed and every snapshot has been given back."""
+
+    def __init__(self, model):
+        h = new_handle()
+        lib.mm_server_create(byref(h), model._p())
+        self._own(h.value, lib.mm_server_free)
+        self._dims = (model.input_dim, model.output_dim)
+
+    def publish(self, model):
+        """Publish a clone of `model` (same input and output widths, else
+        ShapeError); returns its version."""
+        ver = c_uint64()
+        lib.mm_server_publish(self._p(), model._p(), byref(ver))
+        return ver.value
+
+    def predict(self, x, with_version=False):
+        """Arg-max classes from one snapshot; with_version=True returns
+        (labels, version)."""
+        p = self._p()
+        xa, n, xk = B.samples(x, self._dims[0])
+        out, addr = B.new_ints(n)
+        ver = c_uint64()
+        lib.mm_server_predict(p, xa, n, addr, byref(ver))
+        return (out, ver.value) if with_version else out
+
+    def forward(self, x, with_version=False):
+        """Raw outputs (n x outputs) from one snapshot."""
+        p = self._p()
+        xa, n, xk = B.samples(x, self._dims[0])
+        out, addr = B.new_floats(n, self._dims[1])
+        ver = c_uint64()
+        lib.mm_server_forward(p, xa, n, addr, byref(ver))
+        return (out, ver.value) if with_version else out
+
+    def snapshot(self):
+        """A context manager holding the current snapshot (see Snapshot)."""
+        self._p()
+        return Snapshot(self)
+
+    @property
+    def version(self):
+        return lib.mm_server_version(self._p())
+
+    @property
+    def outstanding(self):
+        """Snapshots acquired and not yet released."""
+        return lib.mm_server_outstanding(self._p())
+
+    @property
+    def live_snapshots(self):
+        return lib.mm_server_live_snapshots(self._p())
+
+    def __repr__(self):
+        if self._ptr is None:
+            return "<mmaint.Server (closed)>"
+        return "<mmaint.Server version %d>" % self.version
