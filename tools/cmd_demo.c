@@ -263,6 +263,150 @@ static int step_online(demo_ctx *d) {
     return 0;
 }
 
+/* Guarded maintenance (issue 7): the held-back images become a stream that
+ * drifts (a shifted class mix, then brightened images) and carries a
+ * poisoned segment (labels scrambled). The deployed model meets it three
+ * ways: never updated, naive online SGD (every sample learned at once), and
+ * guarded maintenance (mm_maintainer: holdout-guarded windows with rollback
+ * and quarantine, replay, champion/challenger on drift). The guarded result
+ * becomes the next deployed version; maintain.svg plots the three. */
+static int step_maintain(demo_ctx *d) {
+    const cli *c = d->c;
+    const size_t len = d->quick ? 6000 : 30000;
+    cli_maint_plan plan;
+    mm_dataset *ds = NULL;
+    int rc = cli_maint_scenario(c, d->stream, len, d->seed, &ds, &plan);
+    if (rc) return rc;
+    cli_say(c,
+            "A stream of %zu labelled samples drawn from the held-back images: normal, then a\n"
+            "shifted class mix at %zu, brightened images from %zu, labels scrambled in\n"
+            "[%zu, %zu). The deployed model meets it never updated, with naive online SGD\n"
+            "(lr 1e-3), and under guarded maintenance (SGD lr 1e-3, replay, holdout-guarded\n"
+            "windows of %d with rollback, DDM drift detection, challengers).\n",
+            len, plan.shift_at, plan.drift_at, plan.poison_at, plan.poison_end,
+            d->quick ? 500 : 1000);
+    cli_maint_result res[3];
+    memset(res, 0, sizeof res);
+    mm_model *nm = NULL;
+    mm_optimizer *naive = NULL;
+    mm_maintainer *mt = NULL;
+    mm_model *kept = NULL;
+    char ckpt[1100];
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoints", d->out_dir);
+    cli_maint_run_cfg cfg = {CLI_MAINT_NEVER, 500, 0, "never", NULL};
+    rc = cli_maint_run(c, NULL, d->model, ds, &cfg, &res[0]);
+    mm_status st = MM_OK;
+    if (!rc) {
+        st = mm_model_clone(d->model, &nm);
+        if (st == MM_OK) st = mm_optimizer_create(&naive, nm, MM_OPTIM_SGD);
+        if (st == MM_OK) st = mm_optimizer_set(naive, MM_OPT_LEARNING_RATE, 1e-3);
+        if (st != MM_OK) rc = cli_lib_error(c, st, "naive online SGD");
+    }
+    if (!rc) {
+        cli_maint_run_cfg ncfg = {CLI_MAINT_NAIVE, 500, 0, "naive", naive};
+        rc = cli_maint_run(c, NULL, NULL, ds, &ncfg, &res[1]);
+    }
+    if (!rc) {
+        st = mm_maintainer_create(&mt, d->model, MM_OPTIM_SGD);
+        if (st == MM_OK) st = mm_maintainer_set_optimizer(mt, MM_OPT_LEARNING_RATE, 1e-3);
+        if (st == MM_OK) st = mm_maintainer_set(mt, MM_MAINT_WINDOW, d->quick ? 500 : 1000);
+        if (st == MM_OK) st = mm_maintainer_set(mt, MM_MAINT_SEED, (double)d->seed);
+        if (st == MM_OK && (rc = mkdir_p(c, ckpt)) == 0) st = mm_maintainer_set_checkpoint_dir(mt, ckpt);
+        if (!rc && st != MM_OK) rc = cli_lib_error(c, st, "setting up the maintainer");
+    }
+    if (!rc) {
+        cli_maint_run_cfg gcfg = {CLI_MAINT_GUARDED, 500, 0, "guarded", NULL};
+        rc = cli_maint_run(c, mt, NULL, ds, &gcfg, &res[2]);
+    }
+    if (!rc) {
+        FILE *f = c->out;
+        fprintf(f, "%-8s %9s %11s %9s %11s %11s %8s %9s %8s\n", "mode", "accuracy", "pre-drift",
+                "+5000", "pre-poison", "post-poison", "cost", "rollbacks", "version");
+        json_t *mj = json_object();
+        for (int k = 0; k < 3; k++) {
+            cli_maint_metrics m;
+            cli_maint_scenario_metrics(&res[k], &plan, &m);
+            fprintf(f, "%-8s %9.4f %11.4f %9.4f %11.4f %11.4f %+8.2f %9llu %8llu\n",
+                    cli_maint_mode_name(res[k].mode),
+                    res[k].samples ? (double)res[k].correct / (double)res[k].samples : NAN,
+                    m.before_drift, m.after_5k, m.before_poison, m.after_poison, -100 * m.poison_cost,
+                    (unsigned long long)res[k].rep.rollbacks,
+                    (unsigned long long)(res[k].mode == CLI_MAINT_GUARDED ? res[k].rep.version : 1));
+            json_t *rj = cli_maint_json(&res[k]);
+            json_object_set_new(rj, "metrics", cli_maint_metrics_json(&m));
+            json_object_del(rj, "series");
+            json_object_set_new(mj, cli_maint_mode_name(res[k].mode), rj);
+        }
+        fprintf(f, "(progressive accuracy of the served model; cost: points lost from before to\n"
+                   "after the poisoned segment; guarded: %llu drift(s), %llu challenger(s), %llu promoted,\n"
+                   "%llu samples quarantined)\n",
+                (unsigned long long)res[2].rep.drifts, (unsigned long long)res[2].rep.challengers,
+                (unsigned long long)res[2].rep.promotions, (unsigned long long)res[2].rep.quarantined);
+        char svg[1100];
+        snprintf(svg, sizeof svg, "%s/maintain.svg", d->out_dir);
+        const cli_maint_result *runs[3] = {&res[0], &res[1], &res[2]};
+        rc = cli_maint_plot_svg(c, svg, runs, 3, &plan);
+        if (!rc) cli_say(c, "plot: %s; checkpoints: %s/\n", svg, ckpt);
+        json_object_set_new(mj, "plot", json_string(svg));
+        json_object_set_new(d->json, "maintain", mj);
+    }
+    if (!rc) { /* the guarded result is the next deployed version */
+        st = mm_model_clone(mm_maintainer_model(mt), &kept);
+        if (st != MM_OK) rc = cli_lib_error(c, st, "copying the maintained model");
+    }
+    if (!rc) {
+        mm_model_free(d->model);
+        d->model = kept;
+        char made_by[96];
+        snprintf(made_by, sizeof made_by, "guarded: +%llu, %llu rollbacks",
+                 (unsigned long long)res[2].rep.learned, (unsigned long long)res[2].rep.rollbacks);
+        demo_version *v;
+        if ((rc = demo_add_version(d, made_by, &v)) == 0)
+            cli_say(c, "%s: the maintained deployed version, test accuracy %.4f (normal images) -> %s\n",
+                    v->name, v->test_accuracy, v->path);
+    }
+    for (int k = 0; k < 3; k++) cli_maint_result_free(&res[k]);
+    mm_maintainer_free(mt);
+    mm_optimizer_free(naive);
+    mm_model_free(nm);
+    mm_dataset_free(ds);
+    return rc;
+}
+
+/* Export the latest deployed version to ONNX (for other runtimes), when the
+ * library was built with ONNX. */
+static int step_export(demo_ctx *d) {
+    const cli *c = d->c;
+    if (!mm_onnx_available()) {
+        cli_say(c, "skipped: this libmmaint was built without ONNX\n");
+        return 0;
+    }
+    char path[1100];
+    snprintf(path, sizeof path, "%s/model.onnx", d->out_dir);
+    mm_status st = mm_onnx_export(d->model, path);
+    if (st != MM_OK) return cli_lib_error(c, st, "exporting %s", path);
+    mm_model *back = NULL;
+    st = mm_onnx_import(&back, path);
+    if (st != MM_OK) return cli_lib_error(c, st, "reading back %s", path);
+    double acc = NAN;
+    cli_eval_result r;
+    int rc = cli_evaluate(c, back, d->test, false, &r);
+    mm_model_free(back);
+    if (rc) return rc;
+    acc = r.accuracy;
+    char size[32];
+    long long fs = cli_file_size(path);
+    cli_format_bytes((uint64_t)(fs < 0 ? 0 : fs), size, sizeof size);
+    cli_say(c, "%s exported as %s (%s); read back: test accuracy %.4f\n", last_version_file(d), path,
+            size, acc);
+    json_t *ej = json_object();
+    json_object_set_new(ej, "file", json_string(path));
+    json_object_set_new(ej, "file_size", json_integer(fs));
+    json_object_set_new(ej, "test_accuracy", cli_json_num(acc));
+    json_object_set_new(d->json, "export", ej);
+    return 0;
+}
+
 /* Prune a copy of the latest version to 90% sparsity, gradually (the
  * polynomial schedule over the first half of the fine-tuning, then recovery)
  * while fine-tuning on v1's training data; finalize every pruned layer to
@@ -661,9 +805,11 @@ static const demo_step demo_steps[] = {
     {"data", "Data", step_data},
     {"train", "Train and deploy v1", step_train},
     {"online", "Online updates on the held-back data", step_online},
+    {"maintain", "Guarded maintenance on a drifting, poisoned stream", step_maintain},
     {"prune", "Prune a copy for small devices", step_prune},
     {"quantize", "Quantize a copy to int8 for fast inference", step_quantize},
     {"transfer", "Re-use the body for a new 3-way task", step_transfer},
+    {"export", "Export the deployed version to ONNX", step_export},
     {"summary", "Summary", step_summary},
 };
 
@@ -690,7 +836,11 @@ void help_demo(FILE *f) {
                "batch 64, 3 epochs) on the first 50000 training images and save it as\n"
                "DIR/model-v1.mmf; then update the deployed model online on the 10000 held-back\n"
                "images, one at a time (predict, then learn; SGD), saving model-v2.mmf, ...\n"
-               "every 2500 samples with their lineage; then prune a copy of the latest version\n"
+               "every 2500 samples with their lineage; then guarded maintenance on a 30000-sample\n"
+               "stream that drifts (class mix, brightened images) and carries a poisoned\n"
+               "segment, compared with no updates and naive online SGD (maintain.svg,\n"
+               "checkpoints/, the maintained model as the next version); then prune a copy of\n"
+               "the latest version\n"
                "to 90%% sparsity while fine-tuning 2 epochs (model-pruned.mmf); quantize\n"
                "another copy to int8 (static, per-channel, 512 calibration samples, at most\n"
                "0.3 points lost: model-int8.mmf); re-use the latest body (frozen) for a new\n"

@@ -662,7 +662,25 @@ class CliTest(unittest.TestCase):
             self.assertGreater(v["test_accuracy"], 0.6)
         self.assertEqual(d["online"]["samples"], versions[-1]["online_samples"])
         ops = [ev["op"] for ev in d["lineage"]]
-        self.assertEqual(ops.count("online_update"), len(versions) - 1)
+        online_versions = [v for v in versions if v["made_by"].startswith("online")]
+        self.assertEqual(ops.count("online_update"), len(online_versions))
+        # The guarded maintenance step: three runs over the drift stream, the
+        # guarded result as the last version, checkpoints and the plot.
+        m = d["maintain"]
+        self.assertEqual(sorted(k for k in m if k != "plot"), ["guarded", "naive", "never"])
+        self.assertEqual(m["never"]["version"], 1)
+        self.assertEqual(m["naive"]["learned"], m["naive"]["samples"])
+        self.assertGreater(m["guarded"]["learned"], 0)
+        self.assertLessEqual(m["guarded"]["learned"] + m["guarded"]["quarantined"],
+                             m["guarded"]["samples"])
+        self.assertTrue(versions[-1]["made_by"].startswith("guarded"))
+        self.assertIn("checkpoint", ops)
+        self.assertTrue(os.path.isfile(m["plot"]))
+        ckpts = os.listdir(os.path.join(out_dir, "checkpoints"))
+        self.assertTrue(ckpts and all(f.startswith("ckpt-") for f in ckpts), ckpts)
+        if "export" in d:
+            self.assertTrue(os.path.isfile(d["export"]["file"]))
+            self.assertGreater(d["export"]["test_accuracy"], 0.6)
         self.assertIn("Summary", err)
         # The last version's file carries the same lineage.
         i = self.ok_json("info", versions[-1]["file"])
