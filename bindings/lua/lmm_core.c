@@ -310,5 +310,6 @@ int luaopen_mmaint(lua_State *L) {
     lmm_open_pruner(L);
     lmm_open_quantizer(L);
     lmm_open_migrate(L);
+    lmm_open_maintain(L);
     return 1;
 }

@@ -35,6 +35,7 @@ build = {
             "bindings/lua/lmm_model.c", "bindings/lua/lmm_dataset.c",
             "bindings/lua/lmm_optimizer.c", "bindings/lua/lmm_pruner.c",
             "bindings/lua/lmm_quantizer.c", "bindings/lua/lmm_migrate.c",
+            "bindings/lua/lmm_maintain.c",
          },
          defines = { "_POSIX_C_SOURCE=200809L" },
          libraries = { "mmaint" },
