@@ -178,6 +178,8 @@ int main(int argc, char **argv) {
     unsigned char *src = malloc(nbytes), *warm = malloc(nbytes);
     memset(src, 1, nbytes);
     memset(warm, 2, nbytes);
+    double *c_base[3]; /* CPU time of memcpy warm, memcpy fresh, read() */
+    for (int k = 0; k < 3; k++) c_base[k] = calloc((size_t)reps, sizeof(double));
     double *t_warm = calloc((size_t)reps, sizeof(double)), *t_cold = calloc((size_t)reps, sizeof(double)),
            *t_read = calloc((size_t)reps, sizeof(double)), *t_load[NF], *c_load[NF];
     for (int f = 0; f < NF; f++) {
@@ -185,21 +187,26 @@ int main(int argc, char **argv) {
         c_load[f] = calloc((size_t)reps, sizeof(double));
     }
     for (int r = 0; r < reps; r++) {
-        double t0 = bench_now();
+        double c0 = cpu_now(), t0 = bench_now();
         memcpy(warm, src, nbytes);
         t_warm[r] = bench_now() - t0;
+        c_base[0][r] = cpu_now() - c0;
+        c0 = cpu_now();
         t0 = bench_now();
         unsigned char *fresh = malloc(nbytes);
         memcpy(fresh, src, nbytes);
         t_cold[r] = bench_now() - t0;
+        c_base[1][r] = cpu_now() - c0;
         volatile unsigned char sink = fresh[nbytes / 3];
         (void)sink;
         free(fresh);
+        c0 = cpu_now();
         t_read[r] = time_read(path[F_ST], nbytes);
+        c_base[2][r] = cpu_now() - c0;
         for (int f = 0; f < NF; f++) {
             if (!have[f]) continue;
             mm_model *x = NULL;
-            double c0 = cpu_now();
+            c0 = cpu_now();
             t0 = bench_now();
             st = load(f, path[f], &x);
             t_load[f][r] = bench_now() - t0;
@@ -213,6 +220,7 @@ int main(int argc, char **argv) {
         if (have[f]) rss[f] = rss_of_load(self, f, path[f]);
 
     double mw = median(t_warm, reps), mc = median(t_cold, reps), mr = median(t_read, reps);
+    double cw = median(c_base[0], reps), cc = median(c_base[1], reps), cr = median(c_base[2], reps);
     double ml[NF] = {0}, mcpu[NF] = {0};
     for (int f = 0; f < NF; f++)
         if (have[f]) {
@@ -221,8 +229,9 @@ int main(int argc, char **argv) {
         }
     if (json) {
         printf("{\"bench\":\"migrate\",\"spec\":\"%s\",\"params\":%zu,\"reps\":%d,\"bytes\":%zu,"
-               "\"memcpy_warm_s\":%.6f,\"memcpy_fresh_s\":%.6f,\"read_s\":%.6f",
-               spec, params, reps, nbytes, mw, mc, mr);
+               "\"memcpy_warm_s\":%.6f,\"memcpy_fresh_s\":%.6f,\"read_s\":%.6f,"
+               "\"memcpy_warm_cpu_s\":%.6f,\"memcpy_fresh_cpu_s\":%.6f,\"read_cpu_s\":%.6f",
+               spec, params, reps, nbytes, mw, mc, mr, cw, cc, cr);
         for (int f = 0; f < NF; f++)
             if (have[f])
                 printf(",\"%s\":{\"bytes\":%lld,\"load_s\":%.6f,\"cpu_s\":%.6f,\"gbps\":%.3f,"
@@ -233,12 +242,12 @@ int main(int argc, char **argv) {
         printf("model %s: %zu parameters; median of %d interleaved runs (files in the page cache)\n\n",
                spec, params, reps);
         printf("%-34s %12s %10s %8s %8s %14s\n", "", "bytes", "ms", "GB/s", "CPU ms", "peak RSS MB");
-        printf("%-34s %12zu %10.2f %8.2f\n", "memcpy, warm destination", nbytes, 1e3 * mw,
-               (double)nbytes / mw / 1e9);
-        printf("%-34s %12zu %10.2f %8.2f\n", "memcpy, fresh malloc destination", nbytes, 1e3 * mc,
-               (double)nbytes / mc / 1e9);
-        printf("%-34s %12zu %10.2f %8.2f\n", "read() of the safetensors file", nbytes, 1e3 * mr,
-               (double)nbytes / mr / 1e9);
+        printf("%-34s %12zu %10.2f %8.2f %8.2f\n", "memcpy, warm destination", nbytes, 1e3 * mw,
+               (double)nbytes / mw / 1e9, 1e3 * cw);
+        printf("%-34s %12zu %10.2f %8.2f %8.2f\n", "memcpy, fresh malloc destination", nbytes,
+               1e3 * mc, (double)nbytes / mc / 1e9, 1e3 * cc);
+        printf("%-34s %12zu %10.2f %8.2f %8.2f\n", "read() of the safetensors file", nbytes,
+               1e3 * mr, (double)nbytes / mr / 1e9, 1e3 * cr);
         static const char *const label[NF] = {"mm_model_load (.mmf, CRC checked)",
                                               "mm_safetensors_import",
                                               "mm_onnx_import"};
@@ -257,6 +266,7 @@ int main(int argc, char **argv) {
         free(t_load[f]);
         free(c_load[f]);
     }
+    for (int k = 0; k < 3; k++) free(c_base[k]);
     free(t_warm);
     free(t_cold);
     free(t_read);
