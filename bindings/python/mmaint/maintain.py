@@ -1,11 +1,12 @@
-"""mmaint.Drift and mmaint.Server: watching and serving a deployed model
-(mm_drift.h, mm_server.h)."""
+"""mmaint.Drift, mmaint.Server and mmaint.Maintainer: watching, serving and
+maintaining a deployed model (mm_drift.h, mm_server.h, mm_maintainer.h)."""
 
-from ctypes import byref, c_double, c_int, c_uint64, c_void_p
+from ctypes import Structure, byref, c_double, c_int, c_size_t, c_uint32, c_uint64, c_void_p
 
 from . import _buffers as B
 from ._handle import Borrow, Owner
-from ._lib import enum_from_name, lib, new_handle, text
+from ._lib import enum_from_name, fspath, lib, new_handle, text
+from ._settings import Configurable, Settings
 from .model import Model
 
 _STATES = {0: "stable", 1: "warning", 2: "drift"}
@@ -189,3 +190,144 @@ class Server(Owner):
         if self._ptr is None:
             return "<mmaint.Server (closed)>"
         return "<mmaint.Server version %d>" % self.version
+
+
+class _ReportStruct(Structure):
+    """mm_maint_report (mm_maintainer.h)."""
+    _fields_ = [("struct_size", c_uint32), ("events", c_uint32), ("samples", c_uint64),
+                ("version", c_uint64), ("rolling_accuracy", c_double),
+                ("rolling_loss", c_double), ("holdout_accuracy", c_double),
+                ("drift_state", c_int), ("drifts", c_uint64), ("rollbacks", c_uint64),
+                ("promotions", c_uint64), ("challengers", c_uint64), ("learned", c_uint64),
+                ("quarantined", c_uint64), ("new_ranges", c_size_t), ("correct", c_uint64)]
+
+
+_EVENTS = ((1, "checkpoint"), (2, "rollback"), (4, "drift"), (8, "promote"), (16, "reject"))
+
+
+class MaintReport:
+    """What a Maintainer call did (``events``: a set of 'checkpoint',
+    'rollback', 'drift', 'promote', 'reject') and where it stands (the other
+    fields of mm_maint_report; ``drift_state`` as 'stable'/'warning'/'drift')."""
+
+    def __init__(self, s):
+        self.events = {name for bit, name in _EVENTS if s.events & bit}
+        for f, _ in _ReportStruct._fields_[2:]:
+            setattr(self, f, getattr(s, f))
+        self.drift_state = _STATES.get(s.drift_state, s.drift_state)
+
+    def __repr__(self):
+        return ("MaintReport(samples %d, version %d, rolling_accuracy %.4f, rollbacks %d, "
+                "drifts %d, events %s)" % (self.samples, self.version, self.rolling_accuracy,
+                                          self.rollbacks, self.drifts, sorted(self.events)))
+
+
+class Maintainer(Configurable, Owner):
+    """Guarded maintenance of a deployed model (mm_maintainer.h):
+    ``Maintainer(model, "sgd", window=500, replay_size=2000)``.
+
+    :meth:`feed` runs, per stream sample: progressive validation on the
+    deployed version, then guarded learning on a working copy; windows whose
+    holdout accuracy drops are rolled back and quarantined; drift can train
+    and promote a challenger. `model` is copied (the Maintainer does not
+    keep it). Settings by keyword (window, guard_threshold, ring, batch,
+    replay_size, replay_mix, l2sp, detector, holdout_size, holdout_every,
+    recent_size, challenger_epochs, seed, challenger_lr,
+    challenger_delay); the online optimizer's settings with
+    :meth:`set_optimizer`, the detector's with :meth:`set_detector`.
+
+    Thread safety: one thread at a time; attach a Server to serve the
+    deployed versions to other threads.
+    """
+
+    _SETTINGS = Settings(lib.mm_maint_param_from_name, lib.mm_maint_param_name,
+                         None, lib.mm_maintainer_set, lib.mm_maintainer_get)
+
+    def __init__(self, model, kind="sgd", **settings):
+        k = enum_from_name(lib.mm_optim_kind_from_name, kind, "kind")
+        h = new_handle()
+        lib.mm_maintainer_create(byref(h), model._p(), k)
+        self._own(h.value, lib.mm_maintainer_free)
+        self._dim = model.input_dim
+        self._server = None
+        if settings:
+            self.set(**settings)
+
+    @classmethod
+    def bounds(cls, name):
+        raise NotImplementedError("the library has no bounds query for maintainer settings")
+
+    def set_optimizer(self, **settings):
+        """Settings of the online optimizer and challengers (as Optimizer's)."""
+        from .optimizer import SETTINGS as OPT
+        p = self._p()
+        for name, value in settings.items():
+            lib.mm_maintainer_set_optimizer(p, OPT.key(name), OPT.value(name, value))
+        return self
+
+    def set_detector(self, **params):
+        """Parameters of the drift detector (as Drift's; lambda_ for lambda)."""
+        p = self._p()
+        for name, value in params.items():
+            lib.mm_maintainer_set_detector(p, name.rstrip("_").encode(), float(value))
+        return self
+
+    def set_holdout(self, x, labels):
+        """Trusted samples the guard evaluates each window on (copied)."""
+        xa, n, xk = B.samples(x, self._dim)
+        lb = B.labels(labels, n)
+        lib.mm_maintainer_set_holdout(self._p(), xa, lb.addr, n)
+
+    def set_checkpoint_dir(self, path):
+        """Also write a checkpoint file per accepted version into `path`."""
+        lib.mm_maintainer_set_checkpoint_dir(self._p(), fspath(path))
+
+    def attach_server(self, server):
+        """Publish every new deployed version to `server` (kept alive)."""
+        lib.mm_maintainer_attach_server(self._p(), server._p())
+        self._server = server
+
+    def feed(self, x, labels):
+        """Feed stream samples with their labels; returns a MaintReport."""
+        xa, n, xk = B.samples(x, self._dim)
+        if type(labels) is int:
+            labels = [labels]
+        lb = B.labels(labels, n)
+        r = _ReportStruct()
+        lib.mm_maintainer_feed(self._p(), xa, lb.addr, n, byref(r))
+        return MaintReport(r)
+
+    def flush(self):
+        """End the current window now (the guard runs); returns a MaintReport."""
+        r = _ReportStruct()
+        lib.mm_maintainer_flush(self._p(), byref(r))
+        return MaintReport(r)
+
+    @property
+    def status(self):
+        r = _ReportStruct()
+        lib.mm_maintainer_status(self._p(), byref(r))
+        return MaintReport(r)
+
+    def deployed_model(self):
+        """A copy of the deployed version (what serves)."""
+        return self._copy(lib.mm_maintainer_model(self._p()))
+
+    def working_model(self):
+        """A copy of the working copy (what learns)."""
+        return self._copy(lib.mm_maintainer_working_model(self._p()))
+
+    @staticmethod
+    def _copy(ptr):
+        h = new_handle()
+        lib.mm_model_clone(ptr, byref(h))
+        return Model._wrap(h.value)
+
+    @property
+    def num_checkpoints(self):
+        return lib.mm_maintainer_num_checkpoints(self._p())
+
+    @property
+    def num_quarantined(self):
+        """Quarantined (rolled-back) windows."""
+        return lib.mm_maintainer_num_quarantined(self._p())

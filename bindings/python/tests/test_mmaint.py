@@ -405,6 +405,38 @@ class TestMaintain(unittest.TestCase):
         self.assertIsNone(h.ptr)
 
 
+class TestMaintainer(TempDir):
+    def test_guarded_stream(self):
+        x, y = blobs(2000, 1)
+        xh, yh = blobs(300, 2)
+        m = mmaint.Model("8-16-3:relu", seed=1)
+        mt = mmaint.Maintainer(m, "sgd", window=200, replay_size=100)
+        self.assertEqual(mt["window"], 200.0)
+        mt.set_optimizer(lr=0.05)
+        mt.set_holdout(xh, yh)
+        server = mmaint.Server(m)
+        mt.attach_server(server)
+        mt.set_checkpoint_dir(self.tmp)
+        r = mt.feed(x, y)
+        self.assertEqual(r.samples, 2000)
+        self.assertIn("checkpoint", r.events)
+        self.assertGreater(r.version, 1)
+        self.assertGreater(server.version, 1)  # accepted versions are published
+        deployed = mt.deployed_model()
+        self.assertEqual(bytes(memoryview(server.predict(xh)).cast("B")),
+                         bytes(memoryview(deployed.predict(xh)).cast("B")))
+        self.assertGreater(mt.deployed_model().evaluate(xh, yh)[1], 0.9)
+        self.assertGreaterEqual(mt.num_checkpoints, 1)
+        self.assertEqual(mt.status.samples, 2000)
+        self.assertIsInstance(mt.flush(), mmaint.MaintReport)
+        with self.assertRaises(mmaint.InvalidArgumentError):
+            mt.set(no_such_setting=1)
+        with self.assertRaises(mmaint.ShapeError):
+            mt.feed(x[:DIM], [1, 2])
+        with self.assertRaises(mmaint.StateError):
+            mt.set(holdout_size=10)  # only before the first holdout / feed
+
+
 class TestOnnx(TempDir):
     def test_export_import(self):
         m = mmaint.Model("8-16-3:tanh", seed=2)
