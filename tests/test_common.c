@@ -162,6 +162,14 @@ START_TEST(portable_math) {
     for (double x = 1e-300; x < 1e300; x *= 1.93)
         ck_assert_double_eq_tol(mm_plog(x) / log(x), 1.0, 1e-15);
     ck_assert(mm_plog(1.0) == 0.0);
+    for (double x = 0.01; x < 1.0; x += 0.0137) /* Adam bias corrections, schedules */
+        for (double y = 1; y < 20000; y *= 1.7) {
+            double want = pow(x, y), got = mm_ppow(x, y);
+            if (want < 1e-290) ck_assert(got < 1e-280);
+            else ck_assert_double_eq_tol(got / want, 1.0, 1e-15 * (1.0 + fabs(y * log(x))));
+        }
+    ck_assert(mm_ppow(0.0, 3.0) == 0.0 && mm_ppow(0.0, 0.0) == 1.0 && mm_ppow(0.5, 0.0) == 1.0);
+    ck_assert(mm_ppow(1.0, 12345.0) == 1.0 && mm_ppow(2.0, 10.0) == 1024.0);
 
     /* special values */
     ck_assert(isnan(mm_pexpf(NAN)) && isnan(mm_ptanhf(NAN)) && isnan(mm_pexp(NAN)));

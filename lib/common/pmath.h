@@ -91,7 +91,14 @@ static inline double mm_plog(double x) {
     return 2.0 * s * p + (double)e * MM_LN2_LO + (double)e * MM_LN2_HI;
 }
 
-/* cos(2 pi t) for t in [0, 1]: reduced in turns (exact), then a Taylor
+/* x^y for x >= 0 (exp(y log x)): 0^y = 0 for y > 0, x^0 = 1. About
+ * |y log x| * 1e-16 relative: fine for learning-rate factors and schedules. */
+static inline double mm_ppow(double x, double y) {
+    if (y == 0.0) return 1.0;
+    return mm_pexp(y * mm_plog(x));
+}
+
+/* cos(2 pi t) for any finite t: reduced in turns (exact), then a Taylor
  * series of cos or sin on [0, pi/4]. */
 static inline double mm_pcos2pi(double t) {
     double a = fabs(t - floor(t + 0.5)); /* [0, 0.5], exact; cos is even */

@@ -18,6 +18,7 @@
 #include <float.h>
 #include <math.h>
 
+#include "common/pmath.h"
 #include "optim/optim_internal.h"
 
 #if MM_OPT_X86
@@ -136,8 +137,8 @@ static void adamw_update(const mm_opt_step_ctx *ctx, float *p, const float *g,
 static void adam_prepare_common(const mm_optimizer *opt, double lr, uint64_t t,
                                 mm_opt_step_ctx *ctx) {
     const double b1 = opt->set[MM_OPT_BETA1], b2 = opt->set[MM_OPT_BETA2];
-    const double bc1 = 1.0 - pow(b1, (double)t);
-    const double bc2 = 1.0 - pow(b2, (double)t);
+    const double bc1 = 1.0 - mm_ppow(b1, (double)t);
+    const double bc2 = 1.0 - mm_ppow(b2, (double)t);
     const double c2 = sqrt(bc2);
     ctx->neg_lr = (float)(-(lr / bc1) * c2);
     ctx->c[0] = (float)b1;

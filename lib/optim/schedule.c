@@ -17,6 +17,7 @@
  */
 #include <math.h>
 
+#include "common/pmath.h"
 #include "optim/optim_internal.h"
 
 #ifndef M_PI
@@ -28,10 +29,10 @@ double mm_opt_schedule_lr(const mm_optimizer *opt, uint64_t step) {
     switch ((int)opt->set[MM_OPT_SCHEDULE]) {
     case MM_SCHEDULE_STEP: {
         uint64_t size = (uint64_t)opt->set[MM_OPT_STEP_SIZE];
-        return lr * pow(opt->set[MM_OPT_GAMMA], (double)(step / (size ? size : 1)));
+        return lr * mm_ppow(opt->set[MM_OPT_GAMMA], (double)(step / (size ? size : 1)));
     }
     case MM_SCHEDULE_EXPONENTIAL:
-        return lr * pow(opt->set[MM_OPT_GAMMA], (double)step);
+        return lr * mm_ppow(opt->set[MM_OPT_GAMMA], (double)step);
     case MM_SCHEDULE_COSINE: {
         const uint64_t warmup = (uint64_t)opt->set[MM_OPT_WARMUP_STEPS];
         uint64_t total = (uint64_t)opt->set[MM_OPT_TOTAL_STEPS];
@@ -42,7 +43,7 @@ double mm_opt_schedule_lr(const mm_optimizer *opt, uint64_t step) {
         if (step >= total) return min_lr;
         /* here warmup <= step < total */
         double progress = (double)(step - warmup) / (double)(total - warmup);
-        return min_lr + 0.5 * (lr - min_lr) * (1.0 + cos(M_PI * progress));
+        return min_lr + 0.5 * (lr - min_lr) * (1.0 + mm_pcos2pi(0.5 * progress)); /* cos(pi p) */
     }
     default:
         return lr;

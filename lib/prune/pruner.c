@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/pmath.h"
 #include "prune/pruner_internal.h"
 
 /* ---- settings table ------------------------------------------------------ */
@@ -799,7 +800,7 @@ static double schedule_term(const mm_pruner *p, uint64_t t) {
     const uint64_t t1 = (uint64_t)p->set[MM_PRUNE_END_STEP];
     const uint64_t tc = t < t0 ? t0 : (t > t1 ? t1 : t);
     const double frac = (double)(tc - t0) / (double)(t1 - t0);
-    return pow(1.0 - frac, p->set[MM_PRUNE_POWER]);
+    return mm_ppow(1.0 - frac, p->set[MM_PRUNE_POWER]);
 }
 
 mm_status mm_pruner_sparsity_at(const mm_pruner *p, uint64_t step, double *sparsity) {

@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/pmath.h"
 #include "quant/quantizer_internal.h"
 
 /* ---- statistics ------------------------------------------------------------- */
@@ -318,7 +319,15 @@ static void obs_percentile(const mm_qstats *s, const mm_qobs_opts *o, double *lo
 
 static double mse_fraction(size_t k) {
     if (k < MSE_LINEAR) return (double)(k + 1) / MSE_LINEAR;
-    return exp2(-(double)(k - MSE_LINEAR + 1) / 8.0);
+    /* 2^(-j/8) = 2^-(j/8) * 2^-(j%8 / 8): exact scaling of a correctly
+     * rounded constant, the same on every platform (libm's exp2 is not
+     * exactly specified) */
+    static const double eighth[8] = {1.0, 0x1.d5818dcfba487p-1, 0x1.ae89f995ad3adp-1,
+                                     0x1.8ace5422aa0dbp-1, 0x1.6a09e667f3bcdp-1,
+                                     0x1.4bfdad5362a27p-1, 0x1.306fe0a31b715p-1,
+                                     0x1.172b83c7d517bp-1};
+    const size_t j = k - MSE_LINEAR + 1;
+    return ldexp(eighth[j % 8], -(int)(j / 8));
 }
 
 static void obs_mse(const mm_qstats *s, const mm_qobs_opts *o, double *lo, double *hi) {
@@ -412,7 +421,7 @@ static double window_kl(const mm_qhist *h, size_t s, size_t e, size_t levels, do
     double kl = 0.0;
     for (size_t i = 0; i < w; i++) {
         const double pi = p[i] / sum[0], qi = q[i] / sum[1];
-        kl += pi * log(pi / qi);
+        kl += pi * mm_plog(pi / qi);
     }
     return kl;
 }

@@ -70,7 +70,8 @@ typedef struct test_case {
     kind kind;
     mm_activation act;
     int param;      /* K_RESUME: optimizer kind; K_PRUNE: criterion; K_QUANT: scheme */
-    double amount;  /* K_PRUNE: sparsity; K_QUANT: 1 = per tensor asymmetric */
+    double amount;  /* K_PRUNE: sparsity; K_QUANT: 1 = per tensor asymmetric with the
+                       MSE observer, 2 = per channel with the entropy observer */
     int format;     /* K_PRUNE: -1 = not finalized, else mm_prune_sparse_format;
                        K_QUANT: keep master */
 } test_case;
@@ -89,7 +90,8 @@ static const test_case cases[] = {
     {"pruned_neurons", K_PRUNE, MM_ACT_LEAKY_RELU, MM_PRUNE_NEURON_L2, 0.5,
      MM_PRUNE_FORMAT_AUTO},
     {"int8_static", K_QUANT, MM_ACT_RELU, MM_QUANT_INT8_STATIC, 0, 0},
-    {"int8_static_asym", K_QUANT, MM_ACT_RELU, MM_QUANT_INT8_STATIC, 1, 0},
+    {"int8_static_asym_mse", K_QUANT, MM_ACT_RELU, MM_QUANT_INT8_STATIC, 1, 0},
+    {"int8_static_entropy", K_QUANT, MM_ACT_LEAKY_RELU, MM_QUANT_INT8_STATIC, 2, 0},
     {"int8_dynamic", K_QUANT, MM_ACT_RELU, MM_QUANT_INT8_DYNAMIC, 0, 1},
     {"int8_weight_only", K_QUANT, MM_ACT_SIGMOID, MM_QUANT_INT8_WEIGHT_ONLY, 0, 0},
     {"fp16", K_QUANT, MM_ACT_RELU, MM_QUANT_FP16, 0, 0},
@@ -218,9 +220,20 @@ static int base_model(const test_case *c, const data *d, int optim, mm_model **m
         fail("building the model", st);
         goto out;
     }
+    /* resume cases also run a learning-rate schedule: cosine (SGD) and
+     * exponential (Adam), through the resumed step counter */
     if (optim == MM_OPTIM_SGD &&
         ((st = mm_optimizer_set(o, MM_OPT_LEARNING_RATE, 0.05)) != MM_OK ||
-         (st = mm_optimizer_set(o, MM_OPT_MOMENTUM, 0.9)) != MM_OK)) {
+         (st = mm_optimizer_set(o, MM_OPT_MOMENTUM, 0.9)) != MM_OK ||
+         (st = mm_optimizer_set(o, MM_OPT_SCHEDULE, MM_SCHEDULE_COSINE)) != MM_OK ||
+         (st = mm_optimizer_set(o, MM_OPT_WARMUP_STEPS, 2)) != MM_OK ||
+         (st = mm_optimizer_set(o, MM_OPT_TOTAL_STEPS, STEPS + RESUME_STEPS + 3)) != MM_OK)) {
+        fail("optimizer settings", st);
+        goto out;
+    }
+    if (optim == MM_OPTIM_ADAM && c->kind == K_RESUME &&
+        ((st = mm_optimizer_set(o, MM_OPT_SCHEDULE, MM_SCHEDULE_EXPONENTIAL)) != MM_OK ||
+         (st = mm_optimizer_set(o, MM_OPT_GAMMA, 0.93)) != MM_OK)) {
         fail("optimizer settings", st);
         goto out;
     }
@@ -261,6 +274,9 @@ static int quantize(const test_case *c, const data *d, mm_model *m) {
         st = mm_quantizer_set(q, MM_QUANT_WEIGHT_SYMMETRIC, 0);
     if (st == MM_OK && int8 && c->amount == 1)
         st = mm_quantizer_set(q, MM_QUANT_ACT_SYMMETRIC, 1);
+    if (st == MM_OK && c->param == MM_QUANT_INT8_STATIC && c->amount != 0)
+        st = mm_quantizer_set(q, MM_QUANT_OBSERVER,
+                              c->amount == 1 ? MM_OBSERVER_MSE : MM_OBSERVER_ENTROPY);
     if (st == MM_OK && c->param == MM_QUANT_INT8_STATIC)
         st = mm_quantizer_calibrate(q, m, d->x, TRAIN_N);
     if (st == MM_OK) st = mm_quantizer_apply(q, m);
