@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run every test: a normal build (BLIS), an AddressSanitizer +
-# UBSan build, a build without BLIS (reference kernels only), and the
+# UBSan build, a build without BLIS (reference kernels only), a
+# ThreadSanitizer build of the threaded suites, and the
 # cross-platform check on s390x and i386 under qemu (scripts/cross-test.sh;
 # it skips with a message only when the cross tools cannot be installed).
 set -euo pipefail
@@ -18,5 +19,16 @@ run build-test
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   run build-asan -Db_sanitize=address,undefined -Db_lundef=false
 run build-noblis -Dblis=disabled
+# ThreadSanitizer: the suites with threads (the hot-swap server, and the
+# drift detectors it is used with); only their targets are built.
+echo "=== build-tsan: meson setup -Db_sanitize=thread (test_server, test_drift)"
+rm -rf build-tsan
+meson setup build-tsan -Db_sanitize=thread -Db_lundef=false -Dcli=false -Dbenchmarks=false \
+  -Dlua=disabled >build-tsan.setup.log 2>&1 || { cat build-tsan.setup.log; exit 1; }
+ninja -C build-tsan tests/test_server tests/test_drift
+# test_drift has no threads: its API case only (the statistics take minutes
+# under TSan and are covered by the other builds).
+TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_server
+TSAN_OPTIONS=halt_on_error=1 CK_RUN_CASE=api build-tsan/tests/test_drift
 scripts/cross-test.sh build-cross
 echo "all test configurations passed"

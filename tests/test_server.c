@@ -296,6 +296,71 @@ START_TEST(test_concurrent_pruned_and_quantized) {
 }
 END_TEST
 
+/* The reclamation window itself: readers that only acquire and release, as
+ * fast as they can, against a writer publishing a tiny model (cheap clones)
+ * as fast as it can. Removing the writer's wait for the readers' epoch
+ * (server.c) makes this fail under ThreadSanitizer or AddressSanitizer
+ * (checked when writing this test). */
+typedef struct stress {
+    mm_server *server;
+    atomic_int stop;
+    uint64_t acquires, bad;
+} stress;
+
+static void *stress_reader(void *arg) {
+    stress *st = arg;
+    float x[2] = {0, 0}, out[2];
+    while (!atomic_load(&st->stop)) {
+        const mm_model *m;
+        uint64_t v;
+        if (mm_server_acquire(st->server, &m, &v) != MM_OK) {
+            st->bad++;
+            continue;
+        }
+        /* version v was published from a model whose biases are v */
+        if (mm_model_forward(m, x, 1, out) != MM_OK || out[0] != (float)v) st->bad++;
+        mm_server_release(st->server, m);
+        st->acquires++;
+    }
+    return NULL;
+}
+
+START_TEST(test_reclamation_stress) {
+    mm_model *m;
+    MM_ASSERT_OK(mm_model_create(&m, 2, 1));
+    MM_ASSERT_OK(mm_model_add_dense(m, 2, MM_ACT_IDENTITY));
+    float w[4] = {0}, b[2] = {1, 1};
+    MM_ASSERT_OK(mm_model_set_weights(m, 0, w, 4, b, 2));
+    stress st;
+    memset(&st, 0, sizeof st);
+    MM_ASSERT_OK(mm_server_create(&st.server, m));
+    atomic_init(&st.stop, 0);
+    stress rs[2];
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        rs[i] = st;
+        rs[i].server = st.server;
+        ck_assert_int_eq(pthread_create(&th[i], NULL, stress_reader, &rs[i]), 0);
+    }
+    for (uint64_t v = 2; v <= 20000; v++) {
+        b[0] = b[1] = (float)v;
+        MM_ASSERT_OK(mm_model_set_weights(m, 0, w, 4, b, 2));
+        uint64_t got;
+        MM_ASSERT_OK(mm_server_publish(st.server, m, &got));
+        ck_assert_uint_eq(got, v);
+    }
+    for (int i = 0; i < 2; i++) atomic_store(&rs[i].stop, 1);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_uint_eq(rs[i].bad, 0);
+    }
+    ck_assert_uint_gt(rs[0].acquires + rs[1].acquires, 0);
+    ck_assert_uint_eq(mm_server_live_snapshots(st.server), 1);
+    mm_server_free(st.server);
+    mm_model_free(m);
+}
+END_TEST
+
 static Suite *server_suite(void) {
     Suite *s = suite_create("server");
     TCase *tc = tcase_create("single");
@@ -306,6 +371,7 @@ static Suite *server_suite(void) {
     tcase_set_timeout(tt, 600);
     tcase_add_test(tt, test_concurrent_dense);
     tcase_add_test(tt, test_concurrent_pruned_and_quantized);
+    tcase_add_test(tt, test_reclamation_stress);
     suite_add_tcase(s, tt);
     return s;
 }

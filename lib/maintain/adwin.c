@@ -230,6 +230,14 @@ static mm_status adwin_update(mm_drift *d, double x, mm_drift_state *state) {
     return MM_OK;
 }
 
+size_t mm_drift_adwin_buckets(const mm_drift *d) {
+    if (!d || d->vt != &mm_drift_adwin_vt) return 0;
+    const adwin *a = (const adwin *)d;
+    size_t n = 0;
+    for (size_t i = 0; i < a->n_rows; i++) n += a->rows[i].count;
+    return n;
+}
+
 static uint64_t adwin_samples(const mm_drift *d) { return ((const adwin *)d)->width; }
 static double adwin_estimate(const mm_drift *d) {
     const adwin *a = (const adwin *)d;

@@ -45,6 +45,10 @@ struct mm_drift {
     uint64_t drifts; /* total reported, never reset */
 };
 
+/* Buckets an ADWIN detector holds now (tests check O(log W) memory);
+ * 0 for other kinds. */
+size_t mm_drift_adwin_buckets(const mm_drift *d);
+
 extern const mm_drift_vtable mm_drift_adwin_vt;
 extern const mm_drift_vtable mm_drift_page_hinkley_vt;
 extern const mm_drift_vtable mm_drift_ddm_vt;
