@@ -140,6 +140,9 @@ START_TEST(test_params) {
     MM_ASSERT_OK(mm_drift_create(&d, MM_DRIFT_EDDM));
     MM_ASSERT_STATUS(mm_drift_set(d, "drift_level", 0.97), MM_E_OUT_OF_RANGE); /* > warning */
     MM_ASSERT_STATUS(mm_drift_set(d, "warning_level", 1.0), MM_E_OUT_OF_RANGE);
+    MM_ASSERT_OK(mm_drift_set(d, "min_errors", 10));
+    MM_ASSERT_STATUS(mm_drift_set(d, "min_errors", 0), MM_E_OUT_OF_RANGE);
+    ck_assert_ptr_nonnull(strstr(mm_last_error_message(), "min_errors"));
     mm_drift_free(d);
 
     MM_ASSERT_OK(mm_drift_create(&d, MM_DRIFT_ADWIN));

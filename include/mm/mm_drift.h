@@ -19,7 +19,8 @@
  *                          than lambda above its minimum. Detects increases of
  *                          the mean (a loss going up). Input: any real value.
  *   MM_DRIFT_DDM           Drift Detection Method (Gama et al. 2004) on a 0/1
- *                          error stream: warning when p+s >= p_min +
+ *                          error stream: after more than min_samples
+ *                          samples, warning when p+s > p_min +
  *                          warning_level*s_min, drift at drift_level.
  *   MM_DRIFT_EDDM          Early DDM (Baena-García et al. 2006): on the
  *                          distance between consecutive errors; warning when
@@ -38,8 +39,14 @@
  *   DDM:           "warning_level" (2.0), "drift_level" (3.0) (> 0 and
  *                  warning_level <= drift_level), "min_samples" (30, >= 1)
  *   EDDM:          "warning_level" (0.95), "drift_level" (0.90) (in (0,1) and
- *                  drift_level <= warning_level), "min_samples" (30: errors
- *                  seen before a decision, >= 1)
+ *                  drift_level <= warning_level), "min_samples" (30, >= 0:
+ *                  samples before the reference maximum is tracked),
+ *                  "min_errors" (30, >= 1: errors before a decision)
+ * The conditions are those of MOA and River: on the example streams of
+ * River's documentation each detector fires at the same sample indices as
+ * River's (benchmarks/compare_drift_river.py). EDDM with the paper's levels
+ * raises many false alarms on stationary streams (River's own example lowers
+ * them to 0.8/0.75); see benchmarks/RESULTS.md.
  * An unknown name for the kind, or an out-of-range value, gives
  * MM_E_INVALID_ARGUMENT / MM_E_OUT_OF_RANGE with a message naming it. Setting
  * a parameter does not reset the detector's statistics.

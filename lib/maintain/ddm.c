@@ -3,18 +3,24 @@
  *
  * DDM (J. Gama, P. Medas, G. Castillo, P. Rodrigues, "Learning with Drift
  * Detection", SBIA 2004). After sample n: p = error rate so far,
- * s = sqrt(p (1 - p) / n). Once n >= min_samples, (p_min, s_min) is the pair
+ * s = sqrt(p (1 - p) / n). Once n > min_samples, (p_min, s_min) is the pair
  * with the smallest p + s seen so far; warning when
- * p + s >= p_min + warning_level * s_min, drift when
- * p + s >= p_min + drift_level * s_min (the paper's 2 and 3).
+ * p + s > p_min + warning_level * s_min, drift when
+ * p + s > p_min + drift_level * s_min (the paper's 2 and 3; strict
+ * comparisons and "more than min_samples" as in MOA and River, whose
+ * documented example stream gives the same warning and drift indices).
  *
  * EDDM (M. Baena-García, J. del Campo-Ávila, R. Fidalgo, A. Bifet, R.
  * Gavaldà, R. Morales-Bueno, "Early Drift Detection Method", 2006). At each
- * error: d = distance (in samples) since the previous error; p' and s' are
- * the running mean and standard deviation of d. Once more than min_samples
- * errors have been seen, (p' + 2 s')_max is the largest value reached;
- * warning when (p' + 2 s') / (p' + 2 s')_max < warning_level (0.95), drift
- * below drift_level (0.90). Samples without an error only advance the clock.
+ * error: d = distance (in samples) since the previous error (the first
+ * error's distance is its index); p' and s' are the running mean and
+ * sample standard deviation of d. Once more than min_samples samples have
+ * been seen, (p' + 2 s')_max is the largest value reached at an error; once
+ * more than min_errors errors have been seen, warning when
+ * (p' + 2 s') / (p' + 2 s')_max < warning_level (0.95), drift below
+ * drift_level (0.90). Samples without an error only advance the clock.
+ * These are the conditions of MOA and River (30 samples, 30 errors); River's
+ * documented example stream gives the same drift index.
  *
  * Both reset fully on drift. */
 #include <math.h>
@@ -67,16 +73,16 @@ static mm_status ddm_update(mm_drift *d, double x, mm_drift_state *state) {
     m->p += (x - m->p) / (double)m->n;
     double s = sqrt(m->p * (1.0 - m->p) / (double)m->n);
     *state = MM_DRIFT_STABLE;
-    if ((double)m->n < m->min_samples) return MM_OK;
+    if ((double)m->n <= m->min_samples) return MM_OK;
     if (m->p + s <= m->ps_min) {
         m->p_min = m->p;
         m->s_min = s;
         m->ps_min = m->p + s;
     }
-    if (m->p + s >= m->p_min + m->drift_level * m->s_min && m->p + s > m->ps_min) {
+    if (m->p + s > m->p_min + m->drift_level * m->s_min) {
         *state = MM_DRIFT_DRIFT;
         ddm_reset(d);
-    } else if (m->p + s >= m->p_min + m->warning_level * m->s_min && m->p + s > m->ps_min) {
+    } else if (m->p + s > m->p_min + m->warning_level * m->s_min) {
         *state = MM_DRIFT_WARNING;
     }
     return MM_OK;
@@ -103,7 +109,7 @@ const mm_drift_vtable mm_drift_ddm_vt = {
 
 typedef struct eddm {
     mm_drift base;
-    double warning_level, drift_level, min_samples;
+    double warning_level, drift_level, min_samples, min_errors;
     uint64_t n, errors, last_error;
     double mean, m2, max_m2s; /* distance mean, Welford sum of squares, max p'+2s' */
 } eddm;
@@ -111,7 +117,8 @@ typedef struct eddm {
 static const mm_drift_param eddm_params[] = {
     {"warning_level", offsetof(eddm, warning_level), 0.0, 1.0, true, true, false, "(0, 1)"},
     {"drift_level", offsetof(eddm, drift_level), 0.0, 1.0, true, true, false, "(0, 1)"},
-    {"min_samples", offsetof(eddm, min_samples), 1.0, 1e15, false, false, true, "[1, 1e15]"},
+    {"min_samples", offsetof(eddm, min_samples), 0.0, 1e15, false, false, true, "[0, 1e15]"},
+    {"min_errors", offsetof(eddm, min_errors), 1.0, 1e15, false, false, true, "[1, 1e15]"},
     {NULL, 0, 0, 0, false, false, false, NULL}};
 
 static void eddm_defaults(mm_drift *d) {
@@ -119,6 +126,7 @@ static void eddm_defaults(mm_drift *d) {
     e->warning_level = 0.95;
     e->drift_level = 0.90;
     e->min_samples = 30.0;
+    e->min_errors = 30.0;
 }
 
 static mm_status eddm_check(const mm_drift *d, const char *changed) {
@@ -151,16 +159,14 @@ static mm_status eddm_update(mm_drift *d, double x, mm_drift_state *state) {
     double old = e->mean;
     e->mean += (dist - old) / (double)e->errors;
     e->m2 += (dist - old) * (dist - e->mean);
-    double m2s = e->mean + 2.0 * sqrt(e->m2 / (double)e->errors);
-    if ((double)e->errors <= e->min_samples) {
-        /* still learning the reference: track the maximum only */
-        if (m2s > e->max_m2s) e->max_m2s = m2s;
-        return MM_OK;
-    }
+    double var = e->errors > 1 ? e->m2 / (double)(e->errors - 1) : 0.0;
+    double m2s = e->mean + 2.0 * sqrt(var);
+    if ((double)e->n <= e->min_samples) return MM_OK; /* reference not started */
     if (m2s > e->max_m2s) {
         e->max_m2s = m2s;
         return MM_OK;
     }
+    if ((double)e->errors <= e->min_errors) return MM_OK;
     double ratio = m2s / e->max_m2s;
     if (ratio < e->drift_level) {
         *state = MM_DRIFT_DRIFT;
