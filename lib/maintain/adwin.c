@@ -24,6 +24,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "common/pmath.h"
 #include "maintain/drift_internal.h"
 
 typedef struct adwin_row {
@@ -172,7 +173,7 @@ static void drop_oldest(adwin *a) {
 
 static bool cut_expression(const adwin *a, double n0, double n1, double u0, double u1) {
     double n = (double)a->width;
-    double dd = log(2.0 * log(n) / a->delta);
+    double dd = mm_plog(2.0 * mm_plog(n) / a->delta); /* platform-independent log (pmath.h) */
     double v = a->variance / n;
     double mw = a->min_window;
     double m = 1.0 / (n0 - mw + 1.0) + 1.0 / (n1 - mw + 1.0);
