@@ -630,7 +630,9 @@ static mm_status file_new(mm_file **out, unsigned char *buf, size_t len, const c
     return MM_OK;
 }
 
-mm_status mm_file_read_all(const char *path, unsigned char **out, size_t *out_len) {
+/* Open a regular file for reading: *fd and its length, or an MM_E_IO
+ * naming the path. */
+static mm_status open_regular(const char *path, int *fd_out, size_t *len_out) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return mm_error(MM_E_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
@@ -647,7 +649,16 @@ mm_status mm_file_read_all(const char *path, unsigned char **out, size_t *out_le
         close(fd);
         return mm_error(MM_E_IO, "%s: file too large", path);
     }
-    size_t len = (size_t)st.st_size;
+    *fd_out = fd;
+    *len_out = (size_t)st.st_size;
+    return MM_OK;
+}
+
+mm_status mm_file_read_all(const char *path, unsigned char **out, size_t *out_len) {
+    int fd;
+    size_t len;
+    mm_status ost = open_regular(path, &fd, &len);
+    if (ost != MM_OK) return ost;
     unsigned char *buf = malloc(len ? len : 1);
     if (!buf) {
         close(fd);
@@ -685,23 +696,11 @@ mm_status mm_file_open(mm_file **out, const char *path) {
     if (!out) return mm_null_arg("out");
     *out = NULL;
     if (!path) return mm_null_arg("path");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return mm_error(MM_E_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int e = errno;
-        close(fd);
-        return mm_error(MM_E_IO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return mm_error(MM_E_IO, "%s: not a regular file", path);
-    }
-    if (sb.st_size < 0 || (uintmax_t)sb.st_size >= (uintmax_t)SIZE_MAX) {
-        close(fd);
-        return mm_error(MM_E_IO, "%s: file too large", path);
-    }
-    size_t len = (size_t)sb.st_size, want = len < 8 ? len : 8;
+    int fd;
+    size_t len;
+    mm_status ost = open_regular(path, &fd, &len);
+    if (ost != MM_OK) return ost;
+    size_t want = len < 8 ? len : 8;
     unsigned char lenbuf[8];
     mm_status st = pread_full(fd, 0, lenbuf, want);
     if (st == MM_OK && want == 8) {
