@@ -440,4 +440,13 @@ int cli_measure_model(const cli *c, const mm_model *m, const mm_dataset *test,
 /* The stats as a JSON object (new reference). */
 json_t *cli_model_stats_json(const cli_model_stats *s);
 
+/* The common end of prune and quantize: finish the summary lineage event
+ * ev (consumed; test_data and the accuracies when test_desc is not NULL,
+ * then the tool) as `op`, save `model` to `out`, and fill after->file_size
+ * and both models' batch-1/256 speeds (timed on speed_data). Exit code. */
+int cli_save_summary(const cli *c, mm_model *model, const mm_model *orig, json_t *ev,
+                     const char *op, const char *out, const char *test_desc,
+                     const mm_dataset *speed_data, cli_model_stats *before,
+                     cli_model_stats *after);
+
 #endif /* MMAINT_CLI_H */

@@ -479,3 +479,33 @@ json_t *cli_model_stats_json(const cli_model_stats *s) {
     json_object_set_new(o, "infer_batch256_samples_per_second", cli_json_num(s->b256));
     return o;
 }
+
+int cli_save_summary(const cli *c, mm_model *model, const mm_model *orig, json_t *ev,
+                     const char *op, const char *out, const char *test_desc,
+                     const mm_dataset *speed_data, cli_model_stats *before,
+                     cli_model_stats *after) {
+    if (test_desc) {
+        json_object_set_new(ev, "test_data", json_string(test_desc));
+        json_object_set_new(ev, "test_accuracy_before", cli_json_num(before->accuracy));
+        json_object_set_new(ev, "test_accuracy_after", cli_json_num(after->accuracy));
+    }
+    json_object_set_new(ev, "tool", json_string("mmaint " MM_VERSION_STRING));
+    char *detail = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(ev);
+    mm_status st = mm_model_add_lineage(model, op, detail);
+    free(detail);
+    if (st != MM_OK) return cli_lib_error(c, st, "recording lineage");
+    if ((st = mm_model_save(model, out)) != MM_OK)
+        return cli_lib_error(c, st, "saving %s", out);
+    after->file_size = cli_file_size(out);
+    /* speed of both, interleaved */
+    const mm_model *pair[2] = {orig, model};
+    double b1[2], b256[2];
+    int rc = cli_infer_speed(c, pair, 2, speed_data, b1, b256);
+    if (rc) return rc;
+    before->b1 = b1[0];
+    before->b256 = b256[0];
+    after->b1 = b1[1];
+    after->b256 = b256[1];
+    return 0;
+}

@@ -431,35 +431,9 @@ static int run_prune(cli *c, prune_args *a) {
     json_object_update(ev, sched);
     json_object_set_new(ev, "fine_tune_epochs", json_integer((json_int_t)a->ft_epochs));
     if (train) json_object_set_new(ev, "data", json_string(train_desc));
-    if (test) {
-        json_object_set_new(ev, "test_data", json_string(test_desc));
-        json_object_set_new(ev, "test_accuracy_before", cli_json_num(before.accuracy));
-        json_object_set_new(ev, "test_accuracy_after", cli_json_num(after.accuracy));
-    }
-    json_object_set_new(ev, "tool", json_string("mmaint " MM_VERSION_STRING));
-    char *detail = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(ev);
-    st = mm_model_add_lineage(model, "prune_summary", detail);
-    free(detail);
-    if (st != MM_OK) {
-        rc = cli_lib_error(c, st, "recording lineage");
+    if ((rc = cli_save_summary(c, model, orig, ev, "prune_summary", a->out, test ? test_desc : NULL,
+                               test ? test : train, &before, &after)))
         goto done;
-    }
-    st = mm_model_save(model, a->out);
-    if (st != MM_OK) {
-        rc = cli_lib_error(c, st, "saving %s", a->out);
-        goto done;
-    }
-    after.file_size = cli_file_size(a->out);
-
-    /* Speed of both, interleaved. */
-    const mm_model *pair[2] = {orig, model};
-    double b1[2], b256[2];
-    if ((rc = cli_infer_speed(c, pair, 2, test ? test : train, b1, b256))) goto done;
-    before.b1 = b1[0];
-    before.b256 = b256[0];
-    after.b1 = b1[1];
-    after.b256 = b256[1];
 
     print_table(c->out, &before, &after, orig, model);
     fprintf(c->out, "\nsaved %s\n", a->out);
