@@ -335,6 +335,9 @@ typedef struct cli_maint_plan {
 void cli_maint_plan_for(size_t length, cli_maint_plan *p);
 int cli_maint_scenario(const cli *c, const mm_dataset *pool, size_t length, uint64_t seed,
                        mm_dataset **out, cli_maint_plan *plan);
+/* A copy of `ds` with the scenario's brightened images (labels kept), so a
+ * fixed test set can be shown as the stream shows it after the drift. */
+int cli_maint_brighten(const cli *c, const mm_dataset *ds, mm_dataset **out);
 
 typedef enum { CLI_MAINT_NEVER = 0, CLI_MAINT_NAIVE = 1, CLI_MAINT_GUARDED = 2 } cli_maint_mode;
 const char *cli_maint_mode_name(cli_maint_mode m);
@@ -345,6 +348,13 @@ typedef struct cli_maint_run_cfg {
     size_t status_every; /* status line period without a terminal; 0 = none */
     const char *label;   /* progress bar label */
     mm_optimizer *opt;   /* naive mode: predict, then step this optimizer per sample */
+    /* Optional fixed test sets: at every series point the served model is
+     * also evaluated on probe[0] up to stream position probe_switch and on
+     * probe[1] after it (the scenario: normal, then brightened test
+     * images). Unlike progressive accuracy, which is measured on different
+     * samples at every point, this compares models on the same images. */
+    const mm_dataset *probe[2];
+    size_t probe_switch;
 } cli_maint_run_cfg;
 
 typedef struct cli_maint_result {
@@ -355,6 +365,7 @@ typedef struct cli_maint_result {
     double seconds;
     uint64_t *pos;       /* series: accuracy of (pos[i-1], pos[i]] */
     double *acc;
+    double *probe;       /* test-set accuracy of the served model at pos[i] (NaN: no probe) */
     size_t n, cap;
     uint64_t *ev_pos;    /* events: 'd' drift, 'p' promote, 'r' challenger rejected */
     char *ev_kind;
@@ -372,13 +383,22 @@ void cli_maint_result_free(cli_maint_result *r);
 /* Accuracy over the series points that lie inside [from, to). */
 double cli_maint_accuracy_between(const cli_maint_result *r, uint64_t from, uint64_t to);
 json_t *cli_maint_json(const cli_maint_result *r);
-/* The benchmark's measures of a scenario run: accuracy over the 2000
- * samples before the drift, over the 1000 ending 5000 after it, the first
- * point after the drift where the last 1000 samples are within 2 points of
- * the pre-drift accuracy (-1: never before the poison), and accuracy over the
- * 2000 samples before / after the poisoned segment. */
+/* The benchmark's measures of a scenario run.
+ * Progressive (on the stream): accuracy over the 2000 samples before the
+ * drift, over the 1000 ending 5000 after it, the first point after the drift
+ * where the last 1000 samples are within 2 points of the pre-drift accuracy
+ * (-1: never before the poison), and accuracy over the 2000 samples before /
+ * after the poisoned segment.
+ * Test set (when the run had a probe; NaN / -1 otherwise): the served
+ * model's accuracy at the drift (normal images), 5000 samples after it
+ * (brightened), the first point after the drift within 2 points of the
+ * pre-drift accuracy, at the start of the poisoned segment, and the worst
+ * point from there to 2000 samples after its end; poison cost = start -
+ * worst. */
 typedef struct cli_maint_metrics {
     double before_drift, after_5k, recovered_after, before_poison, after_poison, poison_cost;
+    double t_before_drift, t_after_5k, t_recovered_after, t_before_poison, t_worst_poison,
+        t_poison_cost;
 } cli_maint_metrics;
 void cli_maint_scenario_metrics(const cli_maint_result *r, const cli_maint_plan *p,
                                 cli_maint_metrics *m);

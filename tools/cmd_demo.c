@@ -293,7 +293,7 @@ static int step_maintain(demo_ctx *d) {
     mm_model *kept = NULL;
     char ckpt[1100];
     snprintf(ckpt, sizeof ckpt, "%s/checkpoints", d->out_dir);
-    cli_maint_run_cfg cfg = {CLI_MAINT_NEVER, 500, 0, "never", NULL};
+    cli_maint_run_cfg cfg = {CLI_MAINT_NEVER, 500, 0, "never", NULL, {NULL, NULL}, 0};
     rc = cli_maint_run(c, NULL, d->model, ds, &cfg, &res[0]);
     mm_status st = MM_OK;
     if (!rc) {
@@ -303,7 +303,7 @@ static int step_maintain(demo_ctx *d) {
         if (st != MM_OK) rc = cli_lib_error(c, st, "naive online SGD");
     }
     if (!rc) {
-        cli_maint_run_cfg ncfg = {CLI_MAINT_NAIVE, 500, 0, "naive", naive};
+        cli_maint_run_cfg ncfg = {CLI_MAINT_NAIVE, 500, 0, "naive", naive, {NULL, NULL}, 0};
         rc = cli_maint_run(c, NULL, NULL, ds, &ncfg, &res[1]);
     }
     if (!rc) {
@@ -315,7 +315,7 @@ static int step_maintain(demo_ctx *d) {
         if (!rc && st != MM_OK) rc = cli_lib_error(c, st, "setting up the maintainer");
     }
     if (!rc) {
-        cli_maint_run_cfg gcfg = {CLI_MAINT_GUARDED, 500, 0, "guarded", NULL};
+        cli_maint_run_cfg gcfg = {CLI_MAINT_GUARDED, 500, 0, "guarded", NULL, {NULL, NULL}, 0};
         rc = cli_maint_run(c, mt, NULL, ds, &gcfg, &res[2]);
     }
     if (!rc) {

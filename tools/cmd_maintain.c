@@ -94,6 +94,19 @@ int cli_maint_scenario(const cli *c, const mm_dataset *pool, size_t length, uint
     return 0;
 }
 
+int cli_maint_brighten(const cli *c, const mm_dataset *ds, mm_dataset **out) {
+    *out = NULL;
+    const size_t n = mm_dataset_size(ds), dim = mm_dataset_dim(ds);
+    const float *src = mm_dataset_features(ds);
+    float *x = malloc((n ? n : 1) * dim * sizeof *x);
+    if (!x) return cli_runtime_error(c, "out of memory brightening the test set");
+    for (size_t i = 0; i < n * dim; i++) x[i] = BRIGHT_ADD + (1.0f - BRIGHT_ADD) * src[i];
+    mm_status st = mm_dataset_create(out, x, mm_dataset_labels(ds), n, dim);
+    free(x);
+    if (st != MM_OK) return cli_lib_error(c, st, "brightening the test set");
+    return 0;
+}
+
 /* ---- the stream loop ---------------------------------------------------- */
 
 const char *cli_maint_mode_name(cli_maint_mode m) {
@@ -103,24 +116,28 @@ const char *cli_maint_mode_name(cli_maint_mode m) {
 void cli_maint_result_free(cli_maint_result *r) {
     free(r->pos);
     free(r->acc);
+    free(r->probe);
     free(r->ev_pos);
     free(r->ev_kind);
     free(r->ranges);
     memset(r, 0, sizeof *r);
 }
 
-static int push_point(cli_maint_result *r, uint64_t pos, double acc) {
+static int push_point(cli_maint_result *r, uint64_t pos, double acc, double probe) {
     if (r->n == r->cap) {
         size_t cap = r->cap ? 2 * r->cap : 256;
         uint64_t *p = realloc(r->pos, cap * sizeof *p);
         if (p) r->pos = p;
         double *a = realloc(r->acc, cap * sizeof *a);
         if (a) r->acc = a;
-        if (!p || !a) return -1;
+        double *t = realloc(r->probe, cap * sizeof *t);
+        if (t) r->probe = t;
+        if (!p || !a || !t) return -1;
         r->cap = cap;
     }
     r->pos[r->n] = pos;
-    r->acc[r->n++] = acc;
+    r->acc[r->n] = acc;
+    r->probe[r->n++] = probe;
     return 0;
 }
 
@@ -208,7 +225,19 @@ int cli_maint_run(const cli *c, mm_maintainer *mt, const mm_model *model, const 
         }
         const uint64_t done = i + k;
         if (done - pt_start >= every || done == n) {
-            if (push_point(r, done, (double)(correct - pt_correct) / (double)(done - pt_start))) {
+            double probe = NAN;
+            const mm_dataset *pd = cfg->probe[done > cfg->probe_switch];
+            if (pd) {
+                const mm_model *served = mt ? mm_maintainer_model(mt) : model;
+                mm_status st = mm_model_evaluate(served, mm_dataset_features(pd), mm_dataset_labels(pd),
+                                                 NULL, mm_dataset_size(pd), NULL, &probe);
+                if (st != MM_OK) {
+                    rc = cli_lib_error(c, st, "evaluating the test set at sample %llu",
+                                       (unsigned long long)done);
+                    break;
+                }
+            }
+            if (push_point(r, done, (double)(correct - pt_correct) / (double)(done - pt_start), probe)) {
                 rc = cli_runtime_error(c, "out of memory");
                 break;
             }
@@ -283,6 +312,24 @@ void cli_maint_scenario_metrics(const cli_maint_result *r, const cli_maint_plan 
                                                   p->poison_at);
     m->after_poison = cli_maint_accuracy_between(r, p->poison_end, p->poison_end + 2000);
     m->poison_cost = m->before_poison - m->after_poison;
+
+    /* test set: the served model at the series points */
+    m->t_before_drift = m->t_after_5k = m->t_before_poison = m->t_worst_poison = NAN;
+    m->t_recovered_after = -1;
+    for (size_t i = 0; i < r->n && r->probe; i++) {
+        const uint64_t pos = r->pos[i];
+        const double t = r->probe[i];
+        if (!isfinite(t)) continue;
+        if (pos == p->drift_at) m->t_before_drift = t;
+        if (pos == p->drift_at + 5000) m->t_after_5k = t;
+        if (pos > p->drift_at && pos <= p->poison_at && m->t_recovered_after < 0 &&
+            t >= m->t_before_drift - 0.02)
+            m->t_recovered_after = (double)(pos - p->drift_at);
+        if (pos == p->poison_at) m->t_before_poison = t;
+        if (pos > p->poison_at && pos <= p->poison_end + 2000 && !(t >= m->t_worst_poison))
+            m->t_worst_poison = t;
+    }
+    m->t_poison_cost = m->t_before_poison - m->t_worst_poison;
 }
 
 json_t *cli_maint_metrics_json(const cli_maint_metrics *m) {
@@ -295,6 +342,16 @@ json_t *cli_maint_metrics_json(const cli_maint_metrics *m) {
     json_object_set_new(j, "accuracy_before_poison", cli_json_num(m->before_poison));
     json_object_set_new(j, "accuracy_after_poison", cli_json_num(m->after_poison));
     json_object_set_new(j, "poison_cost_points", cli_json_num(100 * m->poison_cost));
+    json_t *t = json_object();
+    json_object_set_new(t, "accuracy_at_drift", cli_json_num(m->t_before_drift));
+    json_object_set_new(t, "accuracy_5k_after_drift", cli_json_num(m->t_after_5k));
+    json_object_set_new(t, "recovered_within_2_points_after",
+                        m->t_recovered_after >= 0 ? json_integer((json_int_t)m->t_recovered_after)
+                                                  : json_null());
+    json_object_set_new(t, "accuracy_at_poison", cli_json_num(m->t_before_poison));
+    json_object_set_new(t, "worst_accuracy_to_2k_after_poison", cli_json_num(m->t_worst_poison));
+    json_object_set_new(t, "poison_cost_points", cli_json_num(100 * m->t_poison_cost));
+    json_object_set_new(j, "test_set", t);
     return j;
 }
 
@@ -344,9 +401,10 @@ json_t *cli_maint_json(const cli_maint_result *r) {
         json_t *p = json_array();
         json_array_append_new(p, json_integer((json_int_t)r->pos[i]));
         json_array_append_new(p, cli_json_num(r->acc[i]));
+        if (isfinite(r->probe[i])) json_array_append_new(p, cli_json_num(r->probe[i]));
         json_array_append_new(s, p);
     }
-    json_object_set_new(j, "series", s); /* [sample end, accuracy of the stretch] */
+    json_object_set_new(j, "series", s); /* [sample end, accuracy of the stretch(, test set)] */
     return j;
 }
 
@@ -571,7 +629,8 @@ void help_maintain(FILE *f) {
             "Data: the stream is --images/--labels or --csv (FILE '-' reads stdin), in\n"
             "order; --offset/--limit select a range; default: the Fashion-MNIST training\n"
             "set. The holdout is --holdout-* data plus every --holdout-every-th stream\n"
-            "sample. --test-* data is evaluated before and after.\n\n"
+            "sample. --test-* data is evaluated before and after; with --scenario (default:\n"
+            "the Fashion-MNIST test set) also at every plot point, brightened after the drift.\n\n"
             "Options:\n");
     cli_opts_print_help(&o, f);
     fprintf(f, "\nExample:\n"
@@ -681,7 +740,7 @@ int cmd_maintain(int argc, char **argv) {
     mm_model *model = NULL;
     mm_maintainer *mt = NULL;
     mm_optimizer *naive = NULL;
-    mm_dataset *ds = NULL, *raw = NULL, *test = NULL, *hds = NULL;
+    mm_dataset *ds = NULL, *raw = NULL, *test = NULL, *hds = NULL, *test_bright = NULL;
     cli_maint_result res;
     memset(&res, 0, sizeof res);
     char desc[1200], test_desc[1200], hdesc[1200];
@@ -704,7 +763,10 @@ int cmd_maintain(int argc, char **argv) {
         ds = raw;
         raw = NULL;
     }
-    if ((rc = cli_data_load(&c, &data, CLI_ROLE_TEST, false, &test, test_desc, sizeof test_desc)))
+    /* the scenario on the default Fashion-MNIST stream also follows the test set */
+    const bool default_test = scenario && !cli_data_given(&data, CLI_ROLE_TRAIN);
+    if ((rc = cli_data_load(&c, &data, CLI_ROLE_TEST, default_test, &test, test_desc,
+                            sizeof test_desc)))
         goto done;
     if (test && (rc = cli_check_data_fits(&c, model, test, test_desc))) goto done;
     if (cli_data_given(&hold, CLI_ROLE_TRAIN)) {
@@ -780,7 +842,13 @@ int cmd_maintain(int argc, char **argv) {
         before = r.accuracy;
     }
 
-    cli_maint_run_cfg cfg = {mode, plot_every, status_every, "maintain", naive};
+    cli_maint_run_cfg cfg = {mode, plot_every, status_every, "maintain", naive, {NULL, NULL}, 0};
+    if (scenario && test) { /* the test set follows the scenario's images */
+        if ((rc = cli_maint_brighten(&c, test, &test_bright))) goto done;
+        cfg.probe[0] = test;
+        cfg.probe[1] = test_bright;
+        cfg.probe_switch = plan.drift_at;
+    }
     if ((rc = cli_maint_run(&c, mt, model, ds, &cfg, &res))) goto done;
     const mm_model *final_model = mt ? mm_maintainer_model(mt) : model;
     if (test) {
@@ -800,6 +868,15 @@ int cmd_maintain(int argc, char **argv) {
         if (met.recovered_after >= 0)
             fprintf(c.out, "          recovered to within 2 points %.0f samples after the drift\n",
                     met.recovered_after);
+        if (test) {
+            char rec[32] = "never";
+            if (met.t_recovered_after >= 0) snprintf(rec, sizeof rec, "%.0f", met.t_recovered_after);
+            fprintf(c.out, "test set: %.4f at the drift (normal images), %.4f 5000 samples after it "
+                           "(brightened; within 2 points after %s); %.4f when the poison starts, "
+                           "worst %.4f until 2000 after it (cost %.2f points)\n",
+                    met.t_before_drift, met.t_after_5k, rec, met.t_before_poison, met.t_worst_poison,
+                    100 * met.t_poison_cost);
+        }
     }
     if (test) fprintf(c.out, "test accuracy: %.4f before, %.4f after (%+.4f)\n", before, after, after - before);
     if (out) {
@@ -847,5 +924,6 @@ done:
     mm_dataset_free(raw);
     mm_dataset_free(test);
     mm_dataset_free(hds);
+    mm_dataset_free(test_bright);
     return rc;
 }
