@@ -423,6 +423,96 @@ START_TEST(challenger_promoted_only_when_better) {
 }
 END_TEST
 
+/* A poisoned stretch five times longer than the stream holdout's span
+ * (labels scrambled). Held-out samples of a quarantined window leave with
+ * it, so the holdout stays clean (were it filled with scrambled labels, the
+ * guard would compare two models on noise and let poison through), every
+ * poisoned window is rolled back and the deployed version keeps its
+ * accuracy. */
+START_TEST(long_poison_never_enters_the_holdout) {
+    mm_model *m = trained_model();
+    mm_maintainer *mt;
+    MM_ASSERT_OK(mm_maintainer_create(&mt, m, MM_OPTIM_SGD));
+    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_WINDOW, 100));
+    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_HOLDOUT_SIZE, 100));
+    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_HOLDOUT_EVERY, 5));
+    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_DETECTOR, 0));
+    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_REPLAY_SIZE, 0));
+    /* no tolerance: the default 0.01 would let each window lose up to a point */
+    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_GUARD_THRESHOLD, 0));
+    MM_ASSERT_OK(mm_maintainer_set_optimizer(mt, MM_OPT_LEARNING_RATE, 0.05));
+    const size_t clean = 600, poison = 2500;
+    float *x = malloc(poison * DIM * sizeof *x);
+    int32_t *y = malloc(poison * sizeof *y);
+    make_data(x, y, clean, 11, 0);
+    mm_maint_report rep;
+    MM_ASSERT_OK(mm_maintainer_feed(mt, x, y, clean, &rep));
+    const uint64_t rollbacks = rep.rollbacks, version = rep.version;
+    make_data(x, y, poison, 12, 0);
+    uint64_t h = 99;
+    for (size_t i = 0; i < poison; i++) {
+        h = h * 6364136223846793005ull + 1442695040888963407ull;
+        y[i] = (int32_t)((h >> 33) % CLASSES);
+    }
+    MM_ASSERT_OK(mm_maintainer_feed(mt, x, y, poison, &rep));
+    MM_ASSERT_OK(mm_maintainer_flush(mt, &rep));
+    ck_assert_msg(rep.version == version, "a poisoned window was accepted: version %llu -> %llu",
+                  (unsigned long long)version, (unsigned long long)rep.version);
+    ck_assert_uint_ge(rep.rollbacks - rollbacks, poison / 125 - 1);
+    make_data(x, y, 400, 13, 0);
+    double acc;
+    MM_ASSERT_OK(mm_model_evaluate(mm_maintainer_model(mt), x, y, NULL, 400, NULL, &acc));
+    ck_assert_msg(acc > 0.9, "deployed accuracy %g", acc);
+    mm_maintainer_free(mt);
+    mm_model_free(m);
+    free(x);
+    free(y);
+}
+END_TEST
+
+/* The inputs change gain and offset (x' = 1.5 + 0.5 x, a sensor
+ * recalibration). After the drift signal the re-aligned challenger (first
+ * layer folded with the affine map from the input statistics) is promoted
+ * ("realigned": true in its lineage event) and serves the new inputs as
+ * well as the old model served the old ones. */
+#define GAIN_OFFSET(v) (1.5f + 0.5f * (v))
+START_TEST(realigned_challenger_follows_gain_offset_drift) {
+    mm_model *m = trained_model();
+    mm_maintainer *mt;
+    MM_ASSERT_OK(mm_maintainer_create(&mt, m, MM_OPTIM_SGD));
+    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_WINDOW, 100));
+    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_HOLDOUT_SIZE, 300));
+    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_HOLDOUT_EVERY, 2));
+    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_CHALLENGER_DELAY, 300));
+    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_RECENT_SIZE, 300));
+    MM_ASSERT_OK(mm_maintainer_set_optimizer(mt, MM_OPT_LEARNING_RATE, 1e-4)); /* slow online */
+    const size_t n = 1500;
+    float *x = malloc(n * DIM * sizeof *x);
+    int32_t *y = malloc(n * sizeof *y);
+    make_data(x, y, n, 21, 0);
+    mm_maint_report rep;
+    MM_ASSERT_OK(mm_maintainer_feed(mt, x, y, 600, &rep));
+    ck_assert_uint_eq(rep.promotions, 0);
+    for (size_t i = 600 * DIM; i < n * DIM; i++) x[i] = GAIN_OFFSET(x[i]);
+    MM_ASSERT_OK(mm_maintainer_feed(mt, x + 600 * DIM, y + 600, n - 600, &rep));
+    ck_assert_uint_ge(rep.drifts, 1);
+    ck_assert_msg(rep.promotions >= 1, "no challenger promoted (%llu trained)",
+                  (unsigned long long)rep.challengers);
+    ck_assert_ptr_nonnull(strstr(mm_model_lineage(mm_maintainer_model(mt)), "\"realigned\":true"));
+    make_data(x, y, 400, 22, 0);
+    double before, after;
+    MM_ASSERT_OK(mm_model_evaluate(m, x, y, NULL, 400, NULL, &before));
+    for (size_t i = 0; i < 400 * DIM; i++) x[i] = GAIN_OFFSET(x[i]);
+    MM_ASSERT_OK(mm_model_evaluate(mm_maintainer_model(mt), x, y, NULL, 400, NULL, &after));
+    ck_assert_msg(after >= before - 0.03, "accuracy on the new inputs %g, old model on old %g",
+                  after, before);
+    mm_maintainer_free(mt);
+    mm_model_free(m);
+    free(x);
+    free(y);
+}
+END_TEST
+
 /* ---- quantized and pruned deployed models ------------------------------------ */
 
 START_TEST(int8_and_pruned_models_stay_so) {
@@ -566,7 +656,7 @@ START_TEST(bad_arguments) {
     MM_ASSERT_STATUS(mm_maintainer_set_optimizer(mt, MM_OPT_MOMENTUM, 0.9), MM_E_UNSUPPORTED);
     MM_ASSERT_STATUS(mm_maintainer_set_optimizer(mt, MM_OPT_LEARNING_RATE, -1), MM_E_OUT_OF_RANGE);
     MM_ASSERT_STATUS(mm_maintainer_set_detector(mt, "nonsense", 1), MM_E_INVALID_ARGUMENT);
-    MM_ASSERT_OK(mm_maintainer_set_detector(mt, "drift_level", 4));
+    MM_ASSERT_OK(mm_maintainer_set_detector(mt, "delta", 0.01)); /* ADWIN, the default */
     /* samples */
     float x[2 * DIM] = {0};
     int32_t y[2] = {0, 4};
@@ -618,6 +708,8 @@ int main(void) {
     tcase_add_test(tc, nan_loss_rolls_back);
     tcase_add_test(tc, ring_is_bounded_and_disk_checkpoints_load);
     tcase_add_test(tc, challenger_promoted_only_when_better);
+    tcase_add_test(tc, long_poison_never_enters_the_holdout);
+    tcase_add_test(tc, realigned_challenger_follows_gain_offset_drift);
     tcase_add_test(tc, int8_and_pruned_models_stay_so);
     tcase_add_test(tc, attached_server_gets_accepted_versions);
     tcase_add_test(tc, bad_arguments);

@@ -281,8 +281,9 @@ static int step_maintain(demo_ctx *d) {
             "A stream of %zu labelled samples drawn from the held-back images: normal, then a\n"
             "shifted class mix at %zu, brightened images from %zu, labels scrambled in\n"
             "[%zu, %zu). The deployed model meets it never updated, with naive online SGD\n"
-            "(lr 1e-3), and under guarded maintenance (SGD lr 1e-3, replay, holdout-guarded\n"
-            "windows of %d with rollback, DDM drift detection, challengers).\n",
+            "(lr 1e-3), and under guarded maintenance (SGD lr 5e-4, replay, holdout-guarded\n"
+            "windows of %d with rollback, ADWIN drift detection, fine-tuned and input\n"
+            "re-aligned challengers).\n",
             len, plan.shift_at, plan.drift_at, plan.poison_at, plan.poison_end,
             d->quick ? 500 : 1000);
     cli_maint_result res[3];
@@ -308,7 +309,7 @@ static int step_maintain(demo_ctx *d) {
     }
     if (!rc) {
         st = mm_maintainer_create(&mt, d->model, MM_OPTIM_SGD);
-        if (st == MM_OK) st = mm_maintainer_set_optimizer(mt, MM_OPT_LEARNING_RATE, 1e-3);
+        if (st == MM_OK) st = mm_maintainer_set_optimizer(mt, MM_OPT_LEARNING_RATE, 5e-4);
         if (st == MM_OK) st = mm_maintainer_set(mt, MM_MAINT_WINDOW, d->quick ? 500 : 1000);
         if (st == MM_OK) st = mm_maintainer_set(mt, MM_MAINT_SEED, (double)d->seed);
         if (st == MM_OK && (rc = mkdir_p(c, ckpt)) == 0) st = mm_maintainer_set_checkpoint_dir(mt, ckpt);

@@ -13,8 +13,11 @@
  *      correctness and loss enter rolling windows of the last MM_MAINT_WINDOW
  *      samples, and the 0/1 error enters the drift detector (if any);
  *   2. holdout: every MM_MAINT_HOLDOUT_EVERY-th sample (0 = none) is not
- *      learned but put into the holdout ring (capacity MM_MAINT_HOLDOUT_SIZE;
- *      mm_maintainer_set_holdout fills it with trusted samples too);
+ *      learned but held out. It counts in its own window's guard and joins
+ *      the holdout ring (capacity MM_MAINT_HOLDOUT_SIZE, oldest overwritten;
+ *      mm_maintainer_set_holdout fills it with trusted samples too) only when
+ *      that window is accepted: held-out samples of a quarantined window are
+ *      dropped with it, so a poisoned stretch never fills the holdout;
  *   3. learning: the working copy takes an optimizer step on the sample
  *      (MM_MAINT_BATCH samples per step) mixed with replay samples drawn from
  *      a reservoir (uniform reservoir sampling over the accepted stream,
@@ -22,7 +25,8 @@
  *      new sample), with an optional L2-SP penalty anchoring the weights to
  *      the deployed version (MM_MAINT_L2SP, see MM_OPT_L2SP);
  *   4. the guard, every MM_MAINT_WINDOW learned samples: the working copy and
- *      the deployed version are evaluated on the holdout. If the working
+ *      the deployed version are evaluated on the holdout (the ring plus the
+ *      window's held-out samples). If the working
  *      copy's accuracy is lower by more than MM_MAINT_GUARD_THRESHOLD, or a
  *      loss of the window was not finite, the working copy is rolled back to
  *      the deployed version bit-exactly, and the window's samples are
@@ -35,13 +39,28 @@
  *      rolls back at once, ending the window.
  *   5. champion/challenger: MM_MAINT_CHALLENGER_DELAY samples after the
  *      drift detector reports a drift (the current window is guarded first),
- *      a challenger is trained in batch (MM_MAINT_CHALLENGER_EPOCHS epochs
- *      of Adam at MM_MAINT_CHALLENGER_LR, starting from the deployed
- *      version) on the most recent
+ *      two challengers are trained in batch (MM_MAINT_CHALLENGER_EPOCHS
+ *      epochs of Adam at MM_MAINT_CHALLENGER_LR, batch 64) on the most recent
  *      MM_MAINT_RECENT_SIZE non-quarantined samples plus the replay
- *      reservoir, and is promoted (becomes the deployed version and the
- *      working copy) only if its holdout accuracy beats the deployed
- *      version's; otherwise the champion stays.
+ *      reservoir:
+ *        - a fine-tuned copy of the deployed version;
+ *        - a re-aligned one: the version deployed at the drift signal with
+ *          its first layer folded with the per-feature affine map
+ *          x -> s x + c that gives the inputs seen since the signal the mean
+ *          and spread of those seen before it (this undoes gain/offset drift
+ *          of the inputs exactly); samples from before the signal are
+ *          mapped back (x -> (x - c) / s) for its training. Not tried with
+ *          fewer than 100 samples on either side, a frozen first layer, or
+ *          inputs that did not move.
+ *      The better one is promoted (becomes the deployed version and the
+ *      working copy) if, on the holdout samples taken since the signal (at
+ *      least 100), it is right where the deployed version is wrong
+ *      significantly more often than the reverse (one-sided paired sign
+ *      test at 1%, and at least 5 samples more), or if its accuracy on the
+ *      whole holdout is higher. Otherwise the champion stays and new
+ *      challengers try again after another CHALLENGER_DELAY samples, up to
+ *      3 rounds per signal. The promote lineage event records which kind
+ *      won ("realigned") and the sign-test counts.
  *
  * Lineage: every checkpoint adds a "checkpoint" event to the model (version,
  * parent, stream position, holdout accuracy, file), every rollback a
@@ -93,21 +112,24 @@ typedef enum mm_maint_param {
     MM_MAINT_REPLAY_SIZE = 5,       /* [0, 1e8] reservoir capacity, 0 = no replay; default 2000 */
     MM_MAINT_REPLAY_MIX = 6,        /* [0, 16] replay samples per new sample; default 0.5 */
     MM_MAINT_L2SP = 7,              /* [0, 1e6] L2-SP strength (MM_OPT_L2SP); default 0 */
-    MM_MAINT_DETECTOR = 8,          /* 0 = none, or an mm_drift_kind (mm_drift.h); default 3 (DDM) */
+    MM_MAINT_DETECTOR = 8,          /* 0 = none, or an mm_drift_kind (mm_drift.h); default
+                                       ADWIN (shortest delay, fewest false alarms in
+                                       bench_drift) */
     MM_MAINT_HOLDOUT_SIZE = 9,      /* [1, 1e8] holdout ring capacity; default 1000 */
     MM_MAINT_HOLDOUT_EVERY = 10,    /* [0, 1e9] every k-th stream sample goes to the
                                        holdout instead of being learned, 0 = never; default 5
                                        (with size 1000: the holdout follows the last 5000
-                                       samples; a poisoned stretch must stay shorter than
-                                       that span, or the guard compares on poison: give a
-                                       trusted holdout with mm_maintainer_set_holdout) */
+                                       accepted samples; held-out samples of quarantined
+                                       windows are dropped, so poison only enters it
+                                       through a window the guard accepted) */
     MM_MAINT_RECENT_SIZE = 11,      /* [1, 1e8] recent samples kept for challengers; default 3000 */
     MM_MAINT_CHALLENGER_EPOCHS = 12,/* [0, 1000] challenger training epochs, 0 = no
                                        champion/challenger; default 2 */
     MM_MAINT_SEED = 13,             /* [0, 2^53] seed of the reservoir and challenger
                                        shuffling; default 0 */
     MM_MAINT_CHALLENGER_LR = 14,    /* (0, 1] learning rate of challengers (Adam, batch
-                                       64); default 1e-3 */
+                                       64); default 1e-4 (fine-tuning a trained model:
+                                       1e-3 undoes part of it) */
     MM_MAINT_CHALLENGER_DELAY = 15  /* [0, 1e9] stream samples between a drift signal and
                                        the challenger's training, so that the recent
                                        window holds the new data; default 1000 */

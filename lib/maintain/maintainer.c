@@ -14,11 +14,16 @@
  *    window never reaches replay. The recent buffer (challenger data) keeps
  *    every learned sample with its stream position; challengers skip the
  *    positions of quarantined ranges.
- *  - Holdout samples taken from the stream enter the holdout ring at once,
- *    whatever the window's fate: the holdout must follow the stream (after a
- *    real drift, a holdout of old samples only would reject every
- *    adaptation). Poisoned labels in the holdout are random, so they favour
- *    neither model; the clean part decides.
+ *  - Holdout samples taken from the stream count in their own window's guard
+ *    at once (after a real drift the holdout must follow the stream: old
+ *    samples only would reject every adaptation) but join the holdout ring
+ *    only with an accepted window; a quarantined window takes its held-out
+ *    samples with it, so poison cannot accumulate in the holdout.
+ *  - After a drift signal, the holdout samples taken since then decide
+ *    challengers by a paired sign test, and the version deployed at the
+ *    signal is kept as the base of the re-aligned challenger (later
+ *    versions have already half-learned the new inputs, so folding the map
+ *    into them would correct twice).
  *  - The deployed version's holdout accuracy is cached per (holdout
  *    generation, version), so a guard costs one evaluation of the working
  *    copy when nothing changed.
@@ -55,13 +60,13 @@ static const maint_param_info params[MAINT_PARAM_COUNT] = {
     [MM_MAINT_REPLAY_SIZE] = {"replay_size", 0, 1e8, 2000, true, true},
     [MM_MAINT_REPLAY_MIX] = {"replay_mix", 0, 16, 0.5, false, false},
     [MM_MAINT_L2SP] = {"l2sp", 0, 1e6, 0, false, false},
-    [MM_MAINT_DETECTOR] = {"detector", 0, 4, MM_DRIFT_DDM, true, true},
+    [MM_MAINT_DETECTOR] = {"detector", 0, 4, MM_DRIFT_ADWIN, true, true},
     [MM_MAINT_HOLDOUT_SIZE] = {"holdout_size", 1, 1e8, 1000, true, true},
     [MM_MAINT_HOLDOUT_EVERY] = {"holdout_every", 0, 1e9, 5, true, false},
     [MM_MAINT_RECENT_SIZE] = {"recent_size", 1, 1e8, 3000, true, true},
     [MM_MAINT_CHALLENGER_EPOCHS] = {"challenger_epochs", 0, 1000, 2, true, false},
     [MM_MAINT_SEED] = {"seed", 0, 9007199254740992.0, 0, true, true},
-    [MM_MAINT_CHALLENGER_LR] = {"challenger_lr", 1e-12, 1, 1e-3, false, false},
+    [MM_MAINT_CHALLENGER_LR] = {"challenger_lr", 1e-12, 1, 1e-4, false, false},
     [MM_MAINT_CHALLENGER_DELAY] = {"challenger_delay", 0, 1e9, 1000, true, false},
 };
 
@@ -91,15 +96,29 @@ struct mm_maintainer {
     size_t roll_n, roll_pos;
     double roll_ok_sum, roll_loss_sum;
 
-    /* holdout ring */
+    /* holdout: slots [0, h_n) hold the ring of accepted samples (trusted ones
+     * and those of accepted windows), slots [h_cap, h_cap + hq_n) the current
+     * window's samples, which join the ring when the window is accepted and
+     * are dropped with it when it is quarantined (a long poisoned stretch
+     * never fills the holdout). hpos: stream position + 1, HOLD_TRUSTED for
+     * the caller's samples. */
     float *hx;
     int32_t *hy;
-    size_t h_cap, h_n, h_pos;
+    uint64_t *hpos;
+    size_t h_cap, h_n, h_pos, hq_n, hq_pos;
     uint64_t h_gen;
-    double good_acc; /* deployed version's holdout accuracy ... */
+    int32_t *hp_good, *hp_other; /* predictions of the deployed version / a candidate */
+    double good_acc; /* deployed version's holdout accuracy and predictions ... */
     uint64_t good_gen, good_ver; /* ... for this holdout generation and version */
     bool good_valid;
     double holdout_acc; /* reported */
+    uint64_t focus_since; /* stream position + 1 of the last drift signal, 0 = none */
+
+    /* per-feature input sums for re-alignment: `ref` runs until a drift
+     * signal, `cur` from the signal to the challenger */
+    double *ref_s1, *ref_s2, *cur_s1, *cur_s2;
+    uint64_t ref_n, cur_n;
+    mm_model *drift_base; /* the deployed version at the last drift signal */
 
     mm_reservoir *res;
     /* samples learned in the current window (to the reservoir on accept) */
@@ -123,6 +142,7 @@ struct mm_maintainer {
     int drift_state;
     bool challenge_armed; /* a drift was seen: train a challenger at challenge_at */
     uint64_t challenge_at;
+    unsigned challenge_tries; /* challengers rejected since the signal */
     mm_maint_range *q;
     size_t q_n, q_cap;
     size_t q_reported; /* q_n at the start of the current call */
@@ -230,29 +250,112 @@ static mm_status push_checkpoint(mm_maintainer *mt, const mm_model *m, uint64_t 
     return MM_OK;
 }
 
-static double holdout_accuracy(const mm_maintainer *mt, const mm_model *m) {
-    if (mt->h_n == 0) return NAN;
-    double acc = NAN;
-    if (mm_model_evaluate(m, mt->hx, mt->hy, NULL, mt->h_n, NULL, &acc) != MM_OK) return NAN;
-    return acc;
+#define HOLD_TRUSTED 0
+/* After a drift signal, a challenger that is better on the holdout samples
+ * taken since the signal with this significance is promoted even if it
+ * loses on the older ones (which show the old distribution). */
+#define FOCUS_MIN 100   /* holdout samples since the signal needed for the test */
+#define FOCUS_Z 2.326   /* one-sided 1% of a paired sign test (McNemar) */
+#define FOCUS_MIN_GAIN 5
+#define CHALLENGER_TRIES 3 /* challenger rounds per drift signal until one is promoted */
+
+/* How a candidate compares with the deployed version on the holdout. */
+typedef struct holdout_cmp {
+    double acc, good_acc; /* accuracy of both over the holdout (NaN if empty) */
+    size_t focus;         /* holdout samples taken since the last drift signal */
+    size_t better, worse; /* ... that only the candidate / only the deployed gets right */
+    bool significant;     /* the candidate is significantly better on those */
+} holdout_cmp;
+
+static mm_status holdout_predict(const mm_maintainer *mt, const mm_model *m, int32_t *pred) {
+    mm_status st = mt->h_n ? mm_model_predict(m, mt->hx, mt->h_n, pred) : MM_OK;
+    if (st == MM_OK && mt->hq_n)
+        st = mm_model_predict(m, mt->hx + mt->h_cap * mt->dim, mt->hq_n, pred + mt->h_cap);
+    return st;
 }
 
-static double good_accuracy(mm_maintainer *mt) {
-    if (!mt->good_valid || mt->good_gen != mt->h_gen || mt->good_ver != mt->version) {
-        mt->good_acc = holdout_accuracy(mt, deployed(mt));
-        mt->good_gen = mt->h_gen;
-        mt->good_ver = mt->version;
-        mt->good_valid = true;
+/* Slot of the i-th holdout sample, i < h_n + hq_n. */
+static size_t holdout_slot(const mm_maintainer *mt, size_t i) {
+    return i < mt->h_n ? i : mt->h_cap + (i - mt->h_n);
+}
+
+/* Predictions and accuracy of the deployed version, cached per (holdout
+ * generation, version). */
+static mm_status good_predictions(mm_maintainer *mt) {
+    if (mt->good_valid && mt->good_gen == mt->h_gen && mt->good_ver == mt->version) return MM_OK;
+    mm_status st = holdout_predict(mt, deployed(mt), mt->hp_good);
+    if (st != MM_OK) return st;
+    const size_t n = mt->h_n + mt->hq_n;
+    size_t ok = 0;
+    for (size_t i = 0; i < n; i++) {
+        const size_t k = holdout_slot(mt, i);
+        ok += mt->hp_good[k] == mt->hy[k];
     }
-    return mt->good_acc;
+    mt->good_acc = n ? (double)ok / (double)n : NAN;
+    mt->good_gen = mt->h_gen;
+    mt->good_ver = mt->version;
+    mt->good_valid = true;
+    return MM_OK;
 }
 
-static void holdout_add(mm_maintainer *mt, const float *x, int32_t y) {
+static mm_status holdout_compare(mm_maintainer *mt, const mm_model *cand, holdout_cmp *c) {
+    memset(c, 0, sizeof *c);
+    mm_status st = good_predictions(mt);
+    if (st == MM_OK) st = holdout_predict(mt, cand, mt->hp_other);
+    if (st != MM_OK) return st;
+    const size_t n = mt->h_n + mt->hq_n;
+    size_t ok = 0;
+    for (size_t i = 0; i < n; i++) {
+        const size_t k = holdout_slot(mt, i);
+        const bool a = mt->hp_other[k] == mt->hy[k], g = mt->hp_good[k] == mt->hy[k];
+        ok += a;
+        if (mt->focus_since && mt->hpos[k] != HOLD_TRUSTED && mt->hpos[k] >= mt->focus_since) {
+            c->focus++;
+            c->better += a && !g;
+            c->worse += g && !a;
+        }
+    }
+    c->acc = n ? (double)ok / (double)n : NAN;
+    c->good_acc = mt->good_acc;
+    const double gain = (double)c->better - (double)c->worse;
+    c->significant = c->focus >= FOCUS_MIN && gain >= FOCUS_MIN_GAIN &&
+                     gain > FOCUS_Z * sqrt((double)(c->better + c->worse));
+    return MM_OK;
+}
+
+/* Into the ring of accepted samples (overwriting the oldest). */
+static void holdout_add(mm_maintainer *mt, const float *x, int32_t y, uint64_t tag) {
     memcpy(mt->hx + mt->h_pos * mt->dim, x, mt->dim * sizeof *x);
     mt->hy[mt->h_pos] = y;
+    mt->hpos[mt->h_pos] = tag;
     mt->h_pos = (mt->h_pos + 1) % mt->h_cap;
     if (mt->h_n < mt->h_cap) mt->h_n++;
     mt->h_gen++;
+}
+
+/* A stream sample held out in the current window. */
+static void holdout_add_pending(mm_maintainer *mt, const float *x, int32_t y, uint64_t pos) {
+    const size_t k = mt->h_cap + mt->hq_pos;
+    memcpy(mt->hx + k * mt->dim, x, mt->dim * sizeof *x);
+    mt->hy[k] = y;
+    mt->hpos[k] = pos + 1;
+    mt->hq_pos = (mt->hq_pos + 1) % mt->h_cap;
+    if (mt->hq_n < mt->h_cap) mt->hq_n++;
+    mt->h_gen++;
+}
+
+/* The window ends: its held-out samples join the ring, or are dropped. */
+static void holdout_settle(mm_maintainer *mt, bool accepted) {
+    if (accepted) {
+        const size_t first = mt->hq_n < mt->h_cap ? 0 : mt->hq_pos; /* oldest first */
+        for (size_t i = 0; i < mt->hq_n; i++) {
+            const size_t k = mt->h_cap + (first + i) % mt->h_cap;
+            holdout_add(mt, mt->hx + k * mt->dim, mt->hy[k], mt->hpos[k]);
+        }
+    }
+    if (mt->hq_n) mt->h_gen++;
+    mt->hq_n = 0;
+    mt->hq_pos = 0;
 }
 
 static char *fmt_double(char *buf, size_t cap, double v) {
@@ -316,6 +419,7 @@ void mm_maintainer_free(mm_maintainer *mt) {
     if (!mt) return;
     mm_optimizer_free(mt->opt);
     mm_model_free(mt->work);
+    mm_model_free(mt->drift_base);
     if (mt->ring)
         for (size_t i = 0; i < mt->ring_cap; i++) mm_model_free(mt->ring[i]);
     free(mt->ring);
@@ -326,6 +430,13 @@ void mm_maintainer_free(mm_maintainer *mt) {
     free(mt->roll_loss);
     mm_free_floats(mt->hx);
     free(mt->hy);
+    free(mt->hpos);
+    free(mt->hp_good);
+    free(mt->hp_other);
+    free(mt->ref_s1);
+    free(mt->ref_s2);
+    free(mt->cur_s1);
+    free(mt->cur_s2);
     mm_reservoir_free(mt->res);
     mm_free_floats(mt->px);
     free(mt->py);
@@ -425,16 +536,24 @@ mm_status mm_maintainer_set_detector(mm_maintainer *mt, const char *name, double
 static mm_status ensure_holdout(mm_maintainer *mt) {
     if (mt->hx) return MM_OK;
     const size_t cap = (size_t)mt->set[MM_MAINT_HOLDOUT_SIZE];
-    size_t count;
-    if (!mm_mul_ok(cap, mt->dim, &count))
+    size_t count; /* the ring and the current window's samples: 2 * cap slots */
+    if (!mm_mul_ok(2 * cap, mt->dim, &count))
         return mm_error(MM_E_OUT_OF_RANGE, "holdout of %zu samples is too large", cap);
     mt->hx = mm_alloc_floats(count);
-    mt->hy = mm_malloc_array(cap, sizeof *mt->hy);
-    if (!mt->hx || !mt->hy) {
+    mt->hy = mm_malloc_array(2 * cap, sizeof *mt->hy);
+    mt->hpos = mm_malloc_array(2 * cap, sizeof *mt->hpos);
+    mt->hp_good = mm_malloc_array(2 * cap, sizeof *mt->hp_good);
+    mt->hp_other = mm_malloc_array(2 * cap, sizeof *mt->hp_other);
+    if (!mt->hx || !mt->hy || !mt->hpos || !mt->hp_good || !mt->hp_other) {
         mm_free_floats(mt->hx);
         free(mt->hy);
+        free(mt->hpos);
+        free(mt->hp_good);
+        free(mt->hp_other);
         mt->hx = NULL;
         mt->hy = NULL;
+        mt->hpos = NULL;
+        mt->hp_good = mt->hp_other = NULL;
         return mm_oom("holdout");
     }
     mt->h_cap = cap;
@@ -465,8 +584,13 @@ static mm_status start(mm_maintainer *mt) {
     mt->rpos = mm_malloc_array(mt->r_cap, sizeof *mt->rpos);
     mt->bx = mm_alloc_floats(bc);
     mt->by = mm_malloc_array(mt->b_cap, sizeof *mt->by);
-    if (!mt->roll_ok || !mt->roll_loss || !mt->px || !mt->py || !mt->rx ||
-        !mt->ry || !mt->rpos || !mt->bx || !mt->by)
+    mt->ref_s1 = mm_calloc_array(D, sizeof *mt->ref_s1);
+    mt->ref_s2 = mm_calloc_array(D, sizeof *mt->ref_s2);
+    mt->cur_s1 = mm_calloc_array(D, sizeof *mt->cur_s1);
+    mt->cur_s2 = mm_calloc_array(D, sizeof *mt->cur_s2);
+    if (!mt->roll_ok || !mt->roll_loss || !mt->px || !mt->py || !mt->rx || !mt->ry ||
+        !mt->rpos || !mt->bx || !mt->by || !mt->ref_s1 || !mt->ref_s2 || !mt->cur_s1 ||
+        !mt->cur_s2)
         return mm_oom("maintainer stream buffers");
     if (mt->set[MM_MAINT_REPLAY_SIZE] > 0 &&
         (st = mm_reservoir_create(&mt->res, (size_t)mt->set[MM_MAINT_REPLAY_SIZE], D,
@@ -498,9 +622,10 @@ mm_status mm_maintainer_set_holdout(mm_maintainer *mt, const float *x, const int
     if ((st = ensure_holdout(mt)) != MM_OK) return st;
     mt->h_n = 0;
     mt->h_pos = 0;
-    for (size_t i = 0; i < n; i++) holdout_add(mt, x + i * mt->dim, labels[i]);
+    for (size_t i = 0; i < n; i++) holdout_add(mt, x + i * mt->dim, labels[i], HOLD_TRUSTED);
     mt->h_gen++;
-    mt->holdout_acc = good_accuracy(mt);
+    if ((st = good_predictions(mt)) != MM_OK) return st;
+    mt->holdout_acc = mt->good_acc;
     return MM_OK;
 }
 
@@ -566,6 +691,7 @@ static mm_status rollback(mm_maintainer *mt, uint64_t end, mm_maint_reason reaso
                           double good) {
     mm_status st = add_range(mt, end, reason, acc, good);
     if (st != MM_OK) return st;
+    holdout_settle(mt, false);
     if ((st = reset_work(mt)) != MM_OK) return st;
     char a[32], g[32], detail[320];
     snprintf(detail, sizeof detail,
@@ -596,11 +722,8 @@ static mm_status accept(mm_maintainer *mt, uint64_t end, double acc) {
              fmt_double(a, sizeof a, acc));
     mm_status st = mm_model_add_lineage(mt->work, "checkpoint", detail);
     if (st != MM_OK) return st;
+    holdout_settle(mt, true);
     if ((st = push_checkpoint(mt, mt->work, v)) != MM_OK) return st;
-    mt->good_acc = acc;
-    mt->good_gen = mt->h_gen;
-    mt->good_ver = mt->version;
-    mt->good_valid = true;
     mt->holdout_acc = acc;
     if (mt->res)
         for (size_t i = 0; i < mt->p_n; i++)
@@ -620,11 +743,13 @@ static mm_status guard(mm_maintainer *mt, uint64_t end) {
         mt->win_start = end;
         return MM_OK;
     }
-    const double good = good_accuracy(mt);
-    const double acc = holdout_accuracy(mt, mt->work);
-    if (mt->h_n > 0 && !(acc >= good - mt->set[MM_MAINT_GUARD_THRESHOLD]))
-        return rollback(mt, end, MM_MAINT_REASON_METRIC, acc, good);
-    return accept(mt, end, acc);
+    holdout_cmp c;
+    mm_status st = holdout_compare(mt, mt->work, &c);
+    if (st != MM_OK) return st;
+    if (isfinite(c.good_acc) &&
+        !(c.acc >= c.good_acc - mt->set[MM_MAINT_GUARD_THRESHOLD]))
+        return rollback(mt, end, MM_MAINT_REASON_METRIC, c.acc, c.good_acc);
+    return accept(mt, end, c.acc);
 }
 
 /* One optimizer step on the staged batch plus replay. */
@@ -663,29 +788,134 @@ static bool in_quarantine(const mm_maintainer *mt, uint64_t pos) {
     return false;
 }
 
+/* Input re-alignment: the per-feature affine map x' = s x + c that gives
+ * the inputs seen since the drift signal (cur) the mean and spread of those
+ * seen before it (ref). Folded into the first layer (W' = W diag(s),
+ * b' = b + W c) it undoes gain/offset drift of the inputs (sensor
+ * recalibration, exposure); whether it helps is left to the holdout, like
+ * every challenger. False when there are too few samples, the first layer is
+ * frozen, or the inputs did not move. */
+#define REALIGN_MIN 100
+static bool realign_map(const mm_maintainer *mt, double *sc, double *sh) {
+    if (mt->ref_n < REALIGN_MIN || mt->cur_n < REALIGN_MIN ||
+        !mm_model_layer_trainable(deployed(mt), 0))
+        return false;
+    bool moved = false;
+    for (size_t f = 0; f < mt->dim; f++) {
+        const double mr = mt->ref_s1[f] / (double)mt->ref_n, mc = mt->cur_s1[f] / (double)mt->cur_n;
+        const double vr = fmax(0.0, mt->ref_s2[f] / (double)mt->ref_n - mr * mr);
+        const double vc = fmax(0.0, mt->cur_s2[f] / (double)mt->cur_n - mc * mc);
+        double s = 1.0;
+        if (vr > 1e-8 && vc > 1e-8) s = fmin(4.0, fmax(0.25, sqrt(vr / vc)));
+        sc[f] = s;
+        sh[f] = mr - s * mc;
+        const double spread = sqrt(fmax(vr, 1e-4)); /* "moved": against the feature's spread */
+        if (fabs(s - 1.0) > 0.05 || fabs(sh[f]) > 0.1 * spread) moved = true;
+    }
+    return moved;
+}
+
+static mm_status realign_fold(mm_model *m, size_t D, const double *sc, const double *sh) {
+    size_t out;
+    mm_status st = mm_model_layer_info(m, 0, NULL, NULL, &out, NULL);
+    if (st != MM_OK) return st;
+    float *w = mm_alloc_floats(out * D), *b = mm_alloc_floats(out);
+    if (!w || !b) {
+        st = mm_oom("input re-alignment");
+    } else if ((st = mm_model_get_weights(m, 0, w, out * D, b, out)) == MM_OK) {
+        for (size_t o = 0; o < out; o++) {
+            double acc = b[o];
+            for (size_t f = 0; f < D; f++) {
+                acc += (double)w[o * D + f] * sh[f];
+                w[o * D + f] = (float)((double)w[o * D + f] * sc[f]);
+            }
+            b[o] = (float)acc;
+        }
+        st = mm_model_set_weights(m, 0, w, out * D, b, out);
+    }
+    mm_free_floats(w);
+    mm_free_floats(b);
+    return st;
+}
+
+/* Train one challenger on ds from the deployed version, or re-aligned from
+ * the version deployed at the drift signal when sc/sh are given; *out NULL
+ * if it diverged. */
+static mm_status train_challenger(mm_maintainer *mt, const mm_dataset *ds, const double *sc,
+                                  const double *sh, mm_model **out) {
+    *out = NULL;
+    mm_model *chal = NULL;
+    mm_optimizer *o = NULL;
+    /* the re-alignment maps the new inputs to what the version deployed at
+     * the signal knew; later versions have already half-learned them */
+    const mm_model *base = sc && mt->drift_base ? mt->drift_base : deployed(mt);
+    mm_status st = mm_model_clone(base, &chal);
+    if (st != MM_OK) return st;
+    if (sc && (st = realign_fold(chal, mt->dim, sc, sh)) != MM_OK) goto fail;
+    if ((st = mm_optimizer_create(&o, chal, MM_OPTIM_ADAM)) != MM_OK) goto fail;
+    if ((st = mm_optimizer_set(o, MM_OPT_LEARNING_RATE, mt->set[MM_MAINT_CHALLENGER_LR])) != MM_OK ||
+        (st = mm_optimizer_set(o, MM_OPT_BATCH_SIZE, 64)) != MM_OK ||
+        (st = mm_optimizer_set(o, MM_OPT_EPOCHS, mt->set[MM_MAINT_CHALLENGER_EPOCHS])) != MM_OK ||
+        (st = mm_optimizer_set(o, MM_OPT_SEED, mt->set[MM_MAINT_SEED] + (double)mt->challengers)) != MM_OK ||
+        (st = mm_optimizer_set(o, MM_OPT_L2SP, mt->set[MM_MAINT_L2SP])) != MM_OK ||
+        (st = mm_optimizer_set_anchor(o)) != MM_OK)
+        goto fail;
+    mt->challengers++;
+    st = mm_optimizer_fit(o, ds, NULL, NULL, NULL, NULL);
+    mm_optimizer_free(o);
+    if (st == MM_E_NUMERIC) { /* a diverging challenger simply loses */
+        mm_clear_error();
+        mm_model_free(chal);
+        return MM_OK;
+    }
+    if (st != MM_OK) {
+        mm_model_free(chal);
+        return st;
+    }
+    *out = chal;
+    return MM_OK;
+fail:
+    mm_optimizer_free(o);
+    mm_model_free(chal);
+    return st;
+}
+
+/* After the holdout comparison: how much a candidate wins by, for choosing
+ * between two (the drift-focused sign-test margin when there is a focus). */
+static double cmp_score(const holdout_cmp *c) {
+    return c->focus >= FOCUS_MIN ? (double)c->better - (double)c->worse : c->acc - c->good_acc;
+}
+
 static mm_status challenge(mm_maintainer *mt) {
     const size_t epochs = (size_t)mt->set[MM_MAINT_CHALLENGER_EPOCHS];
-    if (epochs == 0 || mt->h_n == 0) return MM_OK; /* nothing could prove it better */
+    if (epochs == 0 || mt->h_n + mt->hq_n == 0) return MM_OK; /* nothing could prove it better */
     const size_t D = mt->dim;
     const size_t nres = mt->res ? mm_reservoir_size(mt->res) : 0;
     const size_t cap = mt->r_n + nres;
     if (cap == 0) return MM_OK;
     float *x = mm_alloc_floats(cap * D);
     int32_t *y = mm_malloc_array(cap, sizeof *y);
+    double *sc = mm_malloc_array(D, sizeof *sc), *sh = mm_malloc_array(D, sizeof *sh);
     mm_status st = MM_OK;
     mm_dataset *ds = NULL;
-    mm_model *chal = NULL;
-    mm_optimizer *o = NULL;
-    if (!x || !y) {
+    mm_model *cand[2] = {NULL, NULL};
+    mm_model *best = NULL;
+    holdout_cmp bc = {0};
+    bool best_realigned = false;
+    if (!x || !y || !sc || !sh) {
         st = mm_oom("challenger data");
         goto done;
     }
-    size_t n = 0;
-    for (size_t i = 0; i < mt->r_n; i++) {
-        if (in_quarantine(mt, mt->rpos[i])) continue;
-        memcpy(x + n * D, mt->rx + i * D, D * sizeof *x);
-        y[n++] = mt->ry[i];
-    }
+    /* recent samples since the drift signal first, then older recent and replay */
+    size_t n = 0, n_new = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < mt->r_n; i++) {
+            const bool after = mt->focus_since && mt->rpos[i] + 1 >= mt->focus_since;
+            if (after != (pass == 0) || in_quarantine(mt, mt->rpos[i])) continue;
+            memcpy(x + n * D, mt->rx + i * D, D * sizeof *x);
+            y[n++] = mt->ry[i];
+            n_new += pass == 0;
+        }
     for (size_t i = 0; i < nres; i++) {
         const float *rx;
         int32_t ry;
@@ -694,54 +924,59 @@ static mm_status challenge(mm_maintainer *mt) {
         y[n++] = ry;
     }
     if (n == 0) goto done;
-    if ((st = mm_dataset_create(&ds, x, y, n, D)) != MM_OK) goto done;
-    if ((st = mm_model_clone(deployed(mt), &chal)) != MM_OK) goto done;
-    if ((st = mm_optimizer_create(&o, chal, MM_OPTIM_ADAM)) != MM_OK) goto done;
-    if ((st = mm_optimizer_set(o, MM_OPT_LEARNING_RATE, mt->set[MM_MAINT_CHALLENGER_LR])) != MM_OK ||
-        (st = mm_optimizer_set(o, MM_OPT_BATCH_SIZE, 64)) != MM_OK ||
-        (st = mm_optimizer_set(o, MM_OPT_EPOCHS, (double)epochs)) != MM_OK ||
-        (st = mm_optimizer_set(o, MM_OPT_SEED, mt->set[MM_MAINT_SEED] + (double)mt->challengers)) != MM_OK ||
-        (st = mm_optimizer_set(o, MM_OPT_L2SP, mt->set[MM_MAINT_L2SP])) != MM_OK ||
-        (st = mm_optimizer_set_anchor(o)) != MM_OK)
-        goto done;
-    mt->challengers++;
-    st = mm_optimizer_fit(o, ds, NULL, NULL, NULL, NULL);
-    if (st == MM_E_NUMERIC) { /* a diverging challenger simply loses */
-        mm_clear_error();
-        st = MM_OK;
+    /* two challengers: fine-tuned as is, and re-aligned to the new inputs
+     * first; the re-aligned one learns the older samples as they would look
+     * now (x = (x_old - c) / s), so its replay does not undo the alignment */
+    const bool moved = realign_map(mt, sc, sh);
+    for (int k = 0; k < 2 && st == MM_OK; k++) {
+        if (k == 1) {
+            if (!moved) break;
+            float *xo = x + n_new * D;
+            for (size_t i = 0; i < n - n_new; i++)
+                for (size_t f = 0; f < D; f++)
+                    xo[i * D + f] = (float)(((double)xo[i * D + f] - sh[f]) / sc[f]);
+            mm_dataset_free(ds);
+            ds = NULL;
+        }
+        if ((st = mm_dataset_create(&ds, x, y, n, D)) != MM_OK) goto done;
+        if ((st = train_challenger(mt, ds, k ? sc : NULL, sh, &cand[k])) != MM_OK) goto done;
+        if (!cand[k]) continue;
+        holdout_cmp c;
+        if ((st = holdout_compare(mt, cand[k], &c)) != MM_OK) goto done;
+        if (!best || cmp_score(&c) > cmp_score(&bc)) {
+            best = cand[k];
+            bc = c;
+            best_realigned = k == 1;
+        }
+    }
+    if (!best || !(bc.significant || bc.acc > bc.good_acc)) {
         mt->events |= MM_MAINT_EV_REJECT;
         goto done;
     }
-    if (st != MM_OK) goto done;
-    const double champ = good_accuracy(mt);
-    const double acc = holdout_accuracy(mt, chal);
-    if (!(acc > champ)) {
-        mt->events |= MM_MAINT_EV_REJECT;
-        goto done;
-    }
-    char a[32], c[32], detail[320];
+    char a[32], c[32], detail[400];
     const uint64_t v = mt->version + 1;
     snprintf(detail, sizeof detail,
              "{\"version\":%llu,\"parent\":%llu,\"stream_position\":%llu,\"train_samples\":%zu,"
-             "\"epochs\":%zu,\"holdout_accuracy\":%s,\"champion_accuracy\":%s}",
+             "\"epochs\":%zu,\"realigned\":%s,\"holdout_accuracy\":%s,\"champion_accuracy\":%s,"
+             "\"since_drift\":{\"samples\":%zu,\"better\":%zu,\"worse\":%zu}}",
              (unsigned long long)v, (unsigned long long)mt->version,
-             (unsigned long long)mt->samples, n, epochs, fmt_double(a, sizeof a, acc),
-             fmt_double(c, sizeof c, champ));
-    if ((st = mm_model_add_lineage(chal, "promote", detail)) != MM_OK) goto done;
-    if ((st = push_checkpoint(mt, chal, v)) != MM_OK) goto done;
-    mt->good_acc = acc;
-    mt->good_gen = mt->h_gen;
-    mt->good_ver = mt->version;
-    mt->holdout_acc = acc;
+             (unsigned long long)mt->samples, n, epochs, best_realigned ? "true" : "false",
+             fmt_double(a, sizeof a, bc.acc), fmt_double(c, sizeof c, bc.good_acc), bc.focus,
+             bc.better, bc.worse);
+    if ((st = mm_model_add_lineage(best, "promote", detail)) != MM_OK) goto done;
+    if ((st = push_checkpoint(mt, best, v)) != MM_OK) goto done;
+    mt->holdout_acc = bc.acc;
     mt->promotions++;
     mt->events |= MM_MAINT_EV_PROMOTE;
     st = reset_work(mt);
 done:
-    mm_optimizer_free(o);
-    mm_model_free(chal);
+    mm_model_free(cand[0]);
+    mm_model_free(cand[1]);
     mm_dataset_free(ds);
     mm_free_floats(x);
     free(y);
+    free(sc);
+    free(sh);
     return st;
 }
 
@@ -810,6 +1045,21 @@ static void roll_add(mm_maintainer *mt, bool ok, double loss) {
     }
 }
 
+/* Input sums for re-alignment: before a drift signal into ref, after it
+ * (until the challenger) into cur. */
+static void input_stats_add(mm_maintainer *mt, const float *x) {
+    double *s1 = mt->challenge_armed ? mt->cur_s1 : mt->ref_s1;
+    double *s2 = mt->challenge_armed ? mt->cur_s2 : mt->ref_s2;
+    for (size_t f = 0; f < mt->dim; f++) {
+        s1[f] += x[f];
+        s2[f] += (double)x[f] * x[f];
+    }
+    if (mt->challenge_armed)
+        mt->cur_n++;
+    else
+        mt->ref_n++;
+}
+
 static mm_status feed_one(mm_maintainer *mt, const float *x, int32_t y) {
     const uint64_t pos = mt->samples++;
     const size_t D = mt->dim;
@@ -820,6 +1070,7 @@ static mm_status feed_one(mm_maintainer *mt, const float *x, int32_t y) {
         return rollback(mt, pos + 1, MM_MAINT_REASON_NUMERIC, NAN, NAN);
     roll_add(mt, ok, loss);
     mt->correct += ok;
+    input_stats_add(mt, x);
     bool drift = false;
     if (mt->det) {
         mm_drift_state ds;
@@ -834,7 +1085,7 @@ static mm_status feed_one(mm_maintainer *mt, const float *x, int32_t y) {
     }
     const uint64_t every = (uint64_t)mt->set[MM_MAINT_HOLDOUT_EVERY];
     if (every > 0 && pos % every == every - 1) {
-        holdout_add(mt, x, y);
+        holdout_add_pending(mt, x, y, pos);
     } else {
         memcpy(mt->rx + mt->r_pos * D, x, D * sizeof *x);
         mt->ry[mt->r_pos] = y;
@@ -852,15 +1103,34 @@ static mm_status feed_one(mm_maintainer *mt, const float *x, int32_t y) {
     }
     if (drift && !mt->challenge_armed) {
         mt->challenge_armed = true;
+        mt->challenge_tries = 0;
         mt->challenge_at = pos + (uint64_t)mt->set[MM_MAINT_CHALLENGER_DELAY];
+        mt->focus_since = pos + 1;
+        mm_model_free(mt->drift_base);
+        mt->drift_base = NULL;
+        mm_status st = mm_model_clone(deployed(mt), &mt->drift_base);
+        if (st != MM_OK) return st;
+        memset(mt->cur_s1, 0, D * sizeof *mt->cur_s1); /* inputs after the signal */
+        memset(mt->cur_s2, 0, D * sizeof *mt->cur_s2);
+        mt->cur_n = 0;
     }
     if (mt->challenge_armed && pos >= mt->challenge_at) {
-        /* settle the current window first, then let a challenger try */
-        mt->challenge_armed = false;
+        /* settle the current window first, then let a challenger try; a
+         * rejected one tries again with more data, CHALLENGER_TRIES times */
         mm_status st = learn_batch(mt, pos + 1);
         if (st == MM_OK) st = guard(mt, pos + 1);
+        const uint64_t promotions = mt->promotions;
         if (st == MM_OK) st = challenge(mt);
         if (st != MM_OK) return st;
+        if (mt->promotions == promotions && ++mt->challenge_tries < CHALLENGER_TRIES) {
+            mt->challenge_at = pos + (uint64_t)mt->set[MM_MAINT_CHALLENGER_DELAY];
+        } else {
+            mt->challenge_armed = false;
+            /* the inputs since the signal are the reference from now on */
+            memcpy(mt->ref_s1, mt->cur_s1, D * sizeof *mt->ref_s1);
+            memcpy(mt->ref_s2, mt->cur_s2, D * sizeof *mt->ref_s2);
+            mt->ref_n = mt->cur_n;
+        }
     }
     return MM_OK;
 }
