@@ -391,10 +391,11 @@ json_t *cli_maint_json(const cli_maint_result *r);
  * after the poisoned segment.
  * Test set (when the run had a probe; NaN / -1 otherwise): the served
  * model's accuracy at the drift (normal images), 5000 samples after it
- * (brightened), the first point after the drift within 2 points of the
- * pre-drift accuracy, at the start of the poisoned segment, and the worst
- * point from there to 2000 samples after its end; poison cost = start -
- * worst. */
+ * (brightened; or at the last point before, on shorter streams), the first
+ * point after the drift within 2 points of the pre-drift accuracy, at the
+ * start of the poisoned segment, and the worst point from there to 2000
+ * samples after its end; poison cost = start - worst. Each at the last
+ * series point at or before the position. */
 typedef struct cli_maint_metrics {
     double before_drift, after_5k, recovered_after, before_poison, after_poison, poison_cost;
     double t_before_drift, t_after_5k, t_recovered_after, t_before_poison, t_worst_poison,

@@ -313,19 +313,20 @@ void cli_maint_scenario_metrics(const cli_maint_result *r, const cli_maint_plan 
     m->after_poison = cli_maint_accuracy_between(r, p->poison_end, p->poison_end + 2000);
     m->poison_cost = m->before_poison - m->after_poison;
 
-    /* test set: the served model at the series points */
+    /* test set: the served model at the series points (the last point at
+     * or before each position: plot points need not fall on them) */
     m->t_before_drift = m->t_after_5k = m->t_before_poison = m->t_worst_poison = NAN;
     m->t_recovered_after = -1;
     for (size_t i = 0; i < r->n && r->probe; i++) {
         const uint64_t pos = r->pos[i];
         const double t = r->probe[i];
         if (!isfinite(t)) continue;
-        if (pos == p->drift_at) m->t_before_drift = t;
-        if (pos == p->drift_at + 5000) m->t_after_5k = t;
+        if (pos <= p->drift_at) m->t_before_drift = t;
+        if (pos > p->drift_at && pos <= p->drift_at + 5000) m->t_after_5k = t;
         if (pos > p->drift_at && pos <= p->poison_at && m->t_recovered_after < 0 &&
             t >= m->t_before_drift - 0.02)
             m->t_recovered_after = (double)(pos - p->drift_at);
-        if (pos == p->poison_at) m->t_before_poison = t;
+        if (pos <= p->poison_at) m->t_before_poison = t;
         if (pos > p->poison_at && pos <= p->poison_end + 2000 && !(t >= m->t_worst_poison))
             m->t_worst_poison = t;
     }
