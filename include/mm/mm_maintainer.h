@@ -27,8 +27,11 @@
  *   4. the guard, every MM_MAINT_WINDOW learned samples: the working copy and
  *      the deployed version are evaluated on the holdout (the ring plus the
  *      window's held-out samples). If the working
- *      copy's accuracy is lower by more than MM_MAINT_GUARD_THRESHOLD, or a
- *      loss of the window was not finite, the working copy is rolled back to
+ *      copy's accuracy is lower by more than MM_MAINT_GUARD_THRESHOLD (unless
+ *      it is significantly better on the window's own held-out samples, at
+ *      least 100 of them: one-sided paired sign test at 0.1%, which a lasting
+ *      change of the labels' meaning passes and scrambled labels do not), or
+ *      a loss of the window was not finite, the working copy is rolled back to
  *      the deployed version bit-exactly, and the window's samples are
  *      quarantined: reported (stream ranges), not added to the replay
  *      reservoir nor used by challengers. Otherwise the working copy becomes

@@ -257,6 +257,12 @@ static mm_status push_checkpoint(mm_maintainer *mt, const mm_model *m, uint64_t 
 #define FOCUS_MIN 100   /* holdout samples since the signal needed for the test */
 #define FOCUS_Z 2.326   /* one-sided 1% of a paired sign test (McNemar) */
 #define FOCUS_MIN_GAIN 5
+/* A window whose working copy is better on the window's own held-out
+ * samples with this significance is accepted even if it lost on the ring: a
+ * lasting change of the labels' meaning (concept drift) can be learned and
+ * shows on samples of the same window, scrambled labels cannot. Stricter
+ * than for challengers: it is tested at every window. */
+#define OWN_Z 3.09      /* one-sided 0.1% */
 #define CHALLENGER_TRIES 3 /* challenger rounds per drift signal until one is promoted */
 
 /* How a candidate compares with the deployed version on the holdout. */
@@ -265,7 +271,15 @@ typedef struct holdout_cmp {
     size_t focus;         /* holdout samples taken since the last drift signal */
     size_t better, worse; /* ... that only the candidate / only the deployed gets right */
     bool significant;     /* the candidate is significantly better on those */
+    size_t own, own_better, own_worse; /* the same on the current window's samples */
+    bool own_significant;
 } holdout_cmp;
+
+/* One-sided paired sign test: `better` wins against `worse` out of n. */
+static bool sign_test(size_t n, size_t better, size_t worse, double z) {
+    const double gain = (double)better - (double)worse;
+    return n >= FOCUS_MIN && gain >= FOCUS_MIN_GAIN && gain > z * sqrt((double)(better + worse));
+}
 
 static mm_status holdout_predict(const mm_maintainer *mt, const mm_model *m, int32_t *pred) {
     mm_status st = mt->h_n ? mm_model_predict(m, mt->hx, mt->h_n, pred) : MM_OK;
@@ -314,12 +328,16 @@ static mm_status holdout_compare(mm_maintainer *mt, const mm_model *cand, holdou
             c->better += a && !g;
             c->worse += g && !a;
         }
+        if (i >= mt->h_n) {
+            c->own++;
+            c->own_better += a && !g;
+            c->own_worse += g && !a;
+        }
     }
     c->acc = n ? (double)ok / (double)n : NAN;
     c->good_acc = mt->good_acc;
-    const double gain = (double)c->better - (double)c->worse;
-    c->significant = c->focus >= FOCUS_MIN && gain >= FOCUS_MIN_GAIN &&
-                     gain > FOCUS_Z * sqrt((double)(c->better + c->worse));
+    c->significant = sign_test(c->focus, c->better, c->worse, FOCUS_Z);
+    c->own_significant = sign_test(c->own, c->own_better, c->own_worse, OWN_Z);
     return MM_OK;
 }
 
@@ -746,7 +764,7 @@ static mm_status guard(mm_maintainer *mt, uint64_t end) {
     holdout_cmp c;
     mm_status st = holdout_compare(mt, mt->work, &c);
     if (st != MM_OK) return st;
-    if (isfinite(c.good_acc) &&
+    if (isfinite(c.good_acc) && !c.own_significant &&
         !(c.acc >= c.good_acc - mt->set[MM_MAINT_GUARD_THRESHOLD]))
         return rollback(mt, end, MM_MAINT_REASON_METRIC, c.acc, c.good_acc);
     return accept(mt, end, c.acc);
