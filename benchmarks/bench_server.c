@@ -9,7 +9,10 @@
  * One reader thread predicts batches of `batch` random inputs in a loop for
  * `seconds`; in the "with writer" phases a second thread publishes a model
  * (a clone of one of two prepared versions) either as fast as it can
- * (rate 0) or `rate` times per second. Phases are interleaved `reps` times;
+ * (rate 0) or `rate` times per second, or (--maintainer) runs guarded
+ * maintenance: an mm_maintainer with the server attached learns a stream
+ * (random inputs labelled by another model, SGD, windows of 200 samples)
+ * and publishes every accepted window. Phases are interleaved `reps` times;
  * medians are printed as a markdown table. The machine's cores are shared:
  * run it on a quiet machine, 1 reader + 1 writer for 2 cores. */
 #include <pthread.h>
@@ -40,6 +43,10 @@ typedef struct ctx {
     size_t batch;
     double seconds;
     double rate; /* publishes per second, 0 = as fast as possible */
+    mm_maintainer *mt; /* the maintainer writer */
+    float *sx;         /* its stream */
+    int32_t *sy;
+    size_t stream_n, stream_pos, dim;
     atomic_int stop;
     uint64_t publishes;
     double reads_per_s;
@@ -65,6 +72,20 @@ static void *writer_main(void *arg) {
     return NULL;
 }
 
+static void *maintainer_main(void *arg) {
+    ctx *c = arg;
+    const uint64_t v0 = mm_server_version(c->server);
+    while (!atomic_load(&c->stop)) {
+        const size_t k = 100;
+        if (c->stream_pos + k > c->stream_n) c->stream_pos = 0;
+        check(mm_maintainer_feed(c->mt, c->sx + c->stream_pos * c->dim, c->sy + c->stream_pos, k, NULL),
+              "feed");
+        c->stream_pos += k;
+    }
+    c->publishes = mm_server_version(c->server) - v0;
+    return NULL;
+}
+
 static void reader_run(ctx *c) {
     uint64_t n = 0;
     double t0 = bench_now(), t;
@@ -86,7 +107,8 @@ static double phase(ctx *c, int writer, const mm_model *direct, double *pubs_per
     c->direct = direct;
     atomic_store(&c->stop, 0);
     pthread_t th;
-    if (writer && pthread_create(&th, NULL, writer_main, c) != 0) exit(1);
+    if (writer && pthread_create(&th, NULL, writer == 2 ? maintainer_main : writer_main, c) != 0)
+        exit(1);
     double t0 = bench_now();
     reader_run(c);
     if (writer) {
@@ -108,8 +130,12 @@ int main(int argc, char **argv) {
     double seconds = 1.0;
     int reps = 7;
     double rates[8] = {0, 100};
-    int n_rates = 2;
+    int n_rates = 2, maintainer = 0;
     for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--maintainer") == 0) {
+            maintainer = 1;
+            continue;
+        }
         if (i + 1 >= argc) goto usage;
         if (strcmp(argv[i], "--spec") == 0)
             spec = argv[++i];
@@ -141,8 +167,22 @@ int main(int argc, char **argv) {
     srand(3);
     for (size_t i = 0; i < batch * in; i++) c.x[i] = (float)rand() / (float)RAND_MAX;
     check(mm_server_create(&c.server, c.versions[0]), "server");
+    if (maintainer) { /* a learnable stream: labels from the other version */
+        c.dim = in;
+        c.stream_n = 20000;
+        c.sx = malloc(c.stream_n * in * sizeof *c.sx);
+        c.sy = malloc(c.stream_n * sizeof *c.sy);
+        if (!c.sx || !c.sy) return 1;
+        for (size_t i = 0; i < c.stream_n * in; i++) c.sx[i] = (float)rand() / (float)RAND_MAX;
+        check(mm_model_predict(c.versions[1], c.sx, c.stream_n, c.sy), "labels");
+        check(mm_maintainer_create(&c.mt, c.versions[0], MM_OPTIM_SGD), "maintainer");
+        check(mm_maintainer_set(c.mt, MM_MAINT_WINDOW, 200), "window");
+        check(mm_maintainer_set(c.mt, MM_MAINT_GUARD_THRESHOLD, 1), "threshold"); /* publish each */
+        check(mm_maintainer_set_optimizer(c.mt, MM_OPT_LEARNING_RATE, 0.01), "lr");
+        check(mm_maintainer_attach_server(c.mt, c.server), "attach");
+    }
 
-    double direct[64], alone[64], with[8][64], pubs[8][64];
+    double direct[64], alone[64], with[8][64], pubs[8][64], maint[64], maint_pubs[64];
     for (int r = 0; r < reps; r++) {
         direct[r] = phase(&c, 0, c.versions[0], NULL);
         alone[r] = phase(&c, 0, NULL, NULL);
@@ -150,6 +190,7 @@ int main(int argc, char **argv) {
             c.rate = rates[k];
             with[k][r] = phase(&c, 1, NULL, &pubs[k][r]);
         }
+        if (maintainer) maint[r] = phase(&c, 2, NULL, &maint_pubs[r]);
     }
     double a = median(alone, reps);
     printf("mmaint %s (%s backend), model %s, batch %zu, 1 reader%s, %d x %.1f s interleaved, "
@@ -165,6 +206,14 @@ int main(int argc, char **argv) {
         printf("| mm_server_predict + writer (%s) | %.0f | %.0f | %.1f%% |\n",
                rates[k] > 0 ? "paced" : "flat out", median(pubs[k], reps), w, 100.0 * w / a);
     }
+    if (maintainer) {
+        double w = median(maint, reps);
+        printf("| mm_server_predict + guarded maintenance (window 200) | %.0f | %.0f | %.1f%% |\n",
+               median(maint_pubs, reps), w, 100.0 * w / a);
+    }
+    mm_maintainer_free(c.mt);
+    free(c.sx);
+    free(c.sy);
     mm_server_free(c.server);
     mm_model_free(c.versions[0]);
     mm_model_free(c.versions[1]);
@@ -173,7 +222,8 @@ int main(int argc, char **argv) {
     return 0;
 usage:
     fprintf(stderr,
-            "usage: %s [--spec S] [--batch N] [--seconds S] [--reps N] [--rate R1,R2,...]\n",
+            "usage: %s [--spec S] [--batch N] [--seconds S] [--reps N] [--rate R1,R2,...] "
+            "[--maintainer]\n",
             argv[0]);
     return 2;
 }

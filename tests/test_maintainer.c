@@ -553,6 +553,44 @@ START_TEST(realigned_challenger_follows_gain_offset_drift) {
 }
 END_TEST
 
+/* A pruned model whose first layer is stored sparse cannot take the
+ * re-alignment (no dense weight matrix to fold into): the drift is handled
+ * with the fine-tuned challenger alone, and feeding never fails. */
+START_TEST(sparse_first_layer_drift_feeds_on) {
+    mm_model *m = trained_model();
+    mm_pruner *pr;
+    MM_ASSERT_OK(mm_pruner_create(&pr, MM_PRUNE_MAGNITUDE));
+    MM_ASSERT_OK(mm_pruner_set(pr, MM_PRUNE_SPARSITY, 0.5));
+    MM_ASSERT_OK(mm_pruner_set(pr, MM_PRUNE_SPARSE_FORMAT, MM_PRUNE_FORMAT_SPARSE));
+    MM_ASSERT_OK(mm_pruner_apply(pr, m));
+    MM_ASSERT_OK(mm_pruner_finalize(pr, m, NULL));
+    mm_pruner_free(pr);
+    const char *kind;
+    MM_ASSERT_OK(mm_model_layer_info(m, 0, &kind, NULL, NULL, NULL));
+    ck_assert_str_ne(kind, "dense");
+    mm_maintainer *mt;
+    MM_ASSERT_OK(mm_maintainer_create(&mt, m, MM_OPTIM_SGD));
+    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_WINDOW, 100));
+    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_HOLDOUT_SIZE, 300));
+    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_HOLDOUT_EVERY, 2));
+    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_CHALLENGER_DELAY, 300));
+    const size_t n = 1500;
+    float *x = malloc(n * DIM * sizeof *x);
+    int32_t *y = malloc(n * sizeof *y);
+    make_data(x, y, n, 51, 0);
+    for (size_t i = 600 * DIM; i < n * DIM; i++) x[i] = GAIN_OFFSET(x[i]);
+    mm_maint_report rep;
+    MM_ASSERT_OK(mm_maintainer_feed(mt, x, y, n, &rep));
+    ck_assert_uint_ge(rep.drifts, 1);
+    ck_assert_uint_ge(rep.challengers, 1);
+    ck_assert_ptr_null(strstr(mm_model_lineage(mm_maintainer_model(mt)), "\"realigned\":true"));
+    mm_maintainer_free(mt);
+    mm_model_free(m);
+    free(x);
+    free(y);
+}
+END_TEST
+
 /* ---- quantized and pruned deployed models ------------------------------------ */
 
 START_TEST(int8_and_pruned_models_stay_so) {
@@ -750,6 +788,7 @@ int main(void) {
     tcase_add_test(tc, challenger_promoted_only_when_better);
     tcase_add_test(tc, long_poison_never_enters_the_holdout);
     tcase_add_test(tc, lasting_concept_change_is_followed);
+    tcase_add_test(tc, sparse_first_layer_drift_feeds_on);
     tcase_add_test(tc, realigned_challenger_follows_gain_offset_drift);
     tcase_add_test(tc, int8_and_pruned_models_stay_so);
     tcase_add_test(tc, attached_server_gets_accepted_versions);

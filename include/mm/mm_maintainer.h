@@ -17,7 +17,9 @@
  *      the holdout ring (capacity MM_MAINT_HOLDOUT_SIZE, oldest overwritten;
  *      mm_maintainer_set_holdout fills it with trusted samples too) only when
  *      that window is accepted: held-out samples of a quarantined window are
- *      dropped with it, so a poisoned stretch never fills the holdout;
+ *      dropped with it, so a poisoned stretch never fills the holdout (held-
+ *      out samples of a window that learned nothing wait for the next
+ *      window's fate);
  *   3. learning: the working copy takes an optimizer step on the sample
  *      (MM_MAINT_BATCH samples per step) mixed with replay samples drawn from
  *      a reservoir (uniform reservoir sampling over the accepted stream,
@@ -51,16 +53,18 @@
  *          its first layer folded with the per-feature affine map
  *          x -> s x + c that gives the inputs seen since the signal the mean
  *          and spread of those seen before it (this undoes gain/offset drift
- *          of the inputs exactly); samples from before the signal are
- *          mapped back (x -> (x - c) / s) for its training. Not tried with
- *          fewer than 100 samples on either side, a frozen first layer, or
- *          inputs that did not move.
- *      The better one is promoted (becomes the deployed version and the
- *      working copy) if, on the holdout samples taken since the signal (at
- *      least 100), it is right where the deployed version is wrong
- *      significantly more often than the reverse (one-sided paired sign
- *      test at 1%, and at least 5 samples more), or if its accuracy on the
- *      whole holdout is higher. Otherwise the champion stays and new
+ *          of the inputs exactly); training samples (recent and replay)
+ *          taken before the signal are mapped back (x -> (x - c) / s) for
+ *          its training. Not tried with fewer than 100 samples on either
+ *          side, a frozen or non-dense (sparse, inference-only int8) first
+ *          layer, or inputs that did not move.
+ *      A challenger qualifies if, on the holdout samples taken since the
+ *      signal (at least 100), it is right where the deployed version is
+ *      wrong significantly more often than the reverse (one-sided paired
+ *      sign test at 1%, normal approximation with continuity correction,
+ *      and at least 5 samples more), or if its accuracy on the whole
+ *      holdout is higher; the better qualifying one (by that margin) is
+ *      promoted (becomes the deployed version and the working copy). Otherwise the champion stays and new
  *      challengers try again after another CHALLENGER_DELAY samples, up to
  *      3 rounds per signal. The promote lineage event records which kind
  *      won ("realigned") and the sign-test counts.
@@ -226,7 +230,9 @@ MM_API mm_status mm_maintainer_set_detector(mm_maintainer *mt, const char *name,
 /* Replace the holdout ring's contents by copies of n samples (x: n*input_dim
  * floats, labels in [0, output_dim)); n <= HOLDOUT_SIZE (MM_E_OUT_OF_RANGE
  * otherwise). Stream samples (HOLDOUT_EVERY) are added after these,
- * overwriting the oldest. */
+ * overwriting the oldest, as their windows are accepted; those of the
+ * current window stay pending (they count in the reported holdout accuracy
+ * and join the ring if the window is accepted). */
 MM_API mm_status mm_maintainer_set_holdout(mm_maintainer *mt, const float *x,
                                            const int32_t *labels, size_t n);
 

@@ -124,6 +124,7 @@ struct mm_maintainer {
     /* samples learned in the current window (to the reservoir on accept) */
     float *px;
     int32_t *py;
+    uint64_t *ppos; /* their stream positions */
     size_t p_n, p_cap;
     /* recent learned samples with their stream positions (challengers) */
     float *rx;
@@ -133,6 +134,8 @@ struct mm_maintainer {
     /* the next optimizer step's batch: new samples, then replay */
     float *bx;
     int32_t *by;
+    uint64_t *bpos; /* stream positions of the new samples */
+    uint64_t *res_pos; /* stream position of each reservoir slot */
     size_t b_n, b_cap;
     double replay_carry;
 
@@ -278,7 +281,9 @@ typedef struct holdout_cmp {
 /* One-sided paired sign test: `better` wins against `worse` out of n. */
 static bool sign_test(size_t n, size_t better, size_t worse, double z) {
     const double gain = (double)better - (double)worse;
-    return n >= FOCUS_MIN && gain >= FOCUS_MIN_GAIN && gain > z * sqrt((double)(better + worse));
+    /* normal approximation with continuity correction */
+    return n >= FOCUS_MIN && gain >= FOCUS_MIN_GAIN &&
+           gain - 1.0 > z * sqrt((double)(better + worse));
 }
 
 static mm_status holdout_predict(const mm_maintainer *mt, const mm_model *m, int32_t *pred) {
@@ -458,6 +463,9 @@ void mm_maintainer_free(mm_maintainer *mt) {
     mm_reservoir_free(mt->res);
     mm_free_floats(mt->px);
     free(mt->py);
+    free(mt->ppos);
+    free(mt->bpos);
+    free(mt->res_pos);
     mm_free_floats(mt->rx);
     free(mt->ry);
     free(mt->rpos);
@@ -597,6 +605,8 @@ static mm_status start(mm_maintainer *mt) {
     mt->roll_loss = mm_calloc_array(W, sizeof *mt->roll_loss);
     mt->px = mm_alloc_floats(pc);
     mt->py = mm_malloc_array(mt->p_cap, sizeof *mt->py);
+    mt->ppos = mm_malloc_array(mt->p_cap, sizeof *mt->ppos);
+    mt->bpos = mm_malloc_array(B, sizeof *mt->bpos);
     mt->rx = mm_alloc_floats(rc);
     mt->ry = mm_malloc_array(mt->r_cap, sizeof *mt->ry);
     mt->rpos = mm_malloc_array(mt->r_cap, sizeof *mt->rpos);
@@ -606,14 +616,18 @@ static mm_status start(mm_maintainer *mt) {
     mt->ref_s2 = mm_calloc_array(D, sizeof *mt->ref_s2);
     mt->cur_s1 = mm_calloc_array(D, sizeof *mt->cur_s1);
     mt->cur_s2 = mm_calloc_array(D, sizeof *mt->cur_s2);
-    if (!mt->roll_ok || !mt->roll_loss || !mt->px || !mt->py || !mt->rx || !mt->ry ||
+    if (!mt->roll_ok || !mt->roll_loss || !mt->px || !mt->py || !mt->ppos || !mt->bpos ||
+        !mt->rx || !mt->ry ||
         !mt->rpos || !mt->bx || !mt->by || !mt->ref_s1 || !mt->ref_s2 || !mt->cur_s1 ||
         !mt->cur_s2)
         return mm_oom("maintainer stream buffers");
-    if (mt->set[MM_MAINT_REPLAY_SIZE] > 0 &&
-        (st = mm_reservoir_create(&mt->res, (size_t)mt->set[MM_MAINT_REPLAY_SIZE], D,
-                                  (uint64_t)mt->set[MM_MAINT_SEED])) != MM_OK)
-        return st;
+    if (mt->set[MM_MAINT_REPLAY_SIZE] > 0) {
+        if ((st = mm_reservoir_create(&mt->res, (size_t)mt->set[MM_MAINT_REPLAY_SIZE], D,
+                                      (uint64_t)mt->set[MM_MAINT_SEED])) != MM_OK)
+            return st;
+        mt->res_pos = mm_malloc_array((size_t)mt->set[MM_MAINT_REPLAY_SIZE], sizeof *mt->res_pos);
+        if (!mt->res_pos) return mm_oom("replay positions");
+    }
     mt->started = true;
     return MM_OK;
 }
@@ -740,13 +754,16 @@ static mm_status accept(mm_maintainer *mt, uint64_t end, double acc) {
              fmt_double(a, sizeof a, acc));
     mm_status st = mm_model_add_lineage(mt->work, "checkpoint", detail);
     if (st != MM_OK) return st;
-    holdout_settle(mt, true);
     if ((st = push_checkpoint(mt, mt->work, v)) != MM_OK) return st;
+    holdout_settle(mt, true);
     mt->holdout_acc = acc;
     if (mt->res)
-        for (size_t i = 0; i < mt->p_n; i++)
-            if ((st = mm_reservoir_offer(mt->res, mt->px + i * mt->dim, mt->py[i], NULL)) != MM_OK)
+        for (size_t i = 0; i < mt->p_n; i++) {
+            size_t slot;
+            if ((st = mm_reservoir_offer(mt->res, mt->px + i * mt->dim, mt->py[i], &slot)) != MM_OK)
                 return st;
+            if (slot != SIZE_MAX) mt->res_pos[slot] = mt->ppos[i];
+        }
     mt->learned += mt->p_n;
     mt->p_n = 0;
     mt->win_start = end;
@@ -792,6 +809,7 @@ static mm_status learn_batch(mm_maintainer *mt, uint64_t end) {
     if (st != MM_OK) return st;
     memcpy(mt->px + mt->p_n * mt->dim, mt->bx, B * mt->dim * sizeof *mt->bx);
     memcpy(mt->py + mt->p_n, mt->by, B * sizeof *mt->by);
+    memcpy(mt->ppos + mt->p_n, mt->bpos, B * sizeof *mt->bpos);
     mt->p_n += B;
     mt->win_learned += B;
     mt->b_n = 0;
@@ -869,7 +887,15 @@ static mm_status train_challenger(mm_maintainer *mt, const mm_dataset *ds, const
     const mm_model *base = sc && mt->drift_base ? mt->drift_base : deployed(mt);
     mm_status st = mm_model_clone(base, &chal);
     if (st != MM_OK) return st;
-    if (sc && (st = realign_fold(chal, mt->dim, sc, sh)) != MM_OK) goto fail;
+    if (sc && (st = realign_fold(chal, mt->dim, sc, sh)) != MM_OK) {
+        if (st == MM_E_SHAPE || st == MM_E_UNSUPPORTED || st == MM_E_NUMERIC) {
+            /* a sparse or inference-only first layer, or a map it refuses:
+             * no re-aligned challenger */
+            mm_clear_error();
+            st = MM_OK;
+        }
+        goto fail;
+    }
     if ((st = mm_optimizer_create(&o, chal, MM_OPTIM_ADAM)) != MM_OK) goto fail;
     if ((st = mm_optimizer_set(o, MM_OPT_LEARNING_RATE, mt->set[MM_MAINT_CHALLENGER_LR])) != MM_OK ||
         (st = mm_optimizer_set(o, MM_OPT_BATCH_SIZE, 64)) != MM_OK ||
@@ -904,6 +930,16 @@ static double cmp_score(const holdout_cmp *c) {
     return c->focus >= FOCUS_MIN ? (double)c->better - (double)c->worse : c->acc - c->good_acc;
 }
 
+static bool is_after_signal(const mm_maintainer *mt, uint64_t pos) {
+    return mt->focus_since && pos + 1 >= mt->focus_since;
+}
+
+/* Does a candidate earn promotion: significantly better on the samples
+ * since the drift signal, or better on the whole holdout. */
+static bool promotable(const holdout_cmp *c) {
+    return c->significant || c->acc > c->good_acc;
+}
+
 static mm_status challenge(mm_maintainer *mt) {
     const size_t epochs = (size_t)mt->set[MM_MAINT_CHALLENGER_EPOCHS];
     if (epochs == 0 || mt->h_n + mt->hq_n == 0) return MM_OK; /* nothing could prove it better */
@@ -924,22 +960,24 @@ static mm_status challenge(mm_maintainer *mt) {
         st = mm_oom("challenger data");
         goto done;
     }
-    /* recent samples since the drift signal first, then older recent and replay */
+    /* recent (non-quarantined) and replay samples, those taken since the
+     * drift signal first */
     size_t n = 0, n_new = 0;
-    for (int pass = 0; pass < 2; pass++)
+    for (int pass = 0; pass < 2; pass++) {
         for (size_t i = 0; i < mt->r_n; i++) {
-            const bool after = mt->focus_since && mt->rpos[i] + 1 >= mt->focus_since;
-            if (after != (pass == 0) || in_quarantine(mt, mt->rpos[i])) continue;
+            if (is_after_signal(mt, mt->rpos[i]) != (pass == 0) || in_quarantine(mt, mt->rpos[i]))
+                continue;
             memcpy(x + n * D, mt->rx + i * D, D * sizeof *x);
             y[n++] = mt->ry[i];
-            n_new += pass == 0;
         }
-    for (size_t i = 0; i < nres; i++) {
-        const float *rx;
-        int32_t ry;
-        if ((st = mm_reservoir_get(mt->res, i, &rx, &ry)) != MM_OK) goto done;
-        memcpy(x + n * D, rx, D * sizeof *x);
-        y[n++] = ry;
+        for (size_t i = 0; i < nres; i++) {
+            if (is_after_signal(mt, mt->res_pos[i]) != (pass == 0)) continue;
+            const float *rx;
+            if ((st = mm_reservoir_get(mt->res, i, &rx, &y[n])) != MM_OK) goto done;
+            memcpy(x + n * D, rx, D * sizeof *x);
+            n++;
+        }
+        if (pass == 0) n_new = n;
     }
     if (n == 0) goto done;
     /* two challengers: fine-tuned as is, and re-aligned to the new inputs
@@ -961,13 +999,14 @@ static mm_status challenge(mm_maintainer *mt) {
         if (!cand[k]) continue;
         holdout_cmp c;
         if ((st = holdout_compare(mt, cand[k], &c)) != MM_OK) goto done;
+        if (!promotable(&c)) continue;
         if (!best || cmp_score(&c) > cmp_score(&bc)) {
             best = cand[k];
             bc = c;
             best_realigned = k == 1;
         }
     }
-    if (!best || !(bc.significant || bc.acc > bc.good_acc)) {
+    if (!best) {
         mt->events |= MM_MAINT_EV_REJECT;
         goto done;
     }
@@ -1066,6 +1105,8 @@ static void roll_add(mm_maintainer *mt, bool ok, double loss) {
 /* Input sums for re-alignment: before a drift signal into ref, after it
  * (until the challenger) into cur. */
 static void input_stats_add(mm_maintainer *mt, const float *x) {
+    for (size_t f = 0; f < mt->dim; f++)
+        if (!isfinite(x[f])) return; /* a column a sparse layer ignores */
     double *s1 = mt->challenge_armed ? mt->cur_s1 : mt->ref_s1;
     double *s2 = mt->challenge_armed ? mt->cur_s2 : mt->ref_s2;
     for (size_t f = 0; f < mt->dim; f++) {
@@ -1111,6 +1152,7 @@ static mm_status feed_one(mm_maintainer *mt, const float *x, int32_t y) {
         mt->r_pos = (mt->r_pos + 1) % mt->r_cap;
         if (mt->r_n < mt->r_cap) mt->r_n++;
         memcpy(mt->bx + mt->b_n * D, x, D * sizeof *x);
+        mt->bpos[mt->b_n] = pos;
         mt->by[mt->b_n++] = y;
         mm_status st;
         if (mt->b_n == (size_t)mt->set[MM_MAINT_BATCH] && (st = learn_batch(mt, pos + 1)) != MM_OK)
@@ -1120,14 +1162,15 @@ static mm_status feed_one(mm_maintainer *mt, const float *x, int32_t y) {
             return st;
     }
     if (drift && !mt->challenge_armed) {
+        mm_model *base;
+        mm_status st = mm_model_clone(deployed(mt), &base);
+        if (st != MM_OK) return st;
+        mm_model_free(mt->drift_base);
+        mt->drift_base = base;
         mt->challenge_armed = true;
         mt->challenge_tries = 0;
         mt->challenge_at = pos + (uint64_t)mt->set[MM_MAINT_CHALLENGER_DELAY];
         mt->focus_since = pos + 1;
-        mm_model_free(mt->drift_base);
-        mt->drift_base = NULL;
-        mm_status st = mm_model_clone(deployed(mt), &mt->drift_base);
-        if (st != MM_OK) return st;
         memset(mt->cur_s1, 0, D * sizeof *mt->cur_s1); /* inputs after the signal */
         memset(mt->cur_s2, 0, D * sizeof *mt->cur_s2);
         mt->cur_n = 0;
@@ -1139,16 +1182,16 @@ static mm_status feed_one(mm_maintainer *mt, const float *x, int32_t y) {
         if (st == MM_OK) st = guard(mt, pos + 1);
         const uint64_t promotions = mt->promotions;
         if (st == MM_OK) st = challenge(mt);
-        if (st != MM_OK) return st;
-        if (mt->promotions == promotions && ++mt->challenge_tries < CHALLENGER_TRIES) {
+        if (st == MM_OK && mt->promotions == promotions && ++mt->challenge_tries < CHALLENGER_TRIES) {
             mt->challenge_at = pos + (uint64_t)mt->set[MM_MAINT_CHALLENGER_DELAY];
-        } else {
+        } else { /* done (an error too: the next feed must not retry it at once) */
             mt->challenge_armed = false;
             /* the inputs since the signal are the reference from now on */
             memcpy(mt->ref_s1, mt->cur_s1, D * sizeof *mt->ref_s1);
             memcpy(mt->ref_s2, mt->cur_s2, D * sizeof *mt->ref_s2);
             mt->ref_n = mt->cur_n;
         }
+        if (st != MM_OK) return st;
     }
     return MM_OK;
 }
