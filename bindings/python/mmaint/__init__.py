@@ -21,7 +21,7 @@ from .errors import (CancelledError, ChecksumError, Error, FormatError, InputOut
                      InternalError, InvalidArgumentError, NotFoundError, NumericError,
                      OutOfMemoryError, OutOfRangeError, ShapeError, StateError,
                      UnsupportedError, VersionError)
-from .maintain import Drift, MaintReport, Maintainer, Server, Snapshot
+from .maintain import Drift, MaintReport, Maintainer, Reservoir, Server, Snapshot
 from .model import Layer, Model
 from .optimizer import FitProgress, Optimizer
 from .pruner import Pruner
@@ -31,7 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Model", "Optimizer", "Pruner", "Quantizer", "Dataset", "Layer", "FitProgress",
-    "Drift", "Server", "Snapshot", "Maintainer", "MaintReport",
+    "Drift", "Server", "Snapshot", "Maintainer", "MaintReport", "Reservoir",
     "Error", "InvalidArgumentError", "OutOfMemoryError", "ShapeError", "OutOfRangeError",
     "InputOutputError", "FormatError", "UnsupportedError", "StateError", "NumericError",
     "CancelledError", "ChecksumError", "VersionError", "NotFoundError", "InternalError",

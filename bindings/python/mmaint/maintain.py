@@ -1,10 +1,13 @@
-"""mmaint.Drift, mmaint.Server and mmaint.Maintainer: watching, serving and
-maintaining a deployed model (mm_drift.h, mm_server.h, mm_maintainer.h)."""
+"""mmaint.Drift, mmaint.Server, mmaint.Maintainer and mmaint.Reservoir:
+watching, serving and maintaining a deployed model (mm_drift.h, mm_server.h,
+mm_maintainer.h)."""
 
+import ctypes
 from ctypes import Structure, byref, c_double, c_int, c_size_t, c_uint32, c_uint64, c_void_p
 
 from . import _buffers as B
 from ._handle import Borrow, Owner
+from .errors import ShapeError
 from ._lib import enum_from_name, fspath, lib, new_handle, text
 from ._settings import Configurable, Settings
 from .model import Model
@@ -331,3 +334,111 @@ class Maintainer(Configurable, Owner):
     def num_quarantined(self):
         """Quarantined (rolled-back) windows."""
         return lib.mm_maintainer_num_quarantined(self._p())
+
+
+_NOT_KEPT = ctypes.c_size_t(-1).value  # SIZE_MAX: mm_reservoir_offer did not keep the sample
+
+
+def _count(value, what, lo=0):
+    """An integer argument >= lo (TypeError / ValueError otherwise)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("%s must be an int, got %s" % (what, type(value).__name__))
+    if value < lo:
+        raise ValueError("%s must be >= %d, got %d" % (what, lo, value))
+    return value
+
+
+class Reservoir(Owner):
+    """A uniform sample of a stream (reservoir sampling, Vitter's algorithm
+    R; mm_reservoir_* in mm_maintainer.h): ``Reservoir(capacity, dim,
+    seed=0)`` holds up to `capacity` labelled samples of `dim` float32
+    features; after ``seen`` offers each offered sample is held with
+    probability capacity/seen. Deterministic for a seed. This is the
+    Maintainer's replay memory, usable on its own.
+
+    ``len(r)`` is the number of samples held (<= capacity).
+
+    Thread safety: one thread at a time.
+    """
+
+    def __init__(self, capacity, dim, seed=0):
+        _count(capacity, "capacity")
+        _count(dim, "dim")
+        _count(seed, "seed")
+        h = new_handle()
+        lib.mm_reservoir_create(byref(h), capacity, dim, seed)
+        self._own(h.value, lib.mm_reservoir_free)
+        self._dim = dim
+        self._capacity = capacity
+        self._slot = c_size_t()
+        self._slot_ref = byref(self._slot)
+
+    @property
+    def dim(self):
+        """Features per sample."""
+        return self._dim
+
+    @property
+    def capacity(self):
+        return self._capacity
+
+    def offer(self, x, label):
+        """Offer one sample (`dim` features) with its int label; the sample
+        is copied if kept. Returns the slot it went to (0 <= slot <
+        capacity), or None if it was not kept."""
+        p = self._p()
+        xa, n, xk = B.samples(x, self._dim)
+        if n != 1:
+            raise ShapeError("x: offer takes one sample of %d features, got %d samples"
+                             % (self._dim, n))
+        if isinstance(label, bool) or not isinstance(label, int):
+            raise TypeError("label must be an int, got %s" % type(label).__name__)
+        lib.mm_reservoir_offer(p, xa, label, self._slot_ref)
+        slot = self._slot.value
+        return None if slot == _NOT_KEPT else slot
+
+    def __len__(self):
+        return lib.mm_reservoir_size(self._p())
+
+    size = property(__len__, doc="Samples held (<= capacity).")
+
+    @property
+    def seen(self):
+        """Samples offered so far."""
+        return lib.mm_reservoir_seen(self._p())
+
+    def get(self, index):
+        """(x, label) of held sample `index` (0 <= index < len; negative
+        counts from the end): x is a copy of its `dim` features (a numpy
+        float32 array, or array('f') without numpy). OutOfRangeError
+        outside the held samples."""
+        p = self._p()
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError("index must be an int, got %s" % type(index).__name__)
+        if index < 0:
+            index += lib.mm_reservoir_size(p)
+            if index < 0:
+                raise IndexError("reservoir index out of range")
+        ptr, label = c_void_p(), c_int()
+        lib.mm_reservoir_get(p, index, byref(ptr), byref(label))
+        x, addr = B.new_floats(self._dim)
+        ctypes.memmove(addr, ptr.value, 4 * self._dim)
+        return x, label.value
+
+    def draw(self, k):
+        """`k` samples drawn uniformly with replacement from the held ones:
+        (x, labels) with x k x dim float32 and labels k int32 (numpy arrays,
+        or flat array('f') / array('i') without numpy). StateError when the
+        reservoir is empty."""
+        p = self._p()
+        _count(k, "k")
+        x, xa = B.new_floats(k, self._dim)
+        labels, la = B.new_ints(k)
+        lib.mm_reservoir_draw(p, k, xa, la)
+        return x, labels
+
+    def __repr__(self):
+        if self._ptr is None:
+            return "<mmaint.Reservoir (closed)>"
+        return "<mmaint.Reservoir %d/%d samples of %d, %d seen>" % (
+            len(self), self._capacity, self._dim, self.seen)

@@ -437,6 +437,108 @@ class TestMaintainer(TempDir):
             mt.set(holdout_size=10)  # only before the first holdout / feed
 
 
+class TestReservoir(unittest.TestCase):
+    def test_offer_get_draw(self):
+        with mmaint.Reservoir(5, 3, seed=7) as r:
+            self.assertEqual((len(r), r.seen, r.capacity, r.dim), (0, 0, 5, 3))
+            rows = {}
+            for i in range(5):  # the first `capacity` offers fill the slots in order
+                slot = r.offer([float(i), i + 0.5, -i], i * 10)
+                self.assertEqual(slot, i)
+                rows[i] = ([float(i), i + 0.5, float(-i)], i * 10)
+            for i in range(5):
+                x, label = r.get(i)
+                self.assertEqual(list(x), rows[i][0])
+                self.assertEqual(label, rows[i][1])
+            self.assertEqual(r.get(-1)[1], 40)
+            kept = 0
+            for i in range(5, 200):  # later offers replace a slot or are dropped
+                x = array.array("f", [float(i), i + 0.5, -i])
+                slot = r.offer(x, i * 10)
+                self.assertTrue(slot is None or 0 <= slot < 5, slot)
+                if slot is not None:
+                    kept += 1
+                    got, label = r.get(slot)
+                    self.assertEqual(list(got), list(x))
+                    self.assertEqual(label, i * 10)
+                    rows[slot] = (list(x), i * 10)
+            self.assertGreater(kept, 0)
+            self.assertLess(kept, 195)
+            self.assertEqual(len(r), 5)
+            self.assertEqual(r.size, 5)
+            self.assertEqual(r.seen, 200)
+            # get returns a copy, not a view of the reservoir's memory
+            x0, _ = r.get(0)
+            x0[0] = 1e6
+            self.assertEqual(list(r.get(0)[0]), rows[0][0])
+            # draws come from the held samples, feature rows matching labels
+            x, labels = r.draw(50)
+            self.assertEqual(len(labels), 50)
+            held = {label: row for row, label in rows.values()}
+            flat = list(memoryview(x).cast("B").cast("f")) if np is None else x.ravel().tolist()
+            self.assertEqual(len(flat), 50 * 3)
+            for k, label in enumerate(labels):
+                self.assertIn(label, held)
+                self.assertEqual(flat[3 * k:3 * k + 3], held[label])
+            if np is not None:
+                self.assertEqual((x.shape, x.dtype), ((50, 3), np.float32))
+                self.assertEqual((labels.shape, labels.dtype), ((50,), np.int32))
+                self.assertEqual(r.get(1)[0].dtype, np.float32)
+                r.offer(np.array([1, 2, 3], np.float32), 1)
+            else:
+                self.assertIsInstance(x, array.array)
+                self.assertEqual(x.typecode, "f")
+            self.assertEqual(len(r.draw(0)[1]), 0)
+            self.assertIn("5/5 samples", repr(r))
+        self.assertTrue(r.closed)
+        self.assertIn("closed", repr(r))
+
+    def test_deterministic_for_a_seed(self):
+        def run(seed):
+            r = mmaint.Reservoir(4, 2, seed=seed)
+            slots = [r.offer([i, -i], i) for i in range(100)]
+            return slots, [r.get(i)[1] for i in range(4)], list(r.draw(10)[1])
+        self.assertEqual(run(3), run(3))
+        self.assertNotEqual(run(3), run(4))
+
+    def test_bad_arguments(self):
+        with self.assertRaises(mmaint.InvalidArgumentError):
+            mmaint.Reservoir(0, 3)
+        with self.assertRaises(mmaint.InvalidArgumentError):
+            mmaint.Reservoir(3, 0)
+        with self.assertRaises(mmaint.OutOfRangeError):
+            mmaint.Reservoir(1 << 62, 4)
+        with self.assertRaises(ValueError):
+            mmaint.Reservoir(-1, 3)
+        with self.assertRaises(TypeError):
+            mmaint.Reservoir(2.5, 3)
+        r = mmaint.Reservoir(2, 3)
+        with self.assertRaises(mmaint.StateError):
+            r.draw(1)  # empty
+        with self.assertRaises(mmaint.ShapeError):
+            r.offer([1.0, 2.0], 0)  # 2 features, the reservoir holds 3
+        with self.assertRaises(mmaint.ShapeError):
+            r.offer([1.0] * 6, 0)  # two samples
+        with self.assertRaises(TypeError):
+            r.offer([1.0, 2.0, 3.0], 1.5)
+        with self.assertRaises(TypeError):
+            r.offer("abc", 0)
+        self.assertEqual(r.seen, 0, "refused offers are not counted")
+        r.offer([1.0, 2.0, 3.0], 0)
+        with self.assertRaises(mmaint.OutOfRangeError):
+            r.get(1)
+        with self.assertRaises(IndexError):
+            r.get(-2)
+        with self.assertRaises(ValueError):
+            r.draw(-1)
+        r.close()
+        r.close()  # idempotent
+        for call in (lambda: len(r), lambda: r.seen, lambda: r.get(0), lambda: r.draw(1),
+                     lambda: r.offer([1.0, 2.0, 3.0], 0)):
+            with self.assertRaisesRegex(ValueError, "Reservoir is closed"):
+                call()
+
+
 class TestOnnx(TempDir):
     def test_export_import(self):
         m = mmaint.Model("8-16-3:tanh", seed=2)
