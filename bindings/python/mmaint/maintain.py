@@ -253,6 +253,7 @@ class Maintainer(Configurable, Owner):
         self._own(h.value, lib.mm_maintainer_free)
         self._dim = model.input_dim
         self._server = None
+        self._server_borrow = None
         if settings:
             self.set(**settings)
 
@@ -286,9 +287,12 @@ class Maintainer(Configurable, Owner):
         lib.mm_maintainer_set_checkpoint_dir(self._p(), fspath(path))
 
     def attach_server(self, server):
-        """Publish every new deployed version to `server` (kept alive)."""
+        """Publish every new deployed version to `server` (kept alive: the C
+        maintainer borrows it, so closing the Server while attached frees it
+        only once this Maintainer is gone or attaches another server)."""
         lib.mm_maintainer_attach_server(self._p(), server._p())
         self._server = server
+        self._server_borrow = Borrow(server._h)
 
     def feed(self, x, labels):
         """Feed stream samples with their labels; returns a MaintReport."""

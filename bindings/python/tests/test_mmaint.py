@@ -436,6 +436,24 @@ class TestMaintainer(TempDir):
         with self.assertRaises(mmaint.StateError):
             mt.set(holdout_size=10)  # only before the first holdout / feed
 
+    def test_closing_an_attached_server_is_safe(self):
+        """The maintainer borrows its server: closing the Server object only
+        frees the C server once the maintainer no longer uses it."""
+        x, y = blobs(400, 3)
+        m = mmaint.Model("8-16-3:relu", seed=1)
+        mt = mmaint.Maintainer(m, "sgd", window=100, holdout_every=0)
+        server = mmaint.Server(m)
+        mt.attach_server(server)
+        h = server._h
+        server.close()
+        self.assertIsNotNone(h.ptr)  # still borrowed by the maintainer
+        r = mt.feed(x, y)  # publishes accepted versions to the (closed) server
+        self.assertGreater(r.version, 1)
+        mt.close()
+        del mt
+        gc.collect()
+        self.assertIsNone(h.ptr)
+
 
 class TestReservoir(unittest.TestCase):
     def test_offer_get_draw(self):
