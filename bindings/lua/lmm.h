@@ -32,6 +32,8 @@
 #define LMM_TENSOR "mmaint.tensor"
 #define LMM_DRIFT "mmaint.drift"
 #define LMM_SERVER "mmaint.server"
+#define LMM_MAINTAINER "mmaint.maintainer"
+#define LMM_RESERVOIR "mmaint.reservoir"
 #define LMM_ERROR "mmaint.error"
 
 typedef void (*lmm_free_fn)(void *);
@@ -162,7 +164,7 @@ void lmm_open_dataset(lua_State *L);
 void lmm_open_optimizer(lua_State *L);
 void lmm_open_pruner(lua_State *L);
 void lmm_open_quantizer(lua_State *L);
-void lmm_open_maintain(lua_State *L); /* drift detectors, model server */
+void lmm_open_maintain(lua_State *L); /* drift detectors, model server, maintainer, reservoir */
 void lmm_open_migrate(lua_State *L);  /* after lmm_open_model: adds model methods */
 
 /* Shared by several classes. */

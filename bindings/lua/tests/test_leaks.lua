@@ -33,8 +33,22 @@ local function iteration(i)
   local q = mm.quantizer("int8_dynamic")
   local c = m:clone()
   q:apply(c)
+  local small = mm.model("256-32-4:relu", i)               -- maintainers copy it 6 times
+  local mt = mm.maintainer(small, "sgd", {window = 8, holdout_every = 2, detector = "none",
+                                          ring = 2, replay_size = 16, holdout_size = 16,
+                                          recent_size = 16})
+  local s = mm.server(small)
+  mt:attach_server(s)                                      -- maintainer keeps the server
+  mt:feed(xt:view(1, 16), mm.tensor(Y, "int32"):view(1, 16))
+  mt:quarantined()
+  mt:model()
+  mm.maintainer(small, "sgd", {window = 0})                -- fails after creating
+  local r = mm.reservoir(8, 256, i)
+  r:offer(xt:view(1 + i % 64), Y[1 + i % 64])
+  r:draw(4)
   if i % 2 == 0 then                                       -- closed explicitly ...
     m:close(); q:close(); c:close(); p:close(); o:close()   -- (model closed before its optimizer)
+    s:close(); mt:close(); r:close(); small:close()        -- (server closed while attached)
   else
     local d <close> = mm.dataset(xt:view(1, 16), mm.tensor(Y, "int32"):view(1, 16))
     d:slice(2, 4)
