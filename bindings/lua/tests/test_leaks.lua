@@ -69,7 +69,9 @@ T.test("create/free loops keep RSS and the Lua heap flat", function()
   if os.getenv("MM_LUA_SANITIZED") then
     print("  (AddressSanitizer build: RSS includes its quarantine; LeakSanitizer checks at exit)")
   else
-    T.ok(rss1 - rss0 < 16 * 1024, "RSS grew by " .. (rss1 - rss0) .. " kB over 600 iterations")
+    -- 3-12 MB of allocator growth seen; a leaked maintainer (~0.2 MB) or model
+    -- per iteration would add 100+ MB; LeakSanitizer catches small leaks
+    T.ok(rss1 - rss0 < 48 * 1024, "RSS grew by " .. (rss1 - rss0) .. " kB over 600 iterations")
   end
   T.ok(heap1 - heap0 < 256, "Lua heap grew by " .. (heap1 - heap0) .. " kB")
 end)
