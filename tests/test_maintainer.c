@@ -102,6 +102,17 @@ static mm_maintainer *guarded(const mm_model *m, size_t window) {
     return mt;
 }
 
+/* A maintainer (SGD) whose holdout comes from the stream: guard windows of
+ * `window`, a ring of `size`, every `every`-th sample held out. */
+static mm_maintainer *stream_holdout(const mm_model *m, size_t window, size_t size, size_t every) {
+    mm_maintainer *mt;
+    MM_ASSERT_OK(mm_maintainer_create(&mt, m, MM_OPTIM_SGD));
+    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_WINDOW, (double)window));
+    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_HOLDOUT_SIZE, (double)size));
+    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_HOLDOUT_EVERY, (double)every));
+    return mt;
+}
+
 /* ---- reservoir ---------------------------------------------------------- */
 
 /* Every one of 1000 stream items must end up in a 100-slot reservoir with
@@ -431,11 +442,7 @@ END_TEST
  * accuracy. */
 START_TEST(long_poison_never_enters_the_holdout) {
     mm_model *m = trained_model();
-    mm_maintainer *mt;
-    MM_ASSERT_OK(mm_maintainer_create(&mt, m, MM_OPTIM_SGD));
-    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_WINDOW, 100));
-    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_HOLDOUT_SIZE, 100));
-    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_HOLDOUT_EVERY, 5));
+    mm_maintainer *mt = stream_holdout(m, 100, 100, 5);
     MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_DETECTOR, 0));
     MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_REPLAY_SIZE, 0));
     /* no tolerance: the default 0.01 would let each window lose up to a point */
@@ -477,11 +484,7 @@ END_TEST
  * on the older holdout, and is accepted: the maintainer follows. */
 START_TEST(lasting_concept_change_is_followed) {
     mm_model *m = trained_model();
-    mm_maintainer *mt;
-    MM_ASSERT_OK(mm_maintainer_create(&mt, m, MM_OPTIM_SGD));
-    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_WINDOW, 300));
-    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_HOLDOUT_SIZE, 1000));
-    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_HOLDOUT_EVERY, 3));
+    mm_maintainer *mt = stream_holdout(m, 300, 1000, 3);
     MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_DETECTOR, 0));
     MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_REPLAY_SIZE, 0));
     MM_ASSERT_OK(mm_maintainer_set_optimizer(mt, MM_OPT_LEARNING_RATE, 0.05));
@@ -518,11 +521,7 @@ END_TEST
 #define GAIN_OFFSET(v) (1.5f + 0.5f * (v))
 START_TEST(realigned_challenger_follows_gain_offset_drift) {
     mm_model *m = trained_model();
-    mm_maintainer *mt;
-    MM_ASSERT_OK(mm_maintainer_create(&mt, m, MM_OPTIM_SGD));
-    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_WINDOW, 100));
-    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_HOLDOUT_SIZE, 300));
-    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_HOLDOUT_EVERY, 2));
+    mm_maintainer *mt = stream_holdout(m, 100, 300, 2);
     MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_CHALLENGER_DELAY, 300));
     MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_RECENT_SIZE, 300));
     MM_ASSERT_OK(mm_maintainer_set_optimizer(mt, MM_OPT_LEARNING_RATE, 1e-4)); /* slow online */
@@ -568,11 +567,7 @@ START_TEST(sparse_first_layer_drift_feeds_on) {
     const char *kind;
     MM_ASSERT_OK(mm_model_layer_info(m, 0, &kind, NULL, NULL, NULL));
     ck_assert_str_ne(kind, "dense");
-    mm_maintainer *mt;
-    MM_ASSERT_OK(mm_maintainer_create(&mt, m, MM_OPTIM_SGD));
-    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_WINDOW, 100));
-    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_HOLDOUT_SIZE, 300));
-    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_HOLDOUT_EVERY, 2));
+    mm_maintainer *mt = stream_holdout(m, 100, 300, 2);
     MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_CHALLENGER_DELAY, 300));
     const size_t n = 1500;
     float *x = malloc(n * DIM * sizeof *x);

@@ -95,6 +95,11 @@ int lmm_result(lua_State *L, mm_status st, int idx);
  * such as an array whose length is not a multiple of the model's inputs). */
 int lmm_fail_msg(lua_State *L, mm_status st, const char *fmt, ...);
 
+/* Set field k of the table on top of the stack: a number (NaN, "no value
+ * yet", leaves the field nil) or an integer. */
+void lmm_set_num(lua_State *L, const char *k, double v);
+void lmm_set_int(lua_State *L, const char *k, uint64_t v);
+
 /* Lua integer argument >= lo as size_t (argument error otherwise). */
 size_t lmm_checksize(lua_State *L, int arg, lua_Integer lo);
 /* 1-based index argument -> 0-based size_t. */

@@ -1,4 +1,5 @@
 /* mmaint Lua binding — the module: handles, errors, library-wide functions. */
+#include <math.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -151,6 +152,17 @@ static int fail_with_top(lua_State *L, mm_status st) {
     lua_insert(L, -2);
     lua_pushstring(L, mm_status_name(st));
     return 3;
+}
+
+void lmm_set_num(lua_State *L, const char *k, double v) {
+    if (isnan(v)) return; /* absent values stay nil */
+    lua_pushnumber(L, v);
+    lua_setfield(L, -2, k);
+}
+
+void lmm_set_int(lua_State *L, const char *k, uint64_t v) {
+    lua_pushinteger(L, (lua_Integer)v);
+    lua_setfield(L, -2, k);
 }
 
 int lmm_fail(lua_State *L, mm_status st) {

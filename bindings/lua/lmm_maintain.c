@@ -267,17 +267,6 @@ static int check_stream(lua_State *L, mm_maintainer *mt, lmm_batch *b) {
     return 0;
 }
 
-static void set_num(lua_State *L, const char *k, double v) {
-    if (isnan(v)) return; /* absent values stay nil */
-    lua_pushnumber(L, v);
-    lua_setfield(L, -2, k);
-}
-
-static void set_int(lua_State *L, const char *k, uint64_t v) {
-    lua_pushinteger(L, (lua_Integer)v);
-    lua_setfield(L, -2, k);
-}
-
 /* mm_maint_report as a table: the C fields by name (not struct_size);
  * events as a set {checkpoint = true, ...}, drift_state as a name, NaN
  * (no value yet) as nil. */
@@ -292,21 +281,21 @@ static void push_report(lua_State *L, const mm_maint_report *r) {
         lua_setfield(L, -2, events[i]);
     }
     lua_setfield(L, -2, "events");
-    set_int(L, "samples", r->samples);
-    set_int(L, "version", r->version);
-    set_num(L, "rolling_accuracy", r->rolling_accuracy);
-    set_num(L, "rolling_loss", r->rolling_loss);
-    set_num(L, "holdout_accuracy", r->holdout_accuracy);
+    lmm_set_int(L, "samples", r->samples);
+    lmm_set_int(L, "version", r->version);
+    lmm_set_num(L, "rolling_accuracy", r->rolling_accuracy);
+    lmm_set_num(L, "rolling_loss", r->rolling_loss);
+    lmm_set_num(L, "holdout_accuracy", r->holdout_accuracy);
     lua_pushstring(L, (unsigned)r->drift_state < 3 ? states[r->drift_state] : "unknown");
     lua_setfield(L, -2, "drift_state");
-    set_int(L, "drifts", r->drifts);
-    set_int(L, "rollbacks", r->rollbacks);
-    set_int(L, "promotions", r->promotions);
-    set_int(L, "challengers", r->challengers);
-    set_int(L, "learned", r->learned);
-    set_int(L, "quarantined", r->quarantined);
-    set_int(L, "new_ranges", r->new_ranges);
-    set_int(L, "correct", r->correct);
+    lmm_set_int(L, "drifts", r->drifts);
+    lmm_set_int(L, "rollbacks", r->rollbacks);
+    lmm_set_int(L, "promotions", r->promotions);
+    lmm_set_int(L, "challengers", r->challengers);
+    lmm_set_int(L, "learned", r->learned);
+    lmm_set_int(L, "quarantined", r->quarantined);
+    lmm_set_int(L, "new_ranges", r->new_ranges);
+    lmm_set_int(L, "correct", r->correct);
 }
 
 /* mt:set_holdout(x, labels) or mt:set_holdout(dataset) */
@@ -401,12 +390,12 @@ static int mt_quarantined(lua_State *L) {
         mm_status st = mm_maintainer_quarantined(mt, i, &q);
         if (st) return lmm_fail(L, st);
         lua_createtable(L, 0, 5);
-        set_int(L, "start", q.start + 1);
-        set_int(L, "stop", q.end);
+        lmm_set_int(L, "start", q.start + 1);
+        lmm_set_int(L, "stop", q.end);
         lua_pushstring(L, q.reason == MM_MAINT_REASON_NUMERIC ? "numeric" : "metric");
         lua_setfield(L, -2, "reason");
-        set_num(L, "accuracy", q.accuracy);
-        set_num(L, "good_accuracy", q.good_accuracy);
+        lmm_set_num(L, "accuracy", q.accuracy);
+        lmm_set_num(L, "good_accuracy", q.good_accuracy);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     return 1;

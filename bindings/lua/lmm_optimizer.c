@@ -124,33 +124,22 @@ typedef struct fit_ctx {
     int err;       /* stack index of a caught error, or 0 */
 } fit_ctx;
 
-static void set_num(lua_State *L, const char *k, double v) {
-    if (isnan(v)) return; /* absent values stay nil */
-    lua_pushnumber(L, v);
-    lua_setfield(L, -2, k);
-}
-
-static void set_int(lua_State *L, const char *k, uint64_t v) {
-    lua_pushinteger(L, (lua_Integer)v);
-    lua_setfield(L, -2, k);
-}
-
 static void push_progress(lua_State *L, const mm_fit_progress *p) {
     lua_createtable(L, 0, 14);
     lua_pushstring(L, p->event == MM_FIT_EPOCH_END ? "epoch_end" : "batch");
     lua_setfield(L, -2, "event");
-    set_int(L, "epoch", (uint64_t)p->epoch + 1);
-    set_int(L, "epochs", p->epochs);
-    set_int(L, "batch", p->batch);
-    set_int(L, "batches", p->batches);
-    set_int(L, "step", p->step);
-    set_num(L, "train_loss", p->train_loss);
-    set_num(L, "train_accuracy", p->train_accuracy);
-    set_num(L, "val_loss", p->val_loss);
-    set_num(L, "val_accuracy", p->val_accuracy);
-    set_num(L, "learning_rate", p->learning_rate);
-    set_num(L, "elapsed_seconds", p->elapsed_seconds);
-    set_num(L, "samples_per_second", p->samples_per_second);
+    lmm_set_int(L, "epoch", (uint64_t)p->epoch + 1);
+    lmm_set_int(L, "epochs", p->epochs);
+    lmm_set_int(L, "batch", p->batch);
+    lmm_set_int(L, "batches", p->batches);
+    lmm_set_int(L, "step", p->step);
+    lmm_set_num(L, "train_loss", p->train_loss);
+    lmm_set_num(L, "train_accuracy", p->train_accuracy);
+    lmm_set_num(L, "val_loss", p->val_loss);
+    lmm_set_num(L, "val_accuracy", p->val_accuracy);
+    lmm_set_num(L, "learning_rate", p->learning_rate);
+    lmm_set_num(L, "elapsed_seconds", p->elapsed_seconds);
+    lmm_set_num(L, "samples_per_second", p->samples_per_second);
 }
 
 /* Runs protected: (fn, progress lightuserdata) -> stop? */
