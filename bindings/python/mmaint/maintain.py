@@ -205,6 +205,12 @@ class _ReportStruct(Structure):
                 ("quarantined", c_uint64), ("new_ranges", c_size_t), ("correct", c_uint64)]
 
 
+class _RangeStruct(Structure):
+    """mm_maint_range (mm_maintainer.h)."""
+    _fields_ = [("start", c_uint64), ("end", c_uint64), ("reason", c_int),
+                ("accuracy", c_double), ("good_accuracy", c_double)]
+
+
 _EVENTS = ((1, "checkpoint"), (2, "rollback"), (4, "drift"), (8, "promote"), (16, "reject"))
 
 
@@ -338,6 +344,28 @@ class Maintainer(Configurable, Owner):
     def num_quarantined(self):
         """Quarantined (rolled-back) windows."""
         return lib.mm_maintainer_num_quarantined(self._p())
+
+    def quarantined(self):
+        """The quarantined windows, oldest first: a list of dicts with
+        ``start``, ``end`` (stream positions, 0-based, end exclusive),
+        ``reason`` ('metric' or 'numeric'), ``accuracy`` and
+        ``good_accuracy`` (the holdout accuracies compared; NaN for numeric
+        trouble)."""
+        p, out = self._p(), []
+        for i in range(lib.mm_maintainer_num_quarantined(p)):
+            r = _RangeStruct()
+            lib.mm_maintainer_quarantined(p, i, byref(r))
+            out.append({"start": r.start, "end": r.end,
+                        "reason": "numeric" if r.reason == 2 else "metric",
+                        "accuracy": r.accuracy, "good_accuracy": r.good_accuracy})
+        return out
+
+    def checkpoint(self, index):
+        """(version, copy of the model) of checkpoint `index` in the memory
+        ring, 0 = oldest; the last is the deployed version."""
+        ptr, v = ctypes.c_void_p(), c_uint64()
+        lib.mm_maintainer_checkpoint(self._p(), int(index), byref(ptr), byref(v))
+        return v.value, self._copy(ptr)
 
 
 _NOT_KEPT = ctypes.c_size_t(-1).value  # SIZE_MAX: mm_reservoir_offer did not keep the sample

@@ -436,6 +436,37 @@ class TestMaintainer(TempDir):
         with self.assertRaises(mmaint.StateError):
             mt.set(holdout_size=10)  # only before the first holdout / feed
 
+    def test_quarantined_ranges_and_checkpoints(self):
+        """A poisoned stretch (labels shifted) is rolled back and reported as
+        ranges; checkpoints are copies with their version numbers."""
+        x, y = blobs(1200, 4)
+        xh, yh = blobs(300, 5)
+        m = mmaint.Model("8-16-3:relu", seed=1)
+        base = mmaint.Maintainer(m, "sgd", window=200, holdout_every=0, detector=0)
+        base.set_optimizer(lr=0.05)
+        base.feed(x[:400 * DIM], y[:400])
+        trained = base.deployed_model()  # a model that knows the blobs
+        mt = mmaint.Maintainer(trained, "sgd", window=100, holdout_every=0, detector=0,
+                               replay_size=0, guard_threshold=0)
+        mt.set_optimizer(lr=0.05)
+        mt.set_holdout(xh, yh)
+        bad = [(int(v) + 1) % 3 for v in y[400:800]]
+        r = mt.feed(x[400 * DIM:800 * DIM], bad)
+        self.assertGreater(r.rollbacks, 0)
+        q = mt.quarantined()
+        self.assertEqual(len(q), mt.num_quarantined)
+        self.assertGreater(len(q), 0)
+        for rng in q:
+            self.assertEqual(rng["reason"], "metric")
+            self.assertTrue(0 <= rng["start"] < rng["end"] <= 400)
+            self.assertLess(rng["accuracy"], rng["good_accuracy"])
+        version, model = mt.checkpoint(mt.num_checkpoints - 1)
+        self.assertEqual(version, mt.status.version)
+        self.assertEqual(bytes(memoryview(model.predict(xh)).cast("B")),
+                         bytes(memoryview(mt.deployed_model().predict(xh)).cast("B")))
+        with self.assertRaises(mmaint.OutOfRangeError):
+            mt.checkpoint(mt.num_checkpoints)
+
     def test_closing_an_attached_server_is_safe(self):
         """The maintainer borrows its server: closing the Server object only
         frees the C server once the maintainer no longer uses it."""
