@@ -247,13 +247,24 @@ START_TEST(poisoned_window_rolls_back) {
     ck_assert_ptr_nonnull(strstr(mm_model_lineage(mm_maintainer_working_model(mt)), "\"rollback\""));
     MM_ASSERT_STATUS(mm_maintainer_quarantined(mt, 1, &q), MM_E_OUT_OF_RANGE);
 
-    /* clean data afterwards is learned again */
+    /* a second poisoned window: both rollbacks stay in the lineage */
+    make_data(x, y, n, 350, 0);
+    for (size_t i = 0; i < n; i++) y[i] = (y[i] + 1) % CLASSES;
+    MM_ASSERT_OK(mm_maintainer_feed(mt, x, y, n, &rep));
+    ck_assert_uint_eq(rep.rollbacks, 2);
+
+    /* clean data afterwards is learned again; the new version's lineage
+     * records both rollbacks before its checkpoint */
     make_data(x, y, n, 400, 0);
     MM_ASSERT_OK(mm_maintainer_feed(mt, x, y, n, &rep));
     ck_assert_uint_eq(rep.events & MM_MAINT_EV_CHECKPOINT, MM_MAINT_EV_CHECKPOINT);
     ck_assert_uint_eq(rep.version, 4);
     ck_assert_uint_eq(rep.new_ranges, 0);
     ck_assert_uint_eq(rep.learned, 600);
+    const char *lin = mm_model_lineage(mm_maintainer_model(mt));
+    const char *r1 = strstr(lin, "\"window_start\":400,\"window_end\":600");
+    const char *r2 = strstr(lin, "\"window_start\":600,\"window_end\":800");
+    ck_assert_msg(r1 && r2 && r1 < r2, "lineage %s", lin);
     mm_model_free(good);
     mm_maintainer_free(mt);
     mm_model_free(m);

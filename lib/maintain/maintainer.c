@@ -39,6 +39,7 @@
 #include "mm/mm_drift.h"
 #include "mm/mm_maintainer.h"
 #include "mm/mm_server.h"
+#include "model/model_internal.h" /* lineage carried across rollbacks */
 #include "optim/optim_internal.h" /* MM_OPT_PARAM_* bounds of the settings array */
 
 #define MAINT_PARAM_FIRST 1
@@ -198,11 +199,18 @@ fail:
     return st;
 }
 
-/* New working copy: a clone of the deployed version, with a new optimizer. */
-static mm_status reset_work(mm_maintainer *mt) {
+/* New working copy: a clone of the deployed version, with a new optimizer.
+ * keep_lineage: it inherits the old working copy's lineage (the deployed
+ * version's plus the rollbacks since), so that consecutive rollbacks all
+ * stay on record. */
+static mm_status reset_work(mm_maintainer *mt, bool keep_lineage) {
     mm_model *w;
     mm_status st = mm_model_clone(deployed(mt), &w);
     if (st != MM_OK) return st;
+    if (keep_lineage && mt->work && (st = mm_lineage_set(w, mt->work->lineage)) != MM_OK) {
+        mm_model_free(w);
+        return st;
+    }
     mm_optimizer_free(mt->opt);
     mt->opt = NULL;
     mm_model_free(mt->work);
@@ -430,7 +438,7 @@ mm_status mm_maintainer_create(mm_maintainer **out, const mm_model *deployed_mod
     mt->ring_ver[0] = 1;
     mt->ring_n = 1;
     mt->version = 1;
-    if ((st = reset_work(mt)) != MM_OK) {
+    if ((st = reset_work(mt, false)) != MM_OK) {
         mm_maintainer_free(mt);
         return st;
     }
@@ -724,7 +732,7 @@ static mm_status rollback(mm_maintainer *mt, uint64_t end, mm_maint_reason reaso
     mm_status st = add_range(mt, end, reason, acc, good);
     if (st != MM_OK) return st;
     holdout_settle(mt, false);
-    if ((st = reset_work(mt)) != MM_OK) return st;
+    if ((st = reset_work(mt, true)) != MM_OK) return st;
     char a[32], g[32], detail[320];
     snprintf(detail, sizeof detail,
              "{\"restored_version\":%llu,\"window_start\":%llu,\"window_end\":%llu,"
@@ -1025,7 +1033,7 @@ static mm_status challenge(mm_maintainer *mt) {
     mt->holdout_acc = bc.acc;
     mt->promotions++;
     mt->events |= MM_MAINT_EV_PROMOTE;
-    st = reset_work(mt);
+    st = reset_work(mt, false);
 done:
     mm_model_free(cand[0]);
     mm_model_free(cand[1]);
