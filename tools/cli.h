@@ -405,9 +405,37 @@ void cli_maint_scenario_metrics(const cli_maint_result *r, const cli_maint_plan 
                                 cli_maint_metrics *m);
 json_t *cli_maint_metrics_json(const cli_maint_metrics *m);
 void cli_maint_print_report(FILE *f, const cli_maint_result *r);
-/* SVG line chart of one or more runs (atomic write). Exit code. */
-int cli_maint_plot_svg(const cli *c, const char *path, const cli_maint_result *const *runs,
-                       size_t n_runs, const cli_maint_plan *plan);
+/* Line chart of one or more runs, SVG or PNG by the name's extension
+ * (atomic write). Exit code; any other extension is a usage error. */
+int cli_maint_plot(const cli *c, const char *path, const cli_maint_result *const *runs,
+                   size_t n_runs, const cli_maint_plan *plan);
+/* 0 if `path` names a plot format cli_maint_plot writes (.svg, .png, any
+ * case), else the usage error's exit code (the message printed). */
+int cli_maint_plot_check(const cli *c, const char *path);
+
+/* ---- raster canvas and PNG (cli_png.c) --------------------------------- */
+/* Coordinates as in SVG: pixel (i, j) covers [i, i+1) x [j, j+1); colours
+ * 0xRRGGBB. */
+typedef struct cli_canvas {
+    int w, h;
+    uint8_t *rgb; /* w * h pixels, 3 bytes each, rows top to bottom */
+} cli_canvas;
+/* 0, or -1 when out of memory. */
+int cli_canvas_init(cli_canvas *cv, int w, int h, uint32_t bg);
+void cli_canvas_free(cli_canvas *cv);
+/* alpha blends over what is there (1 = opaque). */
+void cli_canvas_rect(cli_canvas *cv, double x, double y, double w, double h, uint32_t rgb,
+                     double alpha);
+void cli_canvas_line(cli_canvas *cv, double x0, double y0, double x1, double y1, double width,
+                     uint32_t rgb, bool dashed);
+void cli_canvas_disc(cli_canvas *cv, double cx, double cy, double r, uint32_t rgb);
+/* Built-in 5x7 font, 6 px a character; y is the baseline; anchor -1 start,
+ * 0 middle, 1 end (SVG's text-anchor). */
+int cli_canvas_text_width(const char *s);
+void cli_canvas_text(cli_canvas *cv, double x, double y, int anchor, uint32_t rgb,
+                     const char *s);
+/* The canvas as an 8-bit RGB PNG. 0, or -1 with errno set. */
+int cli_canvas_write_png(const cli_canvas *cv, FILE *f);
 
 /* Print text wrapped at 80 columns; the first line starts at column `col`,
  * continuation lines are indented by `indent` spaces. Ends with a newline. */

@@ -354,7 +354,7 @@ static int step_maintain(demo_ctx *d) {
         char svg[1100];
         snprintf(svg, sizeof svg, "%s/maintain.svg", d->out_dir);
         const cli_maint_result *runs[3] = {&res[0], &res[1], &res[2]};
-        rc = cli_maint_plot_svg(c, svg, runs, 3, &plan);
+        rc = cli_maint_plot(c, svg, runs, 3, &plan);
         if (!rc) cli_say(c, "plot: %s; checkpoints: %s/\n", svg, ckpt);
         json_object_set_new(mj, "plot", json_string(svg));
         json_object_set_new(d->json, "maintain", mj);

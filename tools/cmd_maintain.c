@@ -1,8 +1,8 @@
 /* mmaint maintain — guarded maintenance of a deployed model over a stream
  * (mm_maintainer): progressive validation, guarded online updates with
  * rollback and quarantine, replay, L2-SP, champion/challenger on drift; a
- * live status line, a final report, --json and an SVG plot of accuracy over
- * the stream with drift, rollback and promotion marks.
+ * live status line, a final report, --json and an SVG or PNG plot of
+ * accuracy over the stream with drift, rollback and promotion marks.
  *
  * The stream loop, the drift scenario (shifted class mix, brightened images,
  * a poisoned segment), the report and the plot are shared with `demo` and
@@ -16,6 +16,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 /* ---- the drift scenario ------------------------------------------------- */
@@ -441,28 +442,92 @@ void cli_maint_print_report(FILE *f, const cli_maint_result *r) {
     if (r->n_ranges > 20) fprintf(f, "  ... %zu more quarantined windows\n", r->n_ranges - 20);
 }
 
-/* ---- SVG plot ------------------------------------------------------------ */
+/* ---- plot ---------------------------------------------------------------- */
 
-int cli_maint_plot_svg(const cli *c, const char *path, const cli_maint_result *const *runs,
-                       size_t n_runs, const cli_maint_plan *plan) {
-    const size_t len = strlen(path);
-    if (len < 4 || strcasecmp(path + len - 4, ".svg") != 0)
-        return cli_usage_error(c, "--plot: only SVG output is supported (name the file *.svg)");
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) return cli_runtime_error(c, "cannot write %s: %s", tmp, strerror(errno));
-    const double W = 900, H = 420, L = 60, R = 20, T = 30, B = 50;
+enum { CLI_PLOT_W = 900, CLI_PLOT_H = 420 }; /* pixels, or SVG user units */
+
+/* One drawing description, two back ends: SVG elements or a raster canvas. */
+typedef struct plot_out {
+    FILE *svg;      /* SVG: elements go here */
+    cli_canvas *cv; /* else PNG: drawn here */
+} plot_out;
+
+static uint32_t plot_rgb(const char *hex) { /* "#rgb" or "#rrggbb" */
+    const unsigned long v = strtoul(hex + 1, NULL, 16);
+    if (strlen(hex) != 4) return (uint32_t)v;
+    return (uint32_t)(((v >> 8) & 0xf) * 0x110000 + ((v >> 4) & 0xf) * 0x1100 + (v & 0xf) * 0x11);
+}
+
+/* A filled rectangle; title: SVG tooltip (NULL = none). */
+static void plot_rect(plot_out *p, double x, double y, double w, double h, const char *fill,
+                      double opacity, const char *title) {
+    if (!p->svg) {
+        cli_canvas_rect(p->cv, x, y, w, h, plot_rgb(fill), opacity);
+        return;
+    }
+    fprintf(p->svg, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"", x, y,
+            w, h, fill);
+    if (opacity < 1) fprintf(p->svg, " opacity=\"%.2g\"", opacity);
+    if (title) fprintf(p->svg, "><title>%s</title></rect>\n", title);
+    else fprintf(p->svg, "/>\n");
+}
+
+static void plot_line(plot_out *p, double x1, double y1, double x2, double y2, const char *col,
+                      double width, bool dashed, const char *title) {
+    if (!p->svg) {
+        cli_canvas_line(p->cv, x1, y1, x2, y2, width, plot_rgb(col), dashed);
+        return;
+    }
+    fprintf(p->svg, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+                    "stroke-width=\"%g\"%s",
+            x1, y1, x2, y2, col, width, dashed ? " stroke-dasharray=\"4,3\"" : "");
+    if (title) fprintf(p->svg, "><title>%s</title></line>\n", title);
+    else fprintf(p->svg, "/>\n");
+}
+
+static void plot_circle(plot_out *p, double cx, double cy, double r, const char *fill,
+                        const char *title) {
+    if (!p->svg) {
+        cli_canvas_disc(p->cv, cx, cy, r, plot_rgb(fill));
+        return;
+    }
+    fprintf(p->svg, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%g\" fill=\"%s\"><title>%s</title></circle>\n",
+            cx, cy, r, fill, title);
+}
+
+/* anchor: -1 start, 0 middle, 1 end; size only matters to SVG (the raster
+ * font has one size). */
+static void plot_text(plot_out *p, double x, double y, int anchor, int size, const char *fill,
+                      const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+static void plot_text(plot_out *p, double x, double y, int anchor, int size, const char *fill,
+                      const char *fmt, ...) {
+    char s[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s, sizeof s, fmt, ap);
+    va_end(ap);
+    if (!p->svg) {
+        cli_canvas_text(p->cv, x, y, anchor, plot_rgb(fill), s);
+        return;
+    }
+    fprintf(p->svg, "<text x=\"%.1f\" y=\"%.1f\"", x, y);
+    if (anchor >= 0) fprintf(p->svg, " text-anchor=\"%s\"", anchor ? "end" : "middle");
+    if (size != 12) fprintf(p->svg, " font-size=\"%d\"", size);
+    if (strcmp(fill, "#000") != 0) fprintf(p->svg, " fill=\"%s\"", fill);
+    fprintf(p->svg, ">%s</text>\n", s);
+}
+
+static void plot_draw(plot_out *p, const cli_maint_result *const *runs, size_t n_runs,
+                      const cli_maint_plan *plan) {
+    const double W = CLI_PLOT_W, H = CLI_PLOT_H, L = 60, R = 20, T = 30, B = 50;
     uint64_t xmax = 1;
     for (size_t k = 0; k < n_runs; k++)
         if (runs[k]->n && runs[k]->pos[runs[k]->n - 1] > xmax) xmax = runs[k]->pos[runs[k]->n - 1];
 #define PX(s) (L + (W - L - R) * (double)(s) / (double)xmax)
 #define PY(a) (T + (H - T - B) * (1.0 - (a)))
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-               "font-family=\"sans-serif\" font-size=\"12\">\n", W, H);
-    fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
-    fprintf(f, "<text x=\"%.0f\" y=\"18\" font-size=\"14\">accuracy over the stream "
-               "(progressive, per stretch)</text>\n", L);
+    char title[120];
+    plot_rect(p, 0, 0, W, H, "#fff", 1, NULL);
+    plot_text(p, L, 18, -1, 14, "#000", "accuracy over the stream (progressive, per stretch)");
     if (plan) { /* scenario segments */
         const struct { size_t a, b; const char *label, *fill; } seg[] = {
             {plan->shift_at, plan->drift_at, "class mix", "#eef"},
@@ -470,75 +535,127 @@ int cli_maint_plot_svg(const cli *c, const char *path, const cli_maint_result *c
             {plan->poison_at, plan->poison_end, "poisoned", "#fdd"},
         };
         for (size_t i = 0; i < 3; i++) {
-            fprintf(f, "<rect x=\"%.1f\" y=\"%.0f\" width=\"%.1f\" height=\"%.0f\" fill=\"%s\"/>\n",
-                    PX(seg[i].a), T, PX(seg[i].b) - PX(seg[i].a), H - T - B, seg[i].fill);
-            fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" fill=\"#666\">%s</text>\n", PX(seg[i].a) + 3,
-                    T + 14 + 14.0 * (double)(i == 2), seg[i].label);
+            plot_rect(p, PX(seg[i].a), T, PX(seg[i].b) - PX(seg[i].a), H - T - B, seg[i].fill, 1,
+                      NULL);
+            plot_text(p, PX(seg[i].a) + 3, T + 14 + 14.0 * (double)(i == 2), -1, 12, "#666", "%s",
+                      seg[i].label);
         }
     }
     for (int g = 0; g <= 10; g += 2) { /* grid and axes */
-        fprintf(f, "<line x1=\"%.0f\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", L,
-                PY(g / 10.0), W - R, PY(g / 10.0));
-        fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">%.1f</text>\n", L - 6,
-                PY(g / 10.0) + 4, g / 10.0);
+        plot_line(p, L, PY(g / 10.0), W - R, PY(g / 10.0), "#ddd", 1, false, NULL);
+        plot_text(p, L - 6, PY(g / 10.0) + 4, 1, 12, "#000", "%.1f", g / 10.0);
     }
     for (int g = 0; g <= 5; g++) {
         const uint64_t s = xmax * (uint64_t)g / 5;
-        fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%llu</text>\n", PX(s),
-                H - B + 16, (unsigned long long)s);
+        plot_text(p, PX(s), H - B + 16, 0, 12, "#000", "%llu", (unsigned long long)s);
     }
-    fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"end\">samples</text>\n", W - R,
-            H - B + 30);
-    fprintf(f, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" "
-               "stroke=\"#333\"/>\n", L, T, W - L - R, H - T - B);
+    plot_text(p, W - R, H - B + 30, 1, 12, "#000", "samples");
+    plot_line(p, L, T, W - R, T, "#333", 1, false, NULL); /* frame */
+    plot_line(p, L, H - B, W - R, H - B, "#333", 1, false, NULL);
+    plot_line(p, L, T, L, H - B, "#333", 1, false, NULL);
+    plot_line(p, W - R, T, W - R, H - B, "#333", 1, false, NULL);
     static const char *colors[] = {"#888", "#d62728", "#1f77b4", "#2ca02c"};
     for (size_t k = 0; k < n_runs; k++) {
         const cli_maint_result *r = runs[k];
         const char *col = colors[(r->mode == CLI_MAINT_GUARDED ? 2 : r->mode == CLI_MAINT_NAIVE ? 1 : 0)];
-        for (size_t i = 0; i < r->n_ranges; i++) /* quarantined windows: red bands */
-            fprintf(f, "<rect x=\"%.1f\" y=\"%.0f\" width=\"%.1f\" height=\"6\" fill=\"#d62728\" "
-                       "opacity=\"0.7\"><title>rolled back [%llu, %llu)</title></rect>\n",
-                    PX(r->ranges[i].start), H - B - 6,
-                    fmax(1.0, PX(r->ranges[i].end) - PX(r->ranges[i].start)),
-                    (unsigned long long)r->ranges[i].start, (unsigned long long)r->ranges[i].end);
-        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.6\" points=\"", col);
-        for (size_t i = 0; i < r->n; i++)
-            if (isfinite(r->acc[i])) fprintf(f, "%.1f,%.1f ", PX(r->pos[i]), PY(r->acc[i]));
-        fprintf(f, "\"/>\n");
+        for (size_t i = 0; i < r->n_ranges; i++) { /* quarantined windows: red bands */
+            snprintf(title, sizeof title, "rolled back [%llu, %llu)",
+                     (unsigned long long)r->ranges[i].start, (unsigned long long)r->ranges[i].end);
+            plot_rect(p, PX(r->ranges[i].start), H - B - 6,
+                      fmax(1.0, PX(r->ranges[i].end) - PX(r->ranges[i].start)), 6, "#d62728", 0.7,
+                      title);
+        }
+        if (p->svg) {
+            fprintf(p->svg, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.6\" points=\"", col);
+            for (size_t i = 0; i < r->n; i++)
+                if (isfinite(r->acc[i])) fprintf(p->svg, "%.1f,%.1f ", PX(r->pos[i]), PY(r->acc[i]));
+            fprintf(p->svg, "\"/>\n");
+        } else { /* 2 px: the raster has no anti-aliasing to carry 1.6 */
+            double x0 = NAN, y0 = NAN;
+            for (size_t i = 0; i < r->n; i++) {
+                if (!isfinite(r->acc[i])) continue;
+                const double x1 = PX(r->pos[i]), y1 = PY(r->acc[i]);
+                if (isfinite(x0)) plot_line(p, x0, y0, x1, y1, col, 2, false, NULL);
+                x0 = x1;
+                y0 = y1;
+            }
+        }
         for (size_t i = 0; i < r->n_ev; i++) {
             const double xx = PX(r->ev_pos[i]);
-            if (r->ev_kind[i] == 'd')
-                fprintf(f, "<line x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"#ff7f0e\" "
-                           "stroke-dasharray=\"4,3\"><title>drift at %llu</title></line>\n",
-                        xx, T, xx, H - B, (unsigned long long)r->ev_pos[i]);
-            else
-                fprintf(f, "<circle cx=\"%.1f\" cy=\"%.0f\" r=\"4\" fill=\"%s\"><title>%s at %llu"
-                           "</title></circle>\n",
-                        xx, T + 6.0, r->ev_kind[i] == 'p' ? "#2ca02c" : "#aaa",
-                        r->ev_kind[i] == 'p' ? "challenger promoted" : "challenger rejected",
-                        (unsigned long long)r->ev_pos[i]);
+            const unsigned long long at = (unsigned long long)r->ev_pos[i];
+            if (r->ev_kind[i] == 'd') {
+                snprintf(title, sizeof title, "drift at %llu", at);
+                plot_line(p, xx, T, xx, H - B, "#ff7f0e", 1, true, title);
+            } else {
+                const bool promoted = r->ev_kind[i] == 'p';
+                snprintf(title, sizeof title, "%s at %llu",
+                         promoted ? "challenger promoted" : "challenger rejected", at);
+                plot_circle(p, xx, T + 6.0, 4, promoted ? "#2ca02c" : "#aaa", title);
+            }
         }
-        fprintf(f, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"%s\" "
-                   "stroke-width=\"2\"/><text x=\"%.0f\" y=\"%.0f\">%s</text>\n",
-                L + 10 + 100.0 * (double)k, H - 12, L + 30 + 100.0 * (double)k, H - 12, col,
-                L + 34 + 100.0 * (double)k, H - 8, cli_maint_mode_name(r->mode));
+        const double lx = L + 10 + 100.0 * (double)k; /* legend */
+        plot_line(p, lx, H - 12, lx + 20, H - 12, col, 2, false, NULL);
+        plot_text(p, lx + 24, H - 8, -1, 12, "#000", "%s", cli_maint_mode_name(r->mode));
     }
-    fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" fill=\"#666\">dashed: drift detected; green dot: "
-               "challenger promoted; red band: window rolled back</text>\n",
-            L + 10 + 100.0 * (double)n_runs, H - 8);
-    fprintf(f, "</svg>\n");
+    plot_text(p, L + 10 + 100.0 * (double)n_runs, H - 8, -1, 12, "#666",
+              "dashed: drift detected; green dot: challenger promoted; red band: window rolled back");
 #undef PX
 #undef PY
-    int bad = ferror(f) != 0;
+}
+
+static bool has_ext(const char *path, const char *ext) {
+    const size_t len = strlen(path), n = strlen(ext);
+    return len > n && strcasecmp(path + len - n, ext) == 0;
+}
+
+int cli_maint_plot_check(const cli *c, const char *path) {
+    if (has_ext(path, ".svg") || has_ext(path, ".png")) return 0;
+    return cli_usage_error(c, "--plot: '%s': name the file *.svg or *.png (the format follows "
+                              "the extension)", path);
+}
+
+int cli_maint_plot(const cli *c, const char *path, const cli_maint_result *const *runs,
+                   size_t n_runs, const cli_maint_plan *plan) {
+    int rc = cli_maint_plot_check(c, path);
+    if (rc) return rc;
+    cli_canvas cv = {0};
+    plot_out p = {NULL, NULL};
+    if (has_ext(path, ".png")) { /* draw first: nothing to clean up if memory runs out */
+        if (cli_canvas_init(&cv, CLI_PLOT_W, CLI_PLOT_H, 0xffffff))
+            return cli_runtime_error(c, "cannot draw %s: out of memory", path);
+        p.cv = &cv;
+        plot_draw(&p, runs, n_runs, plan);
+    }
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        rc = cli_runtime_error(c, "cannot write %s: %s", tmp, strerror(errno));
+        goto done;
+    }
+    int bad = 0;
+    if (p.cv) {
+        bad = cli_canvas_write_png(&cv, f) != 0;
+    } else {
+        p.svg = f;
+        fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+                   "font-family=\"sans-serif\" font-size=\"12\">\n", CLI_PLOT_W, CLI_PLOT_H);
+        plot_draw(&p, runs, n_runs, plan);
+        fprintf(f, "</svg>\n");
+    }
+    int e = errno;
+    bad |= ferror(f) != 0;
     bad |= fflush(f) != 0;
     bad |= fsync(fileno(f)) != 0;
     bad |= fclose(f) != 0;
     if (bad || rename(tmp, path) != 0) {
-        int e = errno;
+        e = bad && e ? e : errno;
         unlink(tmp);
-        return cli_runtime_error(c, "cannot write %s: %s", path, strerror(e));
+        rc = cli_runtime_error(c, "cannot write %s: %s", path, strerror(e));
     }
-    return 0;
+done:
+    cli_canvas_free(&cv);
+    return rc;
 }
 
 /* ---- the command --------------------------------------------------------- */
@@ -598,8 +715,9 @@ static void maintain_opts(cli_opts *o) {
         {"scenario-length", required_argument, OPT_SCENARIO_LENGTH, "N",
          "samples of the scenario stream (default 30000)"},
         {"scenario-seed", required_argument, OPT_SCENARIO_SEED, "N", "seed of the scenario (default 1)"},
-        {"plot", required_argument, OPT_PLOT, "FILE.svg",
-         "draw accuracy over the stream with drift and rollback marks"},
+        {"plot", required_argument, OPT_PLOT, "FILE",
+         "draw accuracy over the stream with drift and rollback marks; FILE.svg: SVG, "
+         "FILE.png: 900x420 PNG"},
         {"plot-every", required_argument, OPT_PLOT_EVERY, "N",
          "samples per point of the plot and of the JSON series (default 500)"},
         {"status-every", required_argument, OPT_STATUS_EVERY, "N",
@@ -729,11 +847,7 @@ int cmd_maintain(int argc, char **argv) {
     if (rc < 0) return CLI_EXIT_USAGE;
     if (optind >= argc) return cli_usage_error(&c, "which model? (mmaint maintain MODEL)");
     if (optind + 1 < argc) return cli_usage_error(&c, "unexpected argument '%s'", argv[optind + 1]);
-    if (plot) {
-        size_t len = strlen(plot);
-        if (len < 4 || strcasecmp(plot + len - 4, ".svg") != 0)
-            return cli_usage_error(&c, "--plot: only SVG output is supported (name the file *.svg)");
-    }
+    if (plot && (rc = cli_maint_plot_check(&c, plot))) return rc;
     const char *in = argv[optind];
     /* '-' reads the stream from stdin */
     for (int role = 0; role < CLI_ROLE_COUNT; role++) {
@@ -896,7 +1010,7 @@ int cmd_maintain(int argc, char **argv) {
     }
     if (plot) {
         const cli_maint_result *runs[1] = {&res};
-        if ((rc = cli_maint_plot_svg(&c, plot, runs, 1, scenario ? &plan : NULL))) goto done;
+        if ((rc = cli_maint_plot(&c, plot, runs, 1, scenario ? &plan : NULL))) goto done;
         fprintf(c.out, "plot: %s\n", plot);
     }
     if (c.json) {

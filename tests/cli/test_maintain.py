@@ -7,17 +7,20 @@ Synthetic CSV blobs: a model is trained, then a stream with a poisoned
 segment (labels permuted) is maintained: the poisoned windows must be rolled
 back and reported as quarantined ranges, the deployed model must keep its
 accuracy, the JSON report and series must be consistent, the SVG plot must
-be a well-formed chart, the stream can come from stdin, and bad arguments
-give usage errors. Standard library only.
+be a well-formed chart and the PNG plot a valid image with the series drawn,
+the stream can come from stdin, and bad arguments give usage errors.
+Standard library only.
 """
 import json
 import os
 import random
+import struct
 import subprocess
 import sys
 import tempfile
 import unittest
 import xml.etree.ElementTree as ET
+import zlib
 
 MMAINT = os.environ.get("MMAINT")
 FEATURES = 8
@@ -37,6 +40,20 @@ def blobs(rng, n):
         k = rng.randrange(CLASSES)
         rows.append(([c + rng.gauss(0, 0.9) for c in centers[k]], k))
     return rows
+
+
+def png_chunks(data):
+    """[(type, payload)] of a PNG file, checking the signature and CRCs."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", data[:8]
+    chunks, i = [], 8
+    while i < len(data):
+        n, kind = struct.unpack(">I4s", data[i:i + 8])
+        payload = data[i + 8:i + 8 + n]
+        (crc,) = struct.unpack(">I", data[i + 8 + n:i + 12 + n])
+        assert crc == zlib.crc32(kind + payload), kind
+        chunks.append((kind, payload))
+        i += 12 + n
+    return chunks
 
 
 def csv_text(rows):
@@ -138,6 +155,24 @@ class MaintainTest(unittest.TestCase):
         bands = [r for r in root.findall(ns + "rect") if r.find(ns + "title") is not None]
         self.assertEqual(len(bands), len(ranges))
         self.assertFalse([f for f in os.listdir(self.dir) if ".tmp." in f])
+        # the same run drawn as PNG (extension in any case)
+        png = self.p("acc.PNG")
+        self.maintain_json("--csv", self.p("stream.csv"), "--plot", png, *self.guarded_args())
+        with open(png, "rb") as f:
+            chunks = png_chunks(f.read())
+        self.assertEqual([k for k, _ in chunks], [b"IHDR", b"IDAT", b"IEND"])
+        w, h, depth, ctype, comp, filt, interlace = struct.unpack(">IIBBBBB", chunks[0][1])
+        self.assertEqual((w, h, depth, ctype, comp, filt, interlace), (900, 420, 8, 2, 0, 0, 0))
+        raw = zlib.decompress(chunks[1][1])
+        self.assertEqual(len(raw), h * (1 + 3 * w))
+        rows = [raw[y * (1 + 3 * w):(y + 1) * (1 + 3 * w)] for y in range(h)]
+        self.assertEqual({r[0] for r in rows}, {0})  # filter type 0 everywhere
+        pixels = [bytes(r[1 + 3 * x:4 + 3 * x]) for r in rows for x in range(w)]
+        count = {c: pixels.count(bytes.fromhex(c)) for c in ("1f77b4", "ffffff", "000000")}
+        self.assertGreater(count["1f77b4"], 500)  # the guarded series and its legend
+        self.assertGreater(count["ffffff"], w * h // 2)  # background
+        self.assertGreater(count["000000"], 200)  # labels
+        self.assertFalse([f for f in os.listdir(self.dir) if ".tmp." in f])
 
     def test_modes_compare(self):
         args = ["--csv", self.p("stream.csv"), "--plot-every", 100]
@@ -179,7 +214,8 @@ class MaintainTest(unittest.TestCase):
     def test_usage_errors(self):
         for args, code, frag in [
             (["--mode", "sometimes"], 2, "--mode"),
-            (["--plot", self.p("x.png")], 2, "SVG"),
+            (["--plot", self.p("x.gif")], 2, "*.png"),
+            (["--plot", self.p("png")], 2, "*.svg"),
             (["--window", "0"], 2, "window"),
             (["--threshold", "2"], 2, "guard_threshold"),
             (["--detector", "magic"], 2, "magic"),
