@@ -527,7 +527,14 @@ static void plot_draw(plot_out *p, const cli_maint_result *const *runs, size_t n
 #define PY(a) (T + (H - T - B) * (1.0 - (a)))
     char title[120];
     plot_rect(p, 0, 0, W, H, "#fff", 1, NULL);
-    plot_text(p, L, 18, -1, 14, "#000", "accuracy over the stream (progressive, per stretch)");
+    bool probed = false;
+    for (size_t k = 0; k < n_runs; k++)
+        for (size_t i = 0; i < runs[k]->n && runs[k]->probe && !probed; i++)
+            probed = isfinite(runs[k]->probe[i]);
+    plot_text(p, L, 18, -1, 14, "#000", "%s",
+              probed ? "accuracy over the stream: progressive per stretch (solid), served model "
+                       "on the test set (thin, dashed)"
+                     : "accuracy over the stream (progressive, per stretch)");
     if (plan) { /* scenario segments */
         const struct { size_t a, b; const char *label, *fill; } seg[] = {
             {plan->shift_at, plan->drift_at, "class mix", "#eef"},
@@ -576,6 +583,16 @@ static void plot_draw(plot_out *p, const cli_maint_result *const *runs, size_t n
                 if (!isfinite(r->acc[i])) continue;
                 const double x1 = PX(r->pos[i]), y1 = PY(r->acc[i]);
                 if (isfinite(x0)) plot_line(p, x0, y0, x1, y1, col, 2, false, NULL);
+                x0 = x1;
+                y0 = y1;
+            }
+        }
+        if (r->probe) { /* the served model on the fixed test set: thin, dashed */
+            double x0 = NAN, y0 = NAN;
+            for (size_t i = 0; i < r->n; i++) {
+                if (!isfinite(r->probe[i])) continue;
+                const double x1 = PX(r->pos[i]), y1 = PY(r->probe[i]);
+                if (isfinite(x0)) plot_line(p, x0, y0, x1, y1, col, 1, true, NULL);
                 x0 = x1;
                 y0 = y1;
             }
