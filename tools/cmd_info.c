@@ -101,6 +101,7 @@ int cmd_info(int argc, char **argv) {
             json_object_set_new(l, "outputs", json_integer((json_int_t)outs));
             const char *an = mm_activation_name(act);
             json_object_set_new(l, "activation", an ? json_string(an) : json_null());
+            json_object_set_new(l, "trainable", json_boolean(mm_model_layer_trainable(model, i) == 1));
             json_array_append_new(layers, l);
         }
         json_object_set_new(j, "layers", layers);

@@ -77,6 +77,10 @@ class TestTransfer(unittest.TestCase):
         self.assertEqual(rc, 0, err)
         frozen_lines = [l for l in out.splitlines() if l.rstrip().endswith("frozen")]
         self.assertEqual(len(frozen_lines), 2, out)
+        rc, out, err = run("info", out_path, "--json")  # ... and so does its JSON
+        self.assertEqual(rc, 0, err)
+        flags = [l["trainable"] for l in json.loads(out)["layers"]]
+        self.assertEqual(flags, [False, False, True], out)
 
     def test_freeze_list_head_and_drop(self):
         # '-' drops class 3 from training and test data; explicit --head 5
