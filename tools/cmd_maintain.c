@@ -25,6 +25,11 @@
 #define BRIGHT_ADD 0.25f /* brightened images: x' = BRIGHT_ADD + (1 - BRIGHT_ADD) x */
 #endif
 
+/* The scenario's brightened images (n floats). */
+static void brighten(float *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = BRIGHT_ADD + (1.0f - BRIGHT_ADD) * src[i];
+}
+
 /* Deterministic uniform in [0, 1) from a 64-bit state (splitmix64). */
 static double scen_uniform(uint64_t *s) {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
@@ -80,7 +85,7 @@ int cli_maint_scenario(const cli *c, const mm_dataset *pool, size_t length, uint
         const float *src = px + k * dim;
         float *dst = x + i * dim;
         if (i >= plan->drift_at)
-            for (size_t f = 0; f < dim; f++) dst[f] = BRIGHT_ADD + (1.0f - BRIGHT_ADD) * src[f];
+            brighten(dst, src, dim);
         else
             memcpy(dst, src, dim * sizeof *dst);
         y[i] = py[k];
@@ -101,7 +106,7 @@ int cli_maint_brighten(const cli *c, const mm_dataset *ds, mm_dataset **out) {
     const float *src = mm_dataset_features(ds);
     float *x = malloc((n ? n : 1) * dim * sizeof *x);
     if (!x) return cli_runtime_error(c, "out of memory brightening the test set");
-    for (size_t i = 0; i < n * dim; i++) x[i] = BRIGHT_ADD + (1.0f - BRIGHT_ADD) * src[i];
+    brighten(x, src, n * dim);
     mm_status st = mm_dataset_create(out, x, mm_dataset_labels(ds), n, dim);
     free(x);
     if (st != MM_OK) return cli_lib_error(c, st, "brightening the test set");
