@@ -103,6 +103,7 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #  define QL_X86 1
+#  include <cpuid.h>
 #  include <immintrin.h>
 #  define QL_AVX2 __attribute__((target("avx2,fma,f16c")))
 #else
@@ -747,10 +748,11 @@ static int simd_level(void) {
     if (v < 0) {
         const char *env = getenv("MM_QL_SIMD");
         __builtin_cpu_init();
-        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                    __builtin_cpu_supports("f16c")
-                ? 1
-                : 0;
+        /* F16C through cpuid: clang 14's __builtin_cpu_supports does not
+         * know "f16c" (a compile error). */
+        unsigned a, b, c, d;
+        bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c ? 1 : 0;
         if (v && __builtin_cpu_supports("avx512f")) v = 2;
         if (env && (strcmp(env, "0") == 0 || strcmp(env, "1") == 0) && env[0] - '0' < v)
             v = env[0] - '0';
