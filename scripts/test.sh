@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Set up and run every test: a normal build (BLIS), an AddressSanitizer +
 # UBSan build, a build without BLIS (reference kernels only), a
-# ThreadSanitizer build of the threaded suites, and the
+# ThreadSanitizer build of the threaded suites, the
 # cross-platform check on s390x and i386 under qemu (scripts/cross-test.sh;
-# it skips with a message only when the cross tools cannot be installed).
+# it skips with a message only when the cross tools cannot be installed),
+# and 30 s of libFuzzer per loader (scripts/fuzz.sh; skipped without clang).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -31,4 +32,11 @@ ninja -C build-tsan tests/test_server tests/test_drift
 TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/test_server
 TSAN_OPTIONS=halt_on_error=1 CK_RUN_CASE=api build-tsan/tests/test_drift
 scripts/cross-test.sh build-cross
+# libFuzzer (tests/fuzz/README.md): each loader's harness fuzzed for 30 s
+# from its committed corpus, in a clang build of its own (every build above
+# already replayed the corpora); skipped with a message without clang.
+rm -rf build-fuzz-test
+rc=0
+scripts/fuzz.sh 30 build-fuzz-test || rc=$?
+[ $rc -eq 0 ] || [ $rc -eq 77 ] || exit $rc
 echo "all test configurations passed"
