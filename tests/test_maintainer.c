@@ -609,6 +609,7 @@ START_TEST(int8_and_pruned_models_stay_so) {
     MM_ASSERT_OK(mm_model_clone(base, &q));
     mm_quantizer *qz;
     MM_ASSERT_OK(mm_quantizer_create(&qz, MM_QUANT_INT8_STATIC));
+    MM_ASSERT_OK(mm_quantizer_set(qz, MM_QUANT_KEEP_MASTER, 1)); /* maintained: trainable */
     MM_ASSERT_OK(mm_quantizer_calibrate(qz, q, cx, 256));
     MM_ASSERT_OK(mm_quantizer_apply(qz, q));
     mm_quantizer_free(qz);

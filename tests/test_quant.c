@@ -193,7 +193,7 @@ START_TEST(settings_and_names) {
                 {MM_QUANT_PERCENTILE, "percentile", 99.99},
                 {MM_QUANT_AVERAGING, "averaging", 0.01},
                 {MM_QUANT_BINS, "bins", 2048},
-                {MM_QUANT_KEEP_MASTER, "keep_master", 1},
+                {MM_QUANT_KEEP_MASTER, "keep_master", 0},
                 {MM_QUANT_MAX_DROP, "max_drop", 0.003},
                 {MM_QUANT_DROP_RELATIVE, "drop_relative", 0}};
     for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
@@ -519,9 +519,9 @@ static bool poison_weights(mm_model *m) {
     return st == MM_OK && !isfinite(w[0]);
 }
 
-/* A layer kind the schemes cannot take (a sparse layer from the pruner)
- * is refused by name; kept in float, the rest quantizes. */
-START_TEST(unsupported_layer_kind) {
+/* A pruned model quantizes: its sparse layer becomes sparse_int8 (it was
+ * refused before), or stays as it is when disabled. */
+START_TEST(sparse_layers_quantize) {
     mm_model *m;
     MM_ASSERT_OK(mm_model_create_from_spec(&m, "16-32-4", 1));
     mm_pruner *p;
@@ -534,16 +534,19 @@ START_TEST(unsupported_layer_kind) {
     mm_pruner_free(p);
     const char *k0 = kind_of(m, 0);
     if (strcmp(k0, "dense") == 0) {
-        printf("SKIP unsupported_layer_kind: the pruner kept layer 0 dense\n");
+        printf("SKIP sparse_layers_quantize: the pruner kept layer 0 dense\n");
         mm_model_free(m);
         return;
     }
+    /* a pruned layer becomes sparse_int8; disabled, it stays as it is */
     mm_quantizer *q;
     MM_ASSERT_OK(mm_quantizer_create(&q, MM_QUANT_INT8_DYNAMIC));
-    MM_ASSERT_STATUS(mm_quantizer_apply(q, m), MM_E_UNSUPPORTED);
-    ck_assert_ptr_nonnull(strstr(mm_last_error_message(), "layer 0"));
-    ck_assert_ptr_nonnull(strstr(mm_last_error_message(), k0));
-    ck_assert_str_eq(kind_of(m, 1), "dense");
+    mm_model *c;
+    MM_ASSERT_OK(mm_model_clone(m, &c));
+    MM_ASSERT_OK(mm_quantizer_apply(q, c));
+    ck_assert_str_eq(kind_of(c, 0), "sparse_int8");
+    ck_assert_str_eq(kind_of(c, 1), "int8");
+    mm_model_free(c);
     MM_ASSERT_OK(mm_quantizer_set_layer(q, 0, 0));
     MM_ASSERT_OK(mm_quantizer_apply(q, m));
     ck_assert_str_eq(kind_of(m, 0), k0);
@@ -945,7 +948,7 @@ static Suite *quant_suite(void) {
     tcase_add_test(tc, calibrate_errors);
     tcase_add_test(tc, static_needs_calibration);
     tcase_add_test(tc, nan_weights_refused);
-    tcase_add_test(tc, unsupported_layer_kind);
+    tcase_add_test(tc, sparse_layers_quantize);
     suite_add_tcase(s, tc);
     tc = tcase_create("observers");
     tcase_add_test(tc, observer_minmax_exact);

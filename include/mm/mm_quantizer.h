@@ -3,7 +3,11 @@
  *
  * Quantizing swaps a model's dense layers for quantized layer kinds with
  * their own kernels (int8 x int8 -> int32 with run-time CPU dispatch:
- * AVX-512 VNNI, AVX2, portable C). Schemes are vtables:
+ * AVX-512 VNNI, AVX2, portable C), and a pruned model's sparse layers for
+ * the "sparse_int8" kind (int8 stored weights with a scale per row in the
+ * sparse layout, float activations, under every int8 scheme: pruned and
+ * quantized models are the smallest; benchmarks/RESULTS.md). Schemes are
+ * vtables:
  *
  *   MM_QUANT_INT8_WEIGHT_ONLY  int8 weights, float activations
  *   MM_QUANT_INT8_DYNAMIC      int8 weights; activations quantized per batch
@@ -23,9 +27,13 @@
  * layers to float one at a time until the tolerated drop is met; the report
  * says which layers stayed float and why.
  *
- * A quantized layer keeps float master weights by default
- * (MM_QUANT_KEEP_MASTER), so optimizers can still update it: the master is
- * updated and the int8 copy re-quantized after each step.
+ * Without master weights (the default) a quantized layer is
+ * inference-only and its model file holds the quantized weights only: int8
+ * is about a quarter of the float size, sparse_int8 about 2 bytes per
+ * stored weight. With MM_QUANT_KEEP_MASTER = 1 each quantized layer also
+ * keeps its float weights, so optimizers can still update it (the master
+ * is updated and the int8 copy re-quantized after each step); the file
+ * then holds both and is larger than the float model.
  *
  * Thread safety: a quantizer is used by one thread at a time; apply mutates
  * the model (exclusive access); inference on a quantized model is as
@@ -44,10 +52,12 @@
  *    calibrating and take effect at the next apply; changing BINS or
  *    AVERAGING discards the calibration. A calibration batch is at most 256
  *    samples of one mm_quantizer_calibrate call.
- *  - Apply quantizes dense layers (and converts "qat" layers); a layer kept
- *    in float with mm_quantizer_set_layer or already quantized is left as
- *    it is (the report says so); any other layer kind is MM_E_UNSUPPORTED
- *    naming the layer: keep it in float with mm_quantizer_set_layer.
+ *  - Apply quantizes dense layers, sparse layers (int8 schemes; fp16 and
+ *    bf16 keep them in float) and converts "qat" layers; a layer kept in
+ *    float with mm_quantizer_set_layer, already quantized or of a kind the
+ *    scheme does not take is left as it is, and the report says why.
+ *    Quantization-aware training (prepare) leaves sparse layers float;
+ *    the apply that ends it quantizes them.
  *  - Each apply and prepare records a "quantize" lineage event (scheme,
  *    settings, observer, per-layer kind, input range, bytes before/after).
  */
@@ -90,7 +100,7 @@ typedef enum mm_quant_param {
     MM_QUANT_PERCENTILE = 5,      /* (50, 100], default 99.99 */
     MM_QUANT_AVERAGING = 6,       /* moving-average constant (0, 1], default 0.01 */
     MM_QUANT_BINS = 7,            /* histogram bins [128, 65536], default 2048 */
-    MM_QUANT_KEEP_MASTER = 8,     /* 0/1 keep float master weights, default 1 */
+    MM_QUANT_KEEP_MASTER = 8,     /* 0/1 keep float master weights (trainable), default 0 */
     MM_QUANT_MAX_DROP = 9,        /* tolerated accuracy drop, [0, 1], default 0.003 */
     MM_QUANT_DROP_RELATIVE = 10   /* 0/1: MAX_DROP is relative to float accuracy, default 0 */
 } mm_quant_param;
@@ -102,6 +112,14 @@ MM_API mm_status mm_quant_observer_from_name(const char *name, mm_quant_observer
 MM_API const char *mm_quant_param_name(mm_quant_param p);
 MM_API mm_status mm_quant_param_from_name(const char *name, mm_quant_param *out);
 MM_API mm_status mm_quant_param_bounds(mm_quant_param p, double *lo, double *hi);
+
+/* Names of the values of enum-valued settings, as mm_opt_value_from_name /
+ * mm_opt_value_name (same errors; thread-safe): MM_QUANT_OBSERVER takes the
+ * observer names of mm_quant_observer_name ("minmax", "moving_minmax",
+ * "percentile", "mse", "entropy"); the other settings take plain numbers
+ * (MM_E_UNSUPPORTED). */
+MM_API mm_status mm_quant_value_from_name(mm_quant_param p, const char *name, double *value);
+MM_API const char *mm_quant_value_name(mm_quant_param p, double value);
 
 /* Create a quantizer; the caller owns *out. */
 MM_API mm_status mm_quantizer_create(mm_quantizer **out, mm_quant_scheme scheme);

@@ -30,7 +30,7 @@
 #include <string.h>
 
 #include "common/mm_internal.h"
-#include "kernels/sparse_kernels.h"
+#include "kernels/sparse_layout.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
     !defined(MM_SPARSE_PORTABLE_ONLY)
@@ -96,35 +96,17 @@ SK_INLINE float finish(float old, float alpha, float g, const bool accumulate) {
 
 /* Walk every stored entry in storage order: the body sees k (position),
  * row and col. */
-#define SP_FOR_ENTRIES(w, BODY)                                                            \
-    do {                                                                                   \
-        size_t k_p = 0, k_it = 0, k_t = 0;                                                 \
-        for (size_t k_s = 0; k_s < (w)->nslices; k_s++) {                                  \
-            const size_t k_r0 = k_s * SL;                                                  \
-            for (; k_t < (w)->slice_tiles[k_s + 1]; k_t++) {                               \
-                const size_t k_c0 = (size_t)(w)->tile_block[k_t] * BL;                     \
-                const uint8_t *k_ip = (w)->tile_iperm + SL * k_t;                          \
-                const size_t k_e = k_it + (w)->tile_steps[k_t];                            \
-                for (; k_it < k_e; k_it++) {                                               \
-                    const size_t k_c = (w)->step_count[k_it];                              \
-                    for (size_t k_j = 0; k_j < k_c; k_j++) {                               \
-                        const size_t k = k_p + k_j;                                        \
-                        const size_t row = k_r0 + k_ip[k_j];                               \
-                        const size_t col = k_c0 + (w)->lcol[k];                            \
-                        BODY;                                                              \
-                    }                                                                      \
-                    k_p += k_c;                                                            \
-                }                                                                          \
-            }                                                                              \
-        }                                                                                  \
-    } while (0)
+#define SP_FOR_ENTRIES MM_SP_FOR_EACH
 
 /* ---- portable bodies (also compiled for AVX2) ------------------------- */
 
+/* Q8 (a constant at every call): the int8 kinds' words and row scales
+ * instead of float values. */
 SK_INLINE void fwd1_body(const mm_sp_matrix *w, const float *bias, const float *restrict x,
-                         float *restrict y) {
+                         float *restrict y, const bool Q8) {
     const uint8_t *sc = w->step_count, *lc = w->lcol;
     const float *v = w->values;
+    const int16_t *qw = w->qw;
     size_t p = 0, it = 0, t = 0;
     for (size_t s = 0; s < w->nslices; s++) {
         float acc[SL] = {0};
@@ -133,13 +115,19 @@ SK_INLINE void fwd1_body(const mm_sp_matrix *w, const float *bias, const float *
             float ta[SL] = {0};
             for (const size_t e = it + w->tile_steps[t]; it < e; it++) {
                 const size_t c = sc[it];
-                for (size_t j = 0; j < c; j++) ta[j] += v[p + j] * xb[lc[p + j]];
+                if (Q8)
+                    for (size_t j = 0; j < c; j++)
+                        ta[j] += (float)mm_sp_qword_weight(qw[p + j]) * xb[lc[p + j]];
+                else
+                    for (size_t j = 0; j < c; j++) ta[j] += v[p + j] * xb[lc[p + j]];
                 p += c;
             }
             const uint8_t *fp = w->tile_fperm + SL * t;
             for (size_t r = 0; r < SL; r++) acc[r] += ta[fp[r]];
         }
         const size_t r0 = s * SL, nr = w->rows - r0 < SL ? w->rows - r0 : SL;
+        if (Q8)
+            for (size_t r = 0; r < nr; r++) acc[r] *= w->qscale[r0 + r];
         for (size_t r = 0; r < nr; r++) y[r0 + r] = bias ? acc[r] + bias[r0 + r] : acc[r];
     }
 }
@@ -165,8 +153,9 @@ SK_INLINE void axpy16_c(float *restrict y, float a, const float *restrict x) {
 #endif
 
 /* Batched forward over transposed blocks of SB samples; buf holds
- * (rows + cols) * SB floats. */
-#define FWDN_BODY(AXPY)                                                                    \
+ * (rows + cols) * SB floats. Q8 as in fwd1_body: the bias is added after
+ * the row scale. */
+#define FWDN_BODY(AXPY, Q8)                                                                \
     do {                                                                                   \
         const size_t rows = w->rows, cols = w->cols;                                       \
         float *xt = buf, *yt = buf + cols * SB;                                            \
@@ -174,9 +163,20 @@ SK_INLINE void axpy16_c(float *restrict y, float a, const float *restrict x) {
             const size_t m = n - s0 < SB ? n - s0 : SB;                                    \
             pack_t(x + s0 * cols, cols, m, cols, xt, SB);                                  \
             for (size_t r = 0; r < rows; r++)                                              \
-                for (size_t l = 0; l < SB; l++) yt[r * SB + l] = bias ? bias[r] : 0.0f;    \
-            const float *v = w->values;                                                    \
-            SP_FOR_ENTRIES(w, AXPY(yt + row * SB, v[k], xt + col * SB));                   \
+                for (size_t l = 0; l < SB; l++)                                            \
+                    yt[r * SB + l] = bias && !(Q8) ? bias[r] : 0.0f;                       \
+            if (Q8) {                                                                      \
+                const int16_t *qw = w->qw;                                                 \
+                SP_FOR_ENTRIES(w, AXPY(yt + row * SB, (float)mm_sp_qword_weight(qw[k]),    \
+                                       xt + col * SB));                                    \
+                for (size_t r = 0; r < rows; r++)                                          \
+                    for (size_t l = 0; l < SB; l++)                                        \
+                        yt[r * SB + l] = bias ? yt[r * SB + l] * w->qscale[r] + bias[r]    \
+                                              : yt[r * SB + l] * w->qscale[r];             \
+            } else {                                                                       \
+                const float *v = w->values;                                                \
+                SP_FOR_ENTRIES(w, AXPY(yt + row * SB, v[k], xt + col * SB));               \
+            }                                                                              \
             unpack_t(yt, m, rows, y + s0 * rows, rows, SB);                                \
         }                                                                                  \
     } while (0)
@@ -267,19 +267,29 @@ static float *grad_scratch(const mm_sp_matrix *w, size_t n) {
 /* ---- portable kernel set ---------------------------------------------- */
 
 static void fwdn_portable(const mm_sp_matrix *w, const float *bias, const float *x, float *y,
-                          size_t n, float *buf) {
-    FWDN_BODY(axpy16_c);
+                          size_t n, float *buf, const bool Q8) {
+    FWDN_BODY(axpy16_c, Q8);
+}
+
+SK_INLINE void forward_portable_any(const mm_sp_matrix *w, const float *bias, const float *x,
+                                    float *y, size_t n, const bool Q8) {
+    float *buf = n > 1 ? scratch(w->rows + w->cols, SB) : NULL;
+    if (buf) {
+        fwdn_portable(w, bias, x, y, n, buf, Q8);
+        mm_free_floats(buf);
+        return;
+    }
+    for (size_t s = 0; s < n; s++) fwd1_body(w, bias, x + s * w->cols, y + s * w->rows, Q8);
 }
 
 static void forward_portable(const mm_sp_matrix *w, const float *bias, const float *x, float *y,
                              size_t n) {
-    float *buf = n > 1 ? scratch(w->rows + w->cols, SB) : NULL;
-    if (buf) {
-        fwdn_portable(w, bias, x, y, n, buf);
-        mm_free_floats(buf);
-        return;
-    }
-    for (size_t s = 0; s < n; s++) fwd1_body(w, bias, x + s * w->cols, y + s * w->rows);
+    forward_portable_any(w, bias, x, y, n, false);
+}
+
+static void forward_q8_portable(const mm_sp_matrix *w, const float *bias, const float *x,
+                                float *y, size_t n) {
+    forward_portable_any(w, bias, x, y, n, true);
 }
 
 static void bwdn_portable(const mm_sp_matrix *w, const float *dz, float *dx, size_t n,
@@ -320,6 +330,7 @@ static const mm_sparse_kernels kernels_portable = {
     .forward = forward_portable,
     .backward_x = backward_x_portable,
     .grad_values = grad_values_portable,
+    .forward_q8 = forward_q8_portable,
 };
 
 #if SK_X86
@@ -377,9 +388,11 @@ SK_AVX2 SK_INLINE void permute16_a2(const __m256 in[2], const uint8_t *idx, __m2
     }
 }
 
-SK_AVX2 static void fwd1_a2(const mm_sp_matrix *w, const float *bias, const float *x, float *y) {
+SK_AVX2 SK_INLINE void fwd1_a2(const mm_sp_matrix *w, const float *bias, const float *x,
+                               float *y, const bool Q8) {
     const uint8_t *sc = w->step_count, *lc = w->lcol;
     const float *v = w->values;
+    const int16_t *qw = w->qw;
     const size_t cols = w->cols;
     size_t p = 0, it = 0, t = 0;
     for (size_t s = 0; s < w->nslices; s++) {
@@ -394,10 +407,20 @@ SK_AVX2 static void fwd1_a2(const mm_sp_matrix *w, const float *bias, const floa
                 const size_t c = sc[it];
                 for (int h = 0; h < 2; h++) {
                     const __m256i m = lanes_below_a2(c, 8 * h);
+                    const __m256 mf = _mm256_castsi256_ps(m);
+                    if (Q8) {
+                        /* the word is the index (low 3 bits to vpermps, bits 3
+                         * and 4 to the blends) and, shifted, the weight */
+                        const __m256i wi = _mm256_cvtepi16_epi32(
+                            _mm_loadu_si128((const __m128i *)(const void *)(qw + p + 8 * h)));
+                        const __m256 xv = _mm256_and_ps(lookup32_a2(tab, wi), mf);
+                        const __m256 wv = _mm256_cvtepi32_ps(_mm256_srai_epi32(wi, 8));
+                        ta[h] = _mm256_fmadd_ps(wv, xv, ta[h]);
+                        continue;
+                    }
                     const __m256i ix = _mm256_cvtepu8_epi32(
                         _mm_loadl_epi64((const __m128i *)(const void *)(lc + p + 8 * h)));
                     /* both factors zeroed past c (plain loads: values are padded) */
-                    const __m256 mf = _mm256_castsi256_ps(m);
                     const __m256 xv = _mm256_and_ps(lookup32_a2(tab, ix), mf);
                     const __m256 wv = _mm256_and_ps(_mm256_loadu_ps(v + p + 8 * h), mf);
                     ta[h] = _mm256_fmadd_ps(wv, xv, ta[h]);
@@ -413,6 +436,7 @@ SK_AVX2 static void fwd1_a2(const mm_sp_matrix *w, const float *bias, const floa
         for (int h = 0; h < 2; h++) {
             const __m256i m = lanes_below_a2(nr, 8 * h);
             __m256 out = acc[h];
+            if (Q8) out = _mm256_mul_ps(out, _mm256_maskload_ps(w->qscale + r0 + 8 * h, m));
             if (bias) out = _mm256_add_ps(out, _mm256_maskload_ps(bias + r0 + 8 * h, m));
             _mm256_maskstore_ps(y + r0 + 8 * h, m, out);
         }
@@ -421,7 +445,20 @@ SK_AVX2 static void fwd1_a2(const mm_sp_matrix *w, const float *bias, const floa
 
 SK_AVX2 static void fwdn_a2(const mm_sp_matrix *w, const float *bias, const float *x, float *y,
                             size_t n, float *buf) {
-    FWDN_BODY(axpy16_a2);
+    FWDN_BODY(axpy16_a2, false);
+}
+
+SK_AVX2 static void fwdn_q8_a2(const mm_sp_matrix *w, const float *bias, const float *x,
+                               float *y, size_t n, float *buf) {
+    FWDN_BODY(axpy16_a2, true);
+}
+
+SK_AVX2 static void fwd1_f32_a2(const mm_sp_matrix *w, const float *b, const float *x, float *y) {
+    fwd1_a2(w, b, x, y, false);
+}
+
+SK_AVX2 static void fwd1_q8_a2(const mm_sp_matrix *w, const float *b, const float *x, float *y) {
+    fwd1_a2(w, b, x, y, true);
 }
 
 static void forward_avx2(const mm_sp_matrix *w, const float *bias, const float *x, float *y,
@@ -432,7 +469,18 @@ static void forward_avx2(const mm_sp_matrix *w, const float *bias, const float *
         mm_free_floats(buf);
         return;
     }
-    for (size_t s = 0; s < n; s++) fwd1_a2(w, bias, x + s * w->cols, y + s * w->rows);
+    for (size_t s = 0; s < n; s++) fwd1_f32_a2(w, bias, x + s * w->cols, y + s * w->rows);
+}
+
+static void forward_q8_avx2(const mm_sp_matrix *w, const float *bias, const float *x, float *y,
+                            size_t n) {
+    float *buf = n > 1 ? scratch(w->rows + w->cols, SB) : NULL;
+    if (buf) {
+        fwdn_q8_a2(w, bias, x, y, n, buf);
+        mm_free_floats(buf);
+        return;
+    }
+    for (size_t s = 0; s < n; s++) fwd1_q8_a2(w, bias, x + s * w->cols, y + s * w->rows);
 }
 
 SK_AVX2 static void bwd1_a2(const mm_sp_matrix *w, const float *dz, float *dx) {
@@ -539,6 +587,7 @@ static const mm_sparse_kernels kernels_avx2 = {
     .forward = forward_avx2,
     .backward_x = backward_x_avx2,
     .grad_values = grad_values_avx2,
+    .forward_q8 = forward_q8_avx2,
 };
 
 /* ---- AVX-512 ----------------------------------------------------------- */
@@ -574,9 +623,10 @@ SK_AVX512 SK_INLINE __m512i bytes16_a5(const uint8_t *p) {
  * y + q*rows. Two accumulator sets alternate between steps to hide the
  * FMA latency. */
 SK_AVX512 SK_INLINE void fwd_a5(const mm_sp_matrix *w, const float *bias, const float *x,
-                                float *y, const int NS) {
+                                float *y, const int NS, const bool Q8) {
     const uint8_t *sc = w->step_count, *lc = w->lcol;
     const float *v = w->values;
+    const int16_t *qw = w->qw;
     const size_t rows = w->rows, cols = w->cols;
     size_t p = 0, it = 0, t = 0;
     for (size_t s = 0; s < w->nslices; s++) {
@@ -594,8 +644,15 @@ SK_AVX512 SK_INLINE void fwd_a5(const mm_sp_matrix *w, const float *bias, const 
     do {                                                                                   \
         const unsigned c = sc[it];                                                         \
         const __mmask16 m = (__mmask16)_bzhi_u32(0xFFFFu, c);                              \
-        const __m512i ix = bytes16_a5(lc + p);                                             \
-        const __m512 wv = _mm512_loadu_ps(v + p); /* lanes >= c: masked below */                                 \
+        __m512i ix;                                                                        \
+        __m512 wv; /* lanes >= c: masked below */                                          \
+        if (Q8) { /* the word is the index (low 5 bits) and, shifted, the weight */        \
+            ix = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(qw + p))); \
+            wv = _mm512_cvtepi32_ps(_mm512_srai_epi32(ix, 8));                             \
+        } else {                                                                           \
+            ix = bytes16_a5(lc + p);                                                       \
+            wv = _mm512_loadu_ps(v + p);                                                   \
+        }                                                                                  \
         for (int q = 0; q < NS; q++)                                                       \
             ta[A][q] = _mm512_mask3_fmadd_ps(wv, _mm512_permutex2var_ps(lo[q], ix, hi[q]), \
                                              ta[A][q], m);                                 \
@@ -616,34 +673,49 @@ SK_AVX512 SK_INLINE void fwd_a5(const mm_sp_matrix *w, const float *bias, const 
         const size_t r0 = s * SL;
         const __mmask16 m = mask_below(rows - r0);
         const __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + r0) : _mm512_setzero_ps();
+        if (Q8) {
+            const __m512 sv = _mm512_maskz_loadu_ps(m, w->qscale + r0);
+            for (int q = 0; q < NS; q++) acc[q] = _mm512_mul_ps(acc[q], sv);
+        }
         for (int q = 0; q < NS; q++)
             _mm512_mask_storeu_ps(y + q * rows + r0, m, bias ? _mm512_add_ps(acc[q], b) : acc[q]);
     }
 }
 
-SK_AVX512 static void fwd_a5_1(const mm_sp_matrix *w, const float *b, const float *x, float *y) {
-    fwd_a5(w, b, x, y, 1);
-}
-SK_AVX512 static void fwd_a5_2(const mm_sp_matrix *w, const float *b, const float *x, float *y) {
-    fwd_a5(w, b, x, y, 2);
-}
-SK_AVX512 static void fwd_a5_3(const mm_sp_matrix *w, const float *b, const float *x, float *y) {
-    fwd_a5(w, b, x, y, 3);
-}
-SK_AVX512 static void fwd_a5_4(const mm_sp_matrix *w, const float *b, const float *x, float *y) {
-    fwd_a5(w, b, x, y, 4);
+#define SK_FWD_A5(NAME, NS, Q8)                                                            \
+    SK_AVX512 static void NAME(const mm_sp_matrix *w, const float *b, const float *x, float *y) { \
+        fwd_a5(w, b, x, y, NS, Q8);                                                        \
+    }
+SK_FWD_A5(fwd_a5_1, 1, false)
+SK_FWD_A5(fwd_a5_2, 2, false)
+SK_FWD_A5(fwd_a5_3, 3, false)
+SK_FWD_A5(fwd_a5_4, 4, false)
+SK_FWD_A5(fwd_q8_a5_1, 1, true)
+SK_FWD_A5(fwd_q8_a5_2, 2, true)
+SK_FWD_A5(fwd_q8_a5_3, 3, true)
+SK_FWD_A5(fwd_q8_a5_4, 4, true)
+#undef SK_FWD_A5
+
+typedef void (*sk_fwd_fn)(const mm_sp_matrix *, const float *, const float *, float *);
+
+/* Groups of 4 samples, then the rest: fn[q] runs q + 1 samples. */
+static void forward_groups(const sk_fwd_fn fn[4], const mm_sp_matrix *w, const float *bias,
+                           const float *x, float *y, size_t n) {
+    size_t s = 0;
+    for (; s + 4 <= n; s += 4) fn[3](w, bias, x + s * w->cols, y + s * w->rows);
+    if (s < n) fn[n - s - 1](w, bias, x + s * w->cols, y + s * w->rows);
 }
 
 static void forward_avx512(const mm_sp_matrix *w, const float *bias, const float *x, float *y,
                            size_t n) {
-    size_t s = 0;
-    for (; s + 4 <= n; s += 4) fwd_a5_4(w, bias, x + s * w->cols, y + s * w->rows);
-    switch (n - s) {
-    case 3: fwd_a5_3(w, bias, x + s * w->cols, y + s * w->rows); break;
-    case 2: fwd_a5_2(w, bias, x + s * w->cols, y + s * w->rows); break;
-    case 1: fwd_a5_1(w, bias, x + s * w->cols, y + s * w->rows); break;
-    default: break;
-    }
+    static const sk_fwd_fn fn[4] = {fwd_a5_1, fwd_a5_2, fwd_a5_3, fwd_a5_4};
+    forward_groups(fn, w, bias, x, y, n);
+}
+
+static void forward_q8_avx512(const mm_sp_matrix *w, const float *bias, const float *x,
+                              float *y, size_t n) {
+    static const sk_fwd_fn fn[4] = {fwd_q8_a5_1, fwd_q8_a5_2, fwd_q8_a5_3, fwd_q8_a5_4};
+    forward_groups(fn, w, bias, x, y, n);
 }
 
 SK_AVX512 static void bwd1_a5(const mm_sp_matrix *w, const float *dz, float *dx) {
@@ -755,6 +827,7 @@ static const mm_sparse_kernels kernels_avx512 = {
     .forward = forward_avx512,
     .backward_x = backward_x_avx512,
     .grad_values = grad_values_avx512,
+    .forward_q8 = forward_q8_avx512,
 };
 
 #endif /* SK_X86 */

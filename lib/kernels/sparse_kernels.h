@@ -40,8 +40,21 @@ typedef struct mm_sp_matrix {
     const uint8_t *tile_iperm;   /* 16 per tile */
     const uint8_t *step_count;   /* nsteps: c_i */
     const uint8_t *lcol;         /* nnz + MM_SP_PAD */
-    const float *values;         /* nnz + MM_SP_PAD */
+    const float *values;         /* nnz + MM_SP_PAD (float kinds) */
+    /* int8 kinds: entry k as one 16-bit word (q << 8) | lcol[k], q the
+     * int8 weight (nnz + MM_SP_PAD words), and the weight of row r is
+     * qscale[r] * q. One word per entry: widening it gives both the table
+     * index (vpermt2ps reads only the low 5 bits) and, shifted right by 8
+     * with sign, the weight, so a step costs the float kind's two shuffles
+     * (sparse_kernels.c). */
+    const int16_t *qw;
+    const float *qscale; /* rows */
 } mm_sp_matrix;
+
+/* The packed word of an int8 weight q in [-127, 127] at local column lc
+ * (< 32), and back (portable: no shifts of negative values). */
+static inline int16_t mm_sp_qword(int q, unsigned lc) { return (int16_t)(q * 256 + (int)lc); }
+static inline int mm_sp_qword_weight(int16_t w) { return (w - (w & 0xFF)) / 256; }
 
 /* One kernel set. Every function handles any n >= 1. Batched calls may
  * allocate a scratch buffer for the call (never shared state: concurrent
@@ -65,6 +78,10 @@ typedef struct mm_sparse_kernels {
      * floats) may be the matrix's own values array. */
     void (*grad_values)(const mm_sp_matrix *w, const float *dz, const float *x, size_t n,
                         float alpha, bool accumulate, float *dst);
+    /* The int8 kinds' forward from w->qw and w->qscale:
+     * y[s, r] = qscale[r] * sum_k q_k x[s, col_k] (+ bias[r]). */
+    void (*forward_q8)(const mm_sp_matrix *w, const float *bias, const float *x, float *y,
+                       size_t n);
 } mm_sparse_kernels;
 
 typedef enum mm_sparse_isa {

@@ -339,7 +339,7 @@ static mm_status export_layer(exporter *e, const mm_model *m, size_t i, const ch
     bool ok = true;
     size_t bad;
 
-    if (mm_layer_is_quantized(l) && strcmp(l->vt->kind, "int8") == 0) {
+    if (mm_qlayer_has_int8(l)) {
         mm_qlayer_int8 d;
         st = mm_qlayer_int8_describe(l, &d);
         if (st != MM_OK) return mm_error_prefix(st, "layer %zu", i);

@@ -4,7 +4,7 @@
 
 #include "model/model_internal.h"
 #include "prune/prune_internal.h" /* mm_sparse_kind */
-#include "quant/quant_internal.h" /* mm_int8_kind, mm_f16_kind, mm_bf16_kind */
+#include "quant/quant_internal.h" /* mm_int8_kind, mm_f16_kind, mm_bf16_kind, mm_qsparse_kind */
 
 /* Every kind this library can load. Later layer kinds (sparse from
  * pruning, int8 from quantization, ...) append their mm_layer_kind here,
@@ -16,6 +16,7 @@ static const mm_layer_kind *const kinds[] = {
     &mm_int8_kind,
     &mm_f16_kind,
     &mm_bf16_kind,
+    &mm_qsparse_kind,
 };
 
 const mm_layer_kind *mm_layer_kind_find(const char *kind) {

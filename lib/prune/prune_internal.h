@@ -25,6 +25,9 @@ bool mm_sparse_worthwhile(size_t in, size_t out, size_t nnz);
  * converts. MM_E_INVALID_ARGUMENT if the layer is not of the sparse kind. */
 mm_status mm_sparse_positions(const mm_layer *layer, size_t *pos);
 
+/* True for a layer of the (float) sparse kind. */
+bool mm_layer_is_sparse(const mm_layer *layer);
+
 /* Stored-weight steps of the tiled layout (sparse_kernels.h): the work of
  * a batch-1 forward pass. For tests and benchmarks. */
 size_t mm_sparse_steps(const mm_layer *layer);

@@ -100,7 +100,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/sparse_kernels.h"
+#include "kernels/sparse_layout.h"
 #include "model/mmfile.h"
 #include "prune/prune_internal.h"
 
@@ -117,10 +117,8 @@ typedef struct csr_cache {
 
 typedef struct sparse_layer {
     mm_layer base;
-    mm_sp_matrix m; /* views into the arrays below */
-    /* structure, immutable after creation */
-    uint32_t *slice_tiles, *tile_block;
-    uint8_t *tile_steps, *tile_perm, *step_count, *lcol;
+    mm_sp_layout *lay; /* structure, immutable after creation */
+    mm_sp_matrix m;    /* lay's view with the values */
     /* parameters and gradients */
     float *values, *gvalues; /* nnz + MM_SP_PAD */
     float *b, *db;
@@ -133,6 +131,8 @@ static const mm_layer_vtable sparse_vtable;
 
 static bool is_sparse(const mm_layer *l) { return l && l->vt == &sparse_vtable; }
 
+bool mm_layer_is_sparse(const mm_layer *layer) { return is_sparse(layer); }
+
 static void csr_cache_free(csr_cache *c) {
     mm_free_floats(c->values);
     free(c->indices);
@@ -143,12 +143,7 @@ static void csr_cache_free(csr_cache *c) {
 static void sparse_destroy(mm_layer *layer) {
     sparse_layer *s = (sparse_layer *)layer;
     if (!s) return;
-    free(s->slice_tiles);
-    free(s->tile_block);
-    free(s->tile_steps);
-    free(s->tile_perm);
-    free(s->step_count);
-    free(s->lcol);
+    mm_sp_layout_free(s->lay);
     mm_free_floats(s->values);
     mm_free_floats(s->gvalues);
     mm_free_floats(s->b);
@@ -198,95 +193,10 @@ static mm_status sparse_alloc(sparse_layer **out, size_t in, size_t units, size_
     return MM_OK;
 }
 
-/* Point the kernel view at the arrays. */
+/* Point the kernel view at the layout and the values. */
 static void sparse_bind(sparse_layer *s) {
-    s->m.slice_tiles = s->slice_tiles;
-    s->m.tile_block = s->tile_block;
-    s->m.tile_steps = s->tile_steps;
-    s->m.tile_fperm = s->tile_perm;
-    s->m.tile_iperm = s->tile_perm + (size_t)MM_SP_SLICE * s->m.ntiles;
-    s->m.step_count = s->step_count;
-    s->m.lcol = s->lcol;
+    s->m = s->lay->m;
     s->m.values = s->values;
-}
-
-/* Rank the 16 rows of a slice in a tile: more entries first, ties by
- * row. iperm[j] = row of lane j. */
-static void rank_rows(const size_t cnt[MM_SP_SLICE], uint8_t iperm[MM_SP_SLICE]) {
-    for (int j = 0; j < MM_SP_SLICE; j++) {
-        int r = j, i = j;
-        while (i > 0 && cnt[iperm[i - 1]] < cnt[r]) {
-            iperm[i] = iperm[i - 1];
-            i--;
-        }
-        iperm[i] = (uint8_t)r;
-    }
-}
-
-/* Two passes over the CSR entries, slice by slice, visiting only blocks
- * that hold entries: the first counts tiles and steps, the second (fill)
- * writes the layout. */
-static mm_status layout_pass(sparse_layer *s, const csr_view *v, bool fill) {
-    const size_t rows = v->rows, nslices = (rows + MM_SP_SLICE - 1) / MM_SP_SLICE;
-    size_t ntiles = 0, nsteps = 0, p = 0;
-    for (size_t sl = 0; sl < nslices; sl++) {
-        const size_t r0 = sl * MM_SP_SLICE;
-        const size_t nr = rows - r0 < MM_SP_SLICE ? rows - r0 : MM_SP_SLICE;
-        size_t ptr[MM_SP_SLICE], end[MM_SP_SLICE];
-        for (size_t r = 0; r < MM_SP_SLICE; r++) ptr[r] = end[r] = 0;
-        for (size_t r = 0; r < nr; r++) {
-            ptr[r] = v->off[r0 + r];
-            end[r] = v->off[r0 + r + 1];
-        }
-        if (fill) s->slice_tiles[sl] = (uint32_t)ntiles;
-        for (;;) {
-            /* the next block holding an entry of any row of the slice */
-            size_t blk = SIZE_MAX;
-            for (size_t r = 0; r < nr; r++)
-                if (ptr[r] < end[r] && v->idx[ptr[r]] / MM_SP_BLOCK < blk)
-                    blk = v->idx[ptr[r]] / MM_SP_BLOCK;
-            if (blk == SIZE_MAX) break;
-            size_t cnt[MM_SP_SLICE] = {0}, K = 0;
-            for (size_t r = 0; r < nr; r++) {
-                while (ptr[r] + cnt[r] < end[r] && v->idx[ptr[r] + cnt[r]] / MM_SP_BLOCK == blk)
-                    cnt[r]++;
-                if (cnt[r] > K) K = cnt[r];
-            }
-            if (fill) {
-                uint8_t *fp = s->tile_perm + MM_SP_SLICE * ntiles;
-                uint8_t *rank = s->tile_perm + (size_t)MM_SP_SLICE * s->m.ntiles + MM_SP_SLICE * ntiles;
-                rank_rows(cnt, rank);
-                for (int j = 0; j < MM_SP_SLICE; j++) fp[rank[j]] = (uint8_t)j;
-                s->tile_block[ntiles] = (uint32_t)blk;
-                s->tile_steps[ntiles] = (uint8_t)K;
-                for (size_t i = 0; i < K; i++) {
-                    size_t c = 0;
-                    while (c < MM_SP_SLICE && cnt[rank[c]] > i) {
-                        const size_t e = ptr[rank[c]] + i;
-                        s->lcol[p] = (uint8_t)(v->idx[e] - blk * MM_SP_BLOCK);
-                        s->values[p] = v->vals ? v->vals[e] : 0.0f;
-                        p++;
-                        c++;
-                    }
-                    s->step_count[nsteps + i] = (uint8_t)c;
-                }
-            }
-            for (size_t r = 0; r < nr; r++) ptr[r] += cnt[r];
-            ntiles++;
-            nsteps += K;
-            if (ntiles > UINT32_MAX)
-                return mm_error(MM_E_OUT_OF_RANGE, "sparse layer %zu x %zu has too many tiles",
-                                rows, v->cols);
-        }
-    }
-    if (fill) {
-        s->slice_tiles[nslices] = (uint32_t)ntiles;
-    } else {
-        s->m.nslices = nslices;
-        s->m.ntiles = ntiles;
-        s->m.nsteps = nsteps;
-    }
-    return MM_OK;
 }
 
 /* A sparse layer with the entries of v (validated by the caller: rows,
@@ -294,26 +204,19 @@ static mm_status layout_pass(sparse_layer *s, const csr_view *v, bool fill) {
 static mm_status sparse_build(const csr_view *v, mm_activation act, float slope,
                               const float *bias, sparse_layer **out) {
     *out = NULL;
-    if (v->nnz > UINT32_MAX)
-        return mm_error(MM_E_OUT_OF_RANGE, "sparse layer with %zu stored weights (at most %u)",
-                        v->nnz, UINT32_MAX);
     sparse_layer *s;
     mm_status st = sparse_alloc(&s, v->cols, v->rows, v->nnz, act, slope);
     if (st != MM_OK) return st;
-    st = layout_pass(s, v, false);
-    if (st == MM_OK) {
-        const size_t nt = s->m.ntiles;
-        s->slice_tiles = mm_malloc_array(s->m.nslices + 1, sizeof *s->slice_tiles);
-        s->tile_block = mm_malloc_array(nt ? nt : 1, sizeof *s->tile_block);
-        s->tile_steps = malloc(nt ? nt : 1);
-        s->tile_perm = mm_malloc_array(nt, 2 * MM_SP_SLICE);
-        s->step_count = malloc(s->m.nsteps ? s->m.nsteps : 1);
-        s->lcol = calloc(v->nnz + MM_SP_PAD, 1);
-        if (!s->slice_tiles || !s->tile_block || !s->tile_steps || !s->tile_perm ||
-            !s->step_count || !s->lcol)
-            st = mm_oom("sparse layer structure");
+    const mm_sp_csr pattern = {v->rows, v->cols, v->nnz, v->off, v->idx};
+    st = mm_sp_layout_build(&pattern, &s->lay);
+    size_t *pos = NULL;
+    if (st == MM_OK && v->vals) {
+        pos = mm_malloc_array(v->nnz ? v->nnz : 1, sizeof *pos);
+        st = pos ? mm_sp_layout_csr_order(s->lay, pos) : mm_oom("sparse layer");
+        if (st == MM_OK)
+            for (size_t k = 0; k < v->nnz; k++) s->values[k] = v->vals[pos[k]];
     }
-    if (st == MM_OK) st = layout_pass(s, v, true);
+    free(pos);
     if (st != MM_OK) {
         sparse_destroy(&s->base);
         return st;
@@ -324,36 +227,12 @@ static mm_status sparse_build(const csr_view *v, mm_activation act, float slope,
     return MM_OK;
 }
 
-/* Visit the stored entries in storage order with their row and column. */
-#define FOR_EACH_ENTRY(mat, BODY)                                                          \
-    do {                                                                                   \
-        size_t e_p = 0, e_it = 0, e_t = 0;                                                 \
-        for (size_t e_s = 0; e_s < (mat)->nslices; e_s++) {                                \
-            for (; e_t < (mat)->slice_tiles[e_s + 1]; e_t++) {                             \
-                const size_t e_c0 = (size_t)(mat)->tile_block[e_t] * MM_SP_BLOCK;          \
-                const uint8_t *e_ip = (mat)->tile_iperm + MM_SP_SLICE * e_t;               \
-                for (const size_t e_e = e_it + (mat)->tile_steps[e_t]; e_it < e_e; e_it++) { \
-                    const size_t e_c = (mat)->step_count[e_it];                            \
-                    for (size_t e_j = 0; e_j < e_c; e_j++) {                               \
-                        const size_t k = e_p + e_j;                                        \
-                        const size_t row = e_s * MM_SP_SLICE + e_ip[e_j];                  \
-                        const size_t col = e_c0 + (mat)->lcol[k];                          \
-                        (void)row;                                                         \
-                        (void)col;                                                         \
-                        BODY;                                                              \
-                    }                                                                      \
-                    e_p += e_c;                                                            \
-                }                                                                          \
-            }                                                                              \
-        }                                                                                  \
-    } while (0)
-
 mm_status mm_sparse_positions(const mm_layer *layer, size_t *pos) {
     if (!is_sparse(layer))
         return mm_error(MM_E_INVALID_ARGUMENT, "not a sparse layer");
     const sparse_layer *s = (const sparse_layer *)layer;
     const size_t in = layer->in;
-    FOR_EACH_ENTRY(&s->m, pos[k] = row * in + col);
+    MM_SP_FOR_EACH(&s->m, pos[k] = row * in + col);
     return MM_OK;
 }
 
@@ -365,13 +244,7 @@ static mm_status sparse_file_order(const mm_layer *layer, size_t param, size_t *
         for (size_t j = 0; j < layer->out; j++) pos[j] = j;
         return MM_OK;
     }
-    size_t *cursor = calloc(layer->out + 1, sizeof *cursor);
-    if (!cursor) return mm_oom("sparse layer file order");
-    FOR_EACH_ENTRY(&s->m, cursor[row + 1]++);
-    for (size_t r = 0; r < layer->out; r++) cursor[r + 1] += cursor[r];
-    FOR_EACH_ENTRY(&s->m, pos[k] = cursor[row]++);
-    free(cursor);
-    return MM_OK;
+    return mm_sp_layout_csr_order(s->lay, pos);
 }
 
 size_t mm_sparse_steps(const mm_layer *layer) {
@@ -434,10 +307,7 @@ static void sparse_apply_sgd(mm_layer *layer, const mm_kernels *k, const float *
  * slack not counted). */
 static size_t sparse_param_bytes(const mm_layer *layer) {
     const sparse_layer *s = (const sparse_layer *)layer;
-    const mm_sp_matrix *m = &s->m;
-    return m->nnz * (sizeof(float) + 1) + m->nsteps +
-           m->ntiles * (sizeof(uint32_t) + 1 + 2 * MM_SP_SLICE) +
-           (m->nslices + 1) * sizeof(uint32_t) + layer->out * sizeof(float);
+    return s->m.nnz * sizeof(float) + mm_sp_layout_bytes(s->lay) + layer->out * sizeof(float);
 }
 
 static mm_status sparse_clone(const mm_layer *layer, mm_layer **out) {
@@ -447,25 +317,10 @@ static mm_status sparse_clone(const mm_layer *layer, mm_layer **out) {
     mm_status st = sparse_alloc(&s, layer->in, layer->out, m->nnz, layer->act,
                                 layer->leaky_slope);
     if (st != MM_OK) return st;
-    s->m = *m;
-    const size_t nt = m->ntiles ? m->ntiles : 1;
-    s->slice_tiles = mm_malloc_array(m->nslices + 1, sizeof *s->slice_tiles);
-    s->tile_block = mm_malloc_array(nt, sizeof *s->tile_block);
-    s->tile_steps = malloc(nt);
-    s->tile_perm = mm_malloc_array(nt, 2 * MM_SP_SLICE);
-    s->step_count = malloc(m->nsteps ? m->nsteps : 1);
-    s->lcol = calloc(m->nnz + MM_SP_PAD, 1);
-    if (!s->slice_tiles || !s->tile_block || !s->tile_steps || !s->tile_perm || !s->step_count ||
-        !s->lcol) {
+    if ((st = mm_sp_layout_clone(src->lay, &s->lay)) != MM_OK) {
         sparse_destroy(&s->base);
-        return mm_oom("sparse layer structure");
+        return st;
     }
-    memcpy(s->slice_tiles, src->slice_tiles, (m->nslices + 1) * sizeof *s->slice_tiles);
-    memcpy(s->tile_block, src->tile_block, m->ntiles * sizeof *s->tile_block);
-    memcpy(s->tile_steps, src->tile_steps, m->ntiles);
-    memcpy(s->tile_perm, src->tile_perm, m->ntiles * 2 * MM_SP_SLICE);
-    memcpy(s->step_count, src->step_count, m->nsteps);
-    memcpy(s->lcol, src->lcol, m->nnz);
     memcpy(s->values, src->values, m->nnz * sizeof *s->values);
     memcpy(s->b, src->b, layer->out * sizeof *s->b);
     sparse_bind(s);
@@ -578,11 +433,11 @@ static mm_status csr_refresh(sparse_layer *s) {
             free(cursor);
             return mm_oom("sparse layer file form");
         }
-        FOR_EACH_ENTRY(m, off[row + 1]++);
+        MM_SP_FOR_EACH(m, off[row + 1]++);
         for (size_t r = 0; r < rows; r++) off[r + 1] += off[r];
         for (size_t r = 0; r <= rows; r++) cursor[r] = off[r];
         /* a row's entries come in increasing column order */
-        FOR_EACH_ENTRY(m, {
+        MM_SP_FOR_EACH(m, {
             const size_t q = cursor[row]++;
             if (wide) ((uint32_t *)idx)[q] = (uint32_t)col;
             else ((uint16_t *)idx)[q] = (uint16_t)col;
@@ -598,7 +453,7 @@ static mm_status csr_refresh(sparse_layer *s) {
     size_t *cursor = mm_malloc_array(rows + 1, sizeof *cursor);
     if (!cursor) return mm_oom("sparse layer file form");
     for (size_t r = 0; r <= rows; r++) cursor[r] = c->offsets[r];
-    FOR_EACH_ENTRY(m, {
+    MM_SP_FOR_EACH(m, {
         const size_t q = cursor[row]++;
         if (memcmp(&c->values[q], &m->values[k], sizeof(float)) != 0) c->values[q] = m->values[k];
     });

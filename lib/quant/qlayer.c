@@ -154,14 +154,23 @@ typedef struct qlayer {
 
 static const mm_layer_vtable int8_vtable, f16_vtable, bf16_vtable;
 
-bool mm_layer_is_quantized(const mm_layer *layer) {
+/* A layer of this file's kinds. */
+static bool is_qlayer(const mm_layer *layer) {
     return layer && (layer->vt == &int8_vtable || layer->vt == &f16_vtable ||
                      layer->vt == &bf16_vtable);
+}
+
+bool mm_layer_is_quantized(const mm_layer *layer) {
+    return is_qlayer(layer) || mm_layer_is_qsparse(layer);
 }
 
 static bool is_int8(const qlayer *q) {
     return q->scheme == MM_QUANT_INT8_WEIGHT_ONLY || q->scheme == MM_QUANT_INT8_DYNAMIC ||
            q->scheme == MM_QUANT_INT8_STATIC;
+}
+
+bool mm_qlayer_has_int8(const mm_layer *layer) {
+    return (is_qlayer(layer) && is_int8((const qlayer *)layer)) || mm_layer_is_qsparse(layer);
 }
 
 static bool uses_packed(mm_quant_scheme s) {
@@ -1197,6 +1206,11 @@ mm_status mm_qlayer_to_dense(const mm_layer *qlayer_in, mm_layer **out_layer) {
                                    MM_INIT_AUTO, NULL);
     if (st != MM_OK) return st;
     float *w = d->params[0].data;
+    if (mm_layer_is_qsparse(qlayer_in)) {
+        mm_qsparse_effective_weights(qlayer_in, true, w, d->params[1].data);
+        *out_layer = d;
+        return MM_OK;
+    }
     if (q->mw) {
         memcpy(w, q->mw, in * out * sizeof(float));
         for (size_t j = 0; j < 2 && st == MM_OK; j++)
@@ -1343,7 +1357,8 @@ mm_status mm_qlayer_int8_describe(const mm_layer *layer, mm_qlayer_int8 *d) {
     if (!layer) return mm_null_arg("layer");
     if (!d) return mm_null_arg("d");
     qlayer *q = (qlayer *)(uintptr_t)layer; /* save_rows fills the save cache only */
-    if (!mm_layer_is_quantized(layer) || !is_int8(q))
+    if (mm_layer_is_qsparse(layer)) return mm_qsparse_int8_describe(layer, d);
+    if (!is_qlayer(layer) || !is_int8(q))
         return mm_error(MM_E_INVALID_ARGUMENT, "layer kind %s is not int8", layer->vt->kind);
     if (q->stale)
         return mm_error(MM_E_STATE,
@@ -1420,6 +1435,7 @@ mm_status mm_qlayer_effective_weights(const mm_layer *layer, float *w, float *b)
     if (!w || !b) return mm_null_arg("w, b");
     if (!mm_layer_is_quantized(layer))
         return mm_error(MM_E_INVALID_ARGUMENT, "layer kind %s is not quantized", layer->vt->kind);
+    if (mm_layer_is_qsparse(layer)) return mm_qsparse_effective_weights(layer, false, w, b);
     const qlayer *q = (const qlayer *)layer;
     int8_t *owned = NULL;
     const int8_t *w8 = is_int8(q) ? int8_rows(q, &owned) : NULL;

@@ -62,11 +62,32 @@ mm_status mm_qlayer_int8_create(const mm_qlayer_int8 *d, size_t in, size_t out,
  * the master weights. */
 mm_status mm_qlayer_effective_weights(const mm_layer *layer, float *w, float *b);
 
-/* True for the kinds defined in qlayer.c. */
+/* True for the quantized kinds (qlayer.c, qsparse.c). */
 bool mm_layer_is_quantized(const mm_layer *layer);
+
+/* True for kinds with an int8 form (mm_qlayer_int8_describe works): int8
+ * and sparse_int8. */
+bool mm_qlayer_has_int8(const mm_layer *layer);
+
+/* ---- the int8 sparse kind (qsparse.c) ---- */
+
+/* Build a "sparse_int8" layer from a float sparse layer (only read):
+ * symmetric int8 stored weights with a scale per row (cfg->per_channel)
+ * or one for the layer, float activations under every int8 scheme, the
+ * float values kept as trainable master with cfg->keep_master.
+ * MM_E_INVALID_ARGUMENT for another kind, MM_E_NUMERIC for NaN/Inf. */
+mm_status mm_qsparse_from_sparse(const mm_layer *sparse, const mm_qlayer_config *cfg,
+                                 mm_layer **out);
+bool mm_layer_is_qsparse(const mm_layer *layer);
+/* Dense out x in weights (zeros where nothing is stored) and bias: the
+ * master when `master` and kept, else the dequantized weights. */
+mm_status mm_qsparse_effective_weights(const mm_layer *layer, bool master, float *w, float *b);
+/* The int8 form as a dense matrix (a cache on the layer), weight-only. */
+mm_status mm_qsparse_int8_describe(const mm_layer *layer, mm_qlayer_int8 *d);
 
 extern const mm_layer_kind mm_int8_kind;
 extern const mm_layer_kind mm_f16_kind;
 extern const mm_layer_kind mm_bf16_kind;
+extern const mm_layer_kind mm_qsparse_kind;
 
 #endif

@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/value_names.h"
+#include "prune/prune_internal.h" /* mm_layer_is_sparse */
 #include "quant/quantizer_internal.h"
 
 /* ---- settings table ------------------------------------------------------- */
@@ -32,17 +34,23 @@ typedef struct qparam_info {
     bool lo_open;
     bool integer;
     double def;
+    mm_value_name_fn names; /* names of the values of an enum-valued setting, or NULL */
 } qparam_info;
+
+static const char *observer_value_name(int v) {
+    return mm_quant_observer_name((mm_quant_observer)v);
+}
 
 static const qparam_info params[MM_QUANT_PARAM_COUNT] = {
     [MM_QUANT_PER_CHANNEL] = {"per_channel", 0, 1, false, true, 1},
     [MM_QUANT_WEIGHT_SYMMETRIC] = {"weight_symmetric", 0, 1, false, true, 1},
     [MM_QUANT_ACT_SYMMETRIC] = {"act_symmetric", 0, 1, false, true, 0},
-    [MM_QUANT_OBSERVER] = {"observer", 0, 4, false, true, MM_OBSERVER_MINMAX},
+    [MM_QUANT_OBSERVER] = {"observer", 0, 4, false, true, MM_OBSERVER_MINMAX,
+                           observer_value_name},
     [MM_QUANT_PERCENTILE] = {"percentile", 50, 100, true, false, 99.99},
     [MM_QUANT_AVERAGING] = {"averaging", 0, 1, true, false, 0.01},
     [MM_QUANT_BINS] = {"bins", 128, 65536, false, true, 2048},
-    [MM_QUANT_KEEP_MASTER] = {"keep_master", 0, 1, false, true, 1},
+    [MM_QUANT_KEEP_MASTER] = {"keep_master", 0, 1, false, true, 0},
     [MM_QUANT_MAX_DROP] = {"max_drop", 0, 1, false, false, 0.003},
     [MM_QUANT_DROP_RELATIVE] = {"drop_relative", 0, 1, false, true, 0},
 };
@@ -65,6 +73,22 @@ mm_status mm_quant_param_from_name(const char *name, mm_quant_param *out) {
         }
     }
     return mm_error(MM_E_INVALID_ARGUMENT, "unknown quantization setting '%s'", name);
+}
+
+mm_status mm_quant_value_from_name(mm_quant_param p, const char *name, double *value) {
+    if (!param_valid((int)p))
+        return mm_error(MM_E_INVALID_ARGUMENT, "unknown quantization setting %d", (int)p);
+    const qparam_info *pi = &params[p];
+    char what[64];
+    snprintf(what, sizeof what, "quantization setting %s", pi->name);
+    return mm_value_from_name_lookup(what, pi->names, pi->names ? (int)pi->lo : 0,
+                                     pi->names ? (int)pi->hi : -1, name, value);
+}
+
+const char *mm_quant_value_name(mm_quant_param p, double value) {
+    if (!param_valid((int)p) || !params[p].names) return NULL;
+    const qparam_info *pi = &params[p];
+    return mm_value_name_lookup(pi->names, (int)pi->lo, (int)pi->hi, value);
 }
 
 mm_status mm_quant_param_bounds(mm_quant_param p, double *lo, double *hi) {
@@ -329,9 +353,8 @@ mm_status mm_quantizer_calibrate(mm_quantizer *q, const mm_model *model, const f
     if (!mm_mul_ok(n, dim, &total) || total > (SIZE_MAX / 4) / sizeof(float))
         return mm_error(MM_E_OUT_OF_RANGE, "calibration set of %zu samples is too large", n);
     size_t bad;
-    if (!all_finite(x, total, &bad))
-        return mm_error(MM_E_NUMERIC, "calibration sample %zu has a NaN or infinite feature",
-                        bad / dim);
+    mm_status st0 = mm_check_samples(x, n, dim, "calibration sample", "nothing was calibrated");
+    if (st0 != MM_OK) return st0;
 
     /* Work on copies so that a failure leaves the calibration as it was. */
     const size_t bins = (size_t)q->set[MM_QUANT_BINS];
@@ -463,9 +486,9 @@ static mm_status plan_layers(const mm_quantizer *q, const mm_model *m, bool qat,
     for (size_t i = 0; i < q->n_flags; i++)
         if (!q->flags[i].enabled && q->flags[i].index >= L)
             return mm_error(MM_E_OUT_OF_RANGE,
-                            "layer %zu is kept in float with mm_quantizer_set_layer, but the model "
-                            "has %zu layers",
-                            q->flags[i].index, L);
+                            "layer %zu was chosen to stay in float, but the model has %zu layers "
+                            "(0 .. %zu)",
+                            q->flags[i].index, L, L - 1);
     pl->L = L;
     pl->layers = mm_calloc_array(L, sizeof *pl->layers);
     if (!pl->layers) return mm_oom("quantization plan");
@@ -477,8 +500,7 @@ static mm_status plan_layers(const mm_quantizer *q, const mm_model *m, bool qat,
         p->old = m->layers[l];
         p->acc_if_float = NAN;
         if (!layer_enabled(q, l)) {
-            snprintf(p->reason, sizeof p->reason, "kept in float: disabled with "
-                                                  "mm_quantizer_set_layer");
+            snprintf(p->reason, sizeof p->reason, "kept in float: disabled for this layer by the caller");
             p->quantized = mm_layer_is_quantized(ly);
             continue;
         }
@@ -492,16 +514,32 @@ static mm_status plan_layers(const mm_quantizer *q, const mm_model *m, bool qat,
             snprintf(p->reason, sizeof p->reason, "already in quantization-aware training");
             continue;
         }
-        if (!is_dense(ly) && !layer_qat)
-            return mm_error(MM_E_UNSUPPORTED,
-                            "layer %zu is a %s layer, which the %s scheme cannot quantize (it "
-                            "takes dense layers); keep it in float with "
-                            "mm_quantizer_set_layer(q, %zu, 0)",
-                            l, ly->vt->kind, q->scheme->name, l);
+        const bool sparse = mm_layer_is_sparse(ly);
+        if (sparse && (!q->scheme->int8 || qat)) {
+            /* pruned layers take int8 only, and no fake quantization */
+            snprintf(p->reason, sizeof p->reason,
+                     q->scheme->int8 ? "kept sparse float during quantization-aware training; "
+                                       "quantized to sparse_int8 by apply"
+                                     : "kept in float: sparse layers have no %s form",
+                     q->scheme->name);
+            continue;
+        }
+        if (!is_dense(ly) && !layer_qat && !sparse) {
+            /* a kind the quantizer does not know stays as it is */
+            snprintf(p->reason, sizeof p->reason, "kept in float: the %s scheme takes dense and "
+                     "sparse layers, not %s", q->scheme->name, ly->vt->kind);
+            continue;
+        }
+        if (sparse && ly->in > MM_INT8_MAX_IN) {
+            snprintf(p->reason, sizeof p->reason, "kept in float: %zu inputs, more than the "
+                     "int8 kernels take (%u)", ly->in, MM_INT8_MAX_IN);
+            continue;
+        }
         mm_status st = check_params_finite(ly, l);
         if (st != MM_OK) return st;
         p->candidate = true;
-        if (!is_static) continue;
+        /* sparse_int8 keeps float activations: no input range needed */
+        if (!is_static || sparse) continue;
         if (!qat && layer_qat && mm_qat_input_range(ly, &p->lo, &p->hi)) {
             p->has_range = true;
             p->range_from = "qat";
@@ -552,7 +590,8 @@ static mm_status plan_build(const mm_quantizer *q, qplan *pl, bool qat) {
                 cfg.in_lo = p->lo;
                 cfg.in_hi = p->hi;
             }
-            st = mm_qlayer_from_dense(p->flt, &cfg, &p->quant);
+            st = mm_layer_is_sparse(p->flt) ? mm_qsparse_from_sparse(p->flt, &cfg, &p->quant)
+                                            : mm_qlayer_from_dense(p->flt, &cfg, &p->quant);
         }
         if (st != MM_OK) return mm_error_prefix(st, "layer %zu", l);
         p->quantized = !qat;
@@ -776,12 +815,11 @@ mm_status mm_quantizer_apply_with_tolerance(mm_quantizer *q, mm_model *model, co
         return mm_error(MM_E_INVALID_ARGUMENT, "accuracy-aware quantization needs at least one "
                                                "evaluation sample");
     const size_t dim = model->input_dim;
-    size_t total, bad;
+    size_t total;
     if (!mm_mul_ok(n, dim, &total))
         return mm_error(MM_E_OUT_OF_RANGE, "evaluation set of %zu samples is too large", n);
-    if (!all_finite(x, total, &bad))
-        return mm_error(MM_E_NUMERIC, "evaluation sample %zu has a NaN or infinite feature",
-                        bad / dim);
+    mm_status st0 = mm_check_samples(x, n, dim, "evaluation sample", "nothing was quantized");
+    if (st0 != MM_OK) return st0;
     double acc_f;
     mm_status st = accuracy(model, x, labels, n, &acc_f);
     if (st != MM_OK) return mm_error_prefix(st, "evaluating the float model");
