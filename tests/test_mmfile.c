@@ -1014,8 +1014,8 @@ START_TEST(test_raw_headers) {
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
          "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
          8, MM_E_FORMAT, "duplicate"},
-        {" {}", 0, MM_E_FORMAT, "begin with"},
-        {"[1,2]", 0, MM_E_FORMAT, "begin with"},
+        {" {}", 0, MM_E_FORMAT, "no safetensors header"},
+        {"[1,2]", 0, MM_E_FORMAT, "no safetensors header"},
         {"{\"x\":1} trailing", 0, MM_E_FORMAT, "not valid JSON"},
         {"{}", 0, MM_E_FORMAT, "not an mmaint model file"},
         {"{}      ", 0, MM_E_FORMAT, "not an mmaint model file"},
@@ -1814,6 +1814,47 @@ static void write_huge_dense(const char *path, const char *weight_name, mm_dtype
     mm_file_writer_free(w);
 }
 
+/* Files that are not safetensors at all (text, an ONNX protobuf, zeros):
+ * their first 8 bytes read as an absurd or a plausible header length, but no
+ * '{' follows. The message says what the file is not, not that a header
+ * length "exceeds the limit"; through a path too (the loader reads only the
+ * file's first bytes then). A damaged model file keeps its detailed message
+ * (test_header_length). */
+START_TEST(test_not_a_model_file) {
+    static const char text[] = "hello world, this is a text file\nsecond line\n";
+    /* ONNX: field 1 (ir_version, varint 8), field 2 (producer_name "pytorch") */
+    static const unsigned char onnx[] = {0x08, 0x08, 0x12, 0x07, 'p', 'y', 't', 'o', 'r', 'c',
+                                         'h', 0x1a, 0x03, '2', '.', '0', 0x3a, 0x00};
+    unsigned char plausible[64] = {0};
+    plausible[0] = 16; /* a header length that fits the file, then no '{' */
+    memcpy(plausible + 8, "<html>  not json", 16);
+    static const unsigned char zeros[9] = {0};
+    static const unsigned char eight[8] = {1, 0, 0, 0, 0, 0, 0, 0};
+    const struct {
+        const void *buf;
+        size_t len;
+    } cases[] = {{text, sizeof text - 1}, {onnx, sizeof onnx}, {plausible, sizeof plausible},
+                 {zeros, sizeof zeros}, {eight, sizeof eight}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        expect_load(cases[i].buf, cases[i].len, MM_E_FORMAT,
+                    "not an mmaint model file (no safetensors header)");
+        ck_assert_msg(strstr(mm_last_error_message(), "header length") == NULL, "case %zu: %s", i,
+                      mm_last_error_message());
+        char *path = mm_test_tmp_path(".mmf");
+        spit(path, cases[i].buf, cases[i].len);
+        mm_model *l = (mm_model *)(uintptr_t)1;
+        MM_ASSERT_STATUS(mm_model_load(&l, path), MM_E_FORMAT);
+        ck_assert(l == NULL);
+        const char *msg = mm_last_error_message();
+        ck_assert_msg(strncmp(msg, path, strlen(path)) == 0, "%s", msg);
+        ck_assert_msg(strstr(msg, "not an mmaint model file (no safetensors header)") != NULL, "%s",
+                      msg);
+        unlink(path);
+        free(path);
+    }
+}
+END_TEST
+
 START_TEST(test_hostile_huge_dense) {
     char *path = mm_test_tmp_path(".mmf");
     mm_model *l = (mm_model *)(uintptr_t)1;
@@ -1863,6 +1904,7 @@ static Suite *mmfile_suite(void) {
     tcase_add_test(tc, test_header_flips);
     tcase_add_test(tc, test_data_flips);
     tcase_add_test(tc, test_header_length);
+    tcase_add_test(tc, test_not_a_model_file);
     tcase_add_test(tc, test_hostile_tensors);
     tcase_add_test(tc, test_tensor_set);
     tcase_add_test(tc, test_metadata);

@@ -520,6 +520,13 @@ static mm_status parse_container(mm_file *f) {
         return mm_error(MM_E_FORMAT, "file is %zu bytes, too short for the 8-byte header length",
                         f->len);
     uint64_t n = rd_u64le(f->buf);
+    /* A safetensors file starts with the header's length and then its '{'.
+     * A file that has neither (text, ONNX, anything else) is not a damaged
+     * model file, and a message about an absurd header length would only
+     * confuse: say what it is not. A '{' after a bad length is a damaged
+     * file, reported in detail below. */
+    if (f->len == 8 || f->buf[8] != '{')
+        return mm_error(MM_E_FORMAT, "not an mmaint model file (no safetensors header)");
     if (n > MMF_MAX_HEADER)
         return mm_error(MM_E_FORMAT, "header length %llu exceeds the limit of %u bytes",
                         (unsigned long long)n, MMF_MAX_HEADER);
@@ -700,12 +707,14 @@ mm_status mm_file_open(mm_file **out, const char *path) {
     size_t len;
     mm_status ost = open_regular(path, &fd, &len);
     if (ost != MM_OK) return ost;
-    size_t want = len < 8 ? len : 8;
-    unsigned char lenbuf[8];
+    /* the length field and the header's first byte (parse_container looks
+     * at it), then the whole header if the length is plausible */
+    size_t want = len < 9 ? len : 9;
+    unsigned char lenbuf[9];
     mm_status st = pread_full(fd, 0, lenbuf, want);
-    if (st == MM_OK && want == 8) {
+    if (st == MM_OK && want == 9) {
         uint64_t n = rd_u64le(lenbuf);
-        if (n <= MMF_MAX_HEADER && n <= len - 8) want = 8 + (size_t)n;
+        if (n <= MMF_MAX_HEADER && n <= len - 8 && 8 + (size_t)n > want) want = 8 + (size_t)n;
     }
     unsigned char *buf = st == MM_OK ? malloc(want ? want : 1) : NULL;
     if (st == MM_OK && !buf) st = mm_oom("file header");
