@@ -147,9 +147,15 @@ void cli_opts_add_data(cli_opts *o, unsigned roles, int primary);
  * every other library setting. */
 void cli_opts_add_optimizer(cli_opts *o, bool fit_flags);
 /* Parse the next option: 1 = got one (*id, *arg set), 0 = done (positional
- * arguments are argv[optind..argc)), -1 = error (message printed; exit 2). */
+ * arguments are argv[optind..argc)), -1 = error (message printed; exit 2).
+ * Yes/no flags (every flag that takes no required value, except --help)
+ * accept --FLAG, --FLAG=VALUE and --FLAG VALUE, the last only when VALUE is
+ * a word cli_parse_bool knows (so a bare flag before a positional argument
+ * still works); their *arg is then "1" or "0" (see cli_bool_arg). */
 int cli_getopt(const cli *c, int argc, char **argv, const cli_opts *o, int *id,
                const char **arg);
+/* The value of a yes/no flag as cli_getopt passes it: false only for "0". */
+bool cli_bool_arg(const char *arg);
 /* The flag cli_getopt returned last, as spelled in full ("--epochs"). */
 const char *cli_current_flag(void);
 /* Print the option list of `o` for help texts. */
@@ -182,6 +188,14 @@ void cli_data_init(cli_data_cfg *d, int primary);
 int cli_data_option(const cli *c, cli_data_cfg *d, int id, const char *arg, int *rc);
 /* True if any source was given for a role. */
 bool cli_data_given(const cli_data_cfg *d, int role);
+/* A role about to be loaded with the Fashion-MNIST default while data files
+ * were given for other roles of d (or of `other`, e.g. a holdout, named
+ * `other_name`) is a usage error naming the missing flag: a --test-csv
+ * without --train-csv must not train on Fashion-MNIST. 0 when the role has
+ * data, no data flag was given at all, or --data-dir asks for Fashion-MNIST;
+ * else the exit code. `purpose` starts the message's reason ("fine-tuning"). */
+int cli_data_require(const cli *c, const cli_data_cfg *d, int role, const char *purpose,
+                     const cli_data_cfg *other, const char *other_name);
 /* Load the dataset of a role. With no source for the role and use_default,
  * load the Fashion-MNIST split (train for CLI_ROLE_TRAIN/VAL, t10k for TEST).
  * *out is NULL (and 0 returned) when the role has no source and no default.
@@ -237,9 +251,12 @@ typedef struct cli_progress {
 
 void cli_progress_init(cli_progress *p, const cli *c);
 /* Draw "label [#####.....]  42%  ETA 0:12  1234 samples/s  extra" on stderr
- * if it is a terminal, at most ~10 times per second (force draws anyway). */
+ * if it is a terminal, at most ~10 times per second (force draws anyway),
+ * fitted to the terminal's width (cli_terminal_width) so it never wraps. */
 void cli_progress_draw(cli_progress *p, const char *label, double fraction, double elapsed,
                        double rate, const char *extra, bool force);
+/* Columns of the terminal on fd (TIOCGWINSZ), else $COLUMNS, else 80. */
+int cli_terminal_width(int fd);
 /* Erase the bar so that a normal line can be printed. */
 void cli_progress_clear(cli_progress *p);
 
@@ -342,9 +359,15 @@ int cli_maint_brighten(const cli *c, const mm_dataset *ds, mm_dataset **out);
 typedef enum { CLI_MAINT_NEVER = 0, CLI_MAINT_NAIVE = 1, CLI_MAINT_GUARDED = 2 } cli_maint_mode;
 const char *cli_maint_mode_name(cli_maint_mode m);
 
+/* Samples per series point: plot_every if not 0, else from the stream's
+ * length, at least CLI_MAINT_MIN_POINTS points and at most 500 samples
+ * apart (1 for streams shorter than CLI_MAINT_MIN_POINTS). */
+#define CLI_MAINT_MIN_POINTS 50
+size_t cli_maint_plot_every(size_t plot_every, size_t length);
+
 typedef struct cli_maint_run_cfg {
     cli_maint_mode mode;
-    size_t plot_every;   /* samples per series point */
+    size_t plot_every;   /* samples per series point; 0: cli_maint_plot_every */
     size_t status_every; /* status line period without a terminal; 0 = none */
     const char *label;   /* progress bar label */
     mm_optimizer *opt;   /* naive mode: predict, then step this optimizer per sample */

@@ -16,6 +16,24 @@
 
 void cli_opts_init(cli_opts *o) { memset(o, 0, sizeof *o); }
 
+/* Yes/no flags: every flag that does not require a value, except --help.
+ * They are registered with an optional value, so that --shuffle,
+ * --shuffle=0 and (see cli_getopt) --shuffle 0 all work. */
+static bool def_is_bool(const cli_optdef *d) {
+    return d->id != CLI_OPT_HELP && d->has_arg != required_argument;
+}
+
+/* A word cli_parse_bool accepts: only such a word after a bare yes/no flag
+ * is taken as its value (anything else stays a positional argument). */
+static bool is_bool_word(const char *s) {
+    static const char *words[] = {"1", "0", "true", "false", "yes", "no", "on", "off"};
+    for (size_t i = 0; s && i < sizeof words / sizeof words[0]; i++)
+        if (strcasecmp(s, words[i]) == 0) return true;
+    return false;
+}
+
+bool cli_bool_arg(const char *arg) { return !arg || strcmp(arg, "0") != 0; }
+
 static bool opts_has(const cli_opts *o, const char *name) {
     for (size_t i = 0; i < o->n; i++)
         if (strcmp(o->defs[i].name, name) == 0) return true;
@@ -30,7 +48,9 @@ void cli_opts_add(cli_opts *o, const cli_optdef *defs, size_t n) {
             return;
         }
         o->defs[o->n] = defs[i];
-        o->longopts[o->n] = (struct option){defs[i].name, defs[i].has_arg, NULL, defs[i].id};
+        o->longopts[o->n] = (struct option){
+            defs[i].name, def_is_bool(&defs[i]) ? optional_argument : defs[i].has_arg, NULL,
+            defs[i].id};
         o->n++;
         o->longopts[o->n] = (struct option){NULL, 0, NULL, 0};
     }
@@ -161,10 +181,12 @@ int cli_getopt(const cli *c, int argc, char **argv, const cli_opts *o, int *id,
         snprintf(g_flag, sizeof g_flag, "-%c", r > 0 && r < 128 ? r : '?');
     if (r == '?') {
         const char *bad = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
-        if (optopt && optopt < 256)
-            cli_usage_error(c, "unknown option '-%c'", optopt);
-        else if (strncmp(bad, "--", 2) == 0 && optopt == 0)
+        if (strncmp(bad, "--", 2) == 0 && optopt == 0)
             cli_usage_error(c, "unknown or ambiguous option '%s'", bad);
+        else if (strncmp(bad, "--", 2) == 0) /* "--help=yes" (optopt is 'h') */
+            cli_usage_error(c, "option '%s' takes no value", bad);
+        else if (optopt && optopt < 256)
+            cli_usage_error(c, "unknown option '-%c'", optopt);
         else
             cli_usage_error(c, "option '%s' takes no value", bad);
         return -1;
@@ -176,17 +198,30 @@ int cli_getopt(const cli *c, int argc, char **argv, const cli_opts *o, int *id,
     }
     *id = r;
     *arg = optarg;
+    if (longindex >= 0 && (size_t)longindex < o->n && def_is_bool(&o->defs[longindex])) {
+        /* "--shuffle 0": the next word is the flag's value only if it is a
+         * yes/no word, so "--quiet model.mmf" keeps its positional. */
+        if (!*arg && optind < argc && is_bool_word(argv[optind])) *arg = argv[optind++];
+        bool b;
+        if (cli_parse_bool(c, g_flag, *arg, &b)) return -1;
+        *arg = b ? "1" : "0"; /* handlers see "1" or "0" (cli_bool_arg) */
+    }
     return 1;
 }
 
 void cli_opts_print_help(const cli_opts *o, FILE *f) {
+    bool any_bool = false;
     for (size_t i = 0; i < o->n; i++) {
         const cli_optdef *d = &o->defs[i];
         if (!d->help) continue;
         char left[64];
-        if (d->arg && d->has_arg == optional_argument)
-            snprintf(left, sizeof left, "--%s[=%s]", d->name, d->arg);
-        else if (d->arg)
+        if (def_is_bool(d)) {
+            any_bool = true;
+            if (d->arg)
+                snprintf(left, sizeof left, "--%s [%s]", d->name, d->arg);
+            else
+                snprintf(left, sizeof left, "--%s", d->name);
+        } else if (d->arg)
             snprintf(left, sizeof left, "--%s %s", d->name, d->arg);
         else
             snprintf(left, sizeof left, "--%s", d->name);
@@ -196,10 +231,17 @@ void cli_opts_print_help(const cli_opts *o, FILE *f) {
             fprintf(f, "  %-22s  ", left);
         cli_print_wrapped(f, d->help, 26, 26);
     }
+    if (any_bool) {
+        fputc('\n', f);
+        cli_print_wrapped(f, "A yes/no flag (such as --quiet) alone means yes; it also takes a "
+                             "value: --FLAG 0|1 (or true|false, yes|no, on|off) or --FLAG=VALUE.",
+                          0, 0);
+    }
 }
 
 void cli_print_optimizer_settings(FILE *f) {
-    fprintf(f, "Optimizer settings (as --NAME VALUE with '-' for '_', or --set NAME=VALUE):\n");
+    fprintf(f, "Optimizer settings (as --NAME VALUE with '-' for '_', or --set NAME=VALUE;\n"
+               "yes/no settings, marked 'yes/no', also as a bare --NAME, meaning 1):\n");
     for (int p = 0; p < CLI_MAX_PARAM; p++) {
         const char *name = mm_opt_param_name((mm_opt_param)p);
         if (!name) continue;
@@ -212,7 +254,9 @@ void cli_print_optimizer_settings(FILE *f) {
         if (mm_opt_param_bounds((mm_opt_param)p, &lo, &hi) == MM_OK)
             fprintf(f, "  --%-22s  %s%g, %g]%s\n", flag, lo > 0 && lo < 1e-300 ? "(" : "[",
                     lo > 0 && lo < 1e-300 ? 0.0 : lo, hi,
-                    p == MM_OPT_SCHEDULE ? "  constant|step|exponential|cosine" : "");
+                    p == MM_OPT_SCHEDULE     ? "  constant|step|exponential|cosine"
+                    : param_is_switch(name) ? "  yes/no"
+                                            : "");
         else
             fprintf(f, "  --%s\n", flag);
     }
@@ -223,11 +267,11 @@ int cli_common_option(cli *c, int id, const char *arg, int *rc) {
     *rc = 0;
     switch (id) {
     case CLI_OPT_JSON:
-        c->json = true;
-        c->out = stderr;
+        c->json = cli_bool_arg(arg);
+        c->out = c->json ? stderr : stdout;
         return 1;
     case CLI_OPT_QUIET:
-        c->quiet = true;
+        c->quiet = cli_bool_arg(arg);
         return 1;
     case CLI_OPT_THREADS: {
         size_t n;
@@ -310,6 +354,42 @@ int cli_data_option(const cli *c, cli_data_cfg *d, int id, const char *arg, int 
 bool cli_data_given(const cli_data_cfg *d, int role) {
     const cli_data_src *s = &d->src[role];
     return s->images || s->labels || s->csv;
+}
+
+int cli_data_require(const cli *c, const cli_data_cfg *d, int role, const char *purpose,
+                     const cli_data_cfg *other, const char *other_name) {
+    static const char *role_flag[] = {"train", "val", "test"};
+    static const char *role_name[] = {"training", "validation", "test"};
+    if (cli_data_given(d, role) || d->data_dir) return 0;
+    /* the first data that was given: a role of d, else `other` */
+    const cli_data_src *given = NULL;
+    char what[64] = "";
+    for (int r = 0; r < CLI_ROLE_COUNT && !given; r++)
+        if (r != role && cli_data_given(d, r)) {
+            given = &d->src[r];
+            snprintf(what, sizeof what, "%s data", role_name[r]);
+        }
+    for (int r = 0; other && r < CLI_ROLE_COUNT && !given; r++)
+        if (cli_data_given(other, r)) {
+            given = &other->src[r];
+            snprintf(what, sizeof what, "%s data", other_name ? other_name : "other");
+        }
+    if (!given) return 0; /* no data flag at all: the Fashion-MNIST default */
+    const char *file = given->csv ? given->csv : given->images ? given->images : given->labels;
+    char flag[96];
+    if (given->csv && role == d->primary)
+        snprintf(flag, sizeof flag, "--csv FILE (or --%s-csv FILE)", role_flag[role]);
+    else if (given->csv)
+        snprintf(flag, sizeof flag, "--%s-csv FILE", role_flag[role]);
+    else if (role == d->primary)
+        snprintf(flag, sizeof flag, "--images FILE --labels FILE");
+    else
+        snprintf(flag, sizeof flag, "--%s-images FILE --%s-labels FILE", role_flag[role],
+                 role_flag[role]);
+    return cli_usage_error(c,
+                           "%s %s was given but no %s data: %s needs %s; Fashion-MNIST is the "
+                           "default only when no data file is given at all (or with --data-dir DIR)",
+                           what, file, role_name[role], purpose, flag);
 }
 
 const char *cli_fashion_dir(const cli_data_cfg *d) {

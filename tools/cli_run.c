@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* ---- batch training ---------------------------------------------------- */
 
@@ -358,9 +359,122 @@ void cli_arch_string(const mm_model *m, char *buf, size_t cap) {
     mm_clear_error();
 }
 
+/* ---- what a file that is not a model file is ----------------------------- */
+
+static bool read_varint(const unsigned char *b, size_t n, size_t *i, uint64_t *v) {
+    *v = 0;
+    for (int shift = 0; shift < 64 && *i < n; shift += 7) {
+        const unsigned char byte = b[(*i)++];
+        *v |= (uint64_t)(byte & 0x7f) << shift;
+        if (!(byte & 0x80)) return true;
+    }
+    return false;
+}
+
+/* An ONNX ModelProto: ir_version (field 1, a small varint) first, as every
+ * exporter writes it, then only ModelProto's fields with their wire types,
+ * up to the graph (field 7) or the end of what was read. */
+static bool looks_like_onnx(const unsigned char *b, size_t n, bool whole) {
+    size_t i = 0;
+    int fields = 0;
+    while (i < n) {
+        uint64_t key, v;
+        if (!read_varint(b, n, &i, &key)) return !whole && fields >= 2;
+        const uint64_t field = key >> 3, wire = key & 7;
+        const bool is_varint = field == 1 || field == 5;
+        const bool is_bytes = (field >= 2 && field <= 8 && field != 5) || field == 14 ||
+                              field == 20 || field == 25;
+        if (fields == 0 && field != 1) return false;
+        if (is_varint && wire == 0) {
+            if (!read_varint(b, n, &i, &v)) return !whole && fields >= 1;
+            if (field == 1 && (v < 1 || v > 100)) return false;
+        } else if (is_bytes && wire == 2) {
+            if (!read_varint(b, n, &i, &v)) return !whole && fields >= 1;
+            if (field == 7) return true; /* the graph */
+            if (v > n - i) return !whole && fields >= 1; /* runs past what was read */
+            i += (size_t)v;
+        } else {
+            return false;
+        }
+        fields++;
+    }
+    return false; /* no graph */
+}
+
+static bool has_ext(const char *path, const char *ext) {
+    const size_t n = strlen(path), e = strlen(ext);
+    return n > e && strcasecmp(path + n - e, ext) == 0;
+}
+
+/* 'o' for an ONNX file, 's' for a safetensors file (a plausible header
+ * length, then '{'), 0 for anything else. By content; a .onnx name counts
+ * for ONNX when the content says nothing. */
+static int sniff_model_format(const char *path) {
+    unsigned char b[65536];
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    const size_t n = fread(b, 1, sizeof b, f);
+    const bool whole = n < sizeof b;
+    fclose(f);
+    if (n >= 10 && b[8] == '{') {
+        uint64_t len = 0;
+        for (int i = 7; i >= 0; i--) len = (len << 8) | b[i];
+        const long long size = cli_file_size(path);
+        if (len >= 2 && size >= 8 && len <= (uint64_t)size - 8) return 's';
+    }
+    if (looks_like_onnx(b, n, whole)) return 'o';
+    return has_ext(path, ".onnx") ? 'o' : 0;
+}
+
+/* The command that imports `path` into an mmaint model file. */
+static void convert_hint(const char *path, const char *ext, const char *fmt, char *buf,
+                         size_t cap) {
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    const char *dot = strrchr(base, '.');
+    const size_t stem = dot && dot != base ? (size_t)(dot - path) : strlen(path);
+    if (has_ext(path, ext))
+        snprintf(buf, cap, "mmaint convert %s %.*s.mmf", path, (int)stem, path);
+    else /* convert goes by the extension: name the format */
+        snprintf(buf, cap, "mmaint convert --from %s %s %.*s%s.mmf", fmt, path, (int)stem, path,
+                 has_ext(path, ".mmf") ? "-imported" : "");
+}
+
 int cli_load_model(const cli *c, const char *path, mm_model **out) {
     *out = NULL;
     mm_status st = mm_model_load(out, path);
+    if (st == MM_E_FORMAT) {
+        /* Not an mmaint model file: if it is one that `mmaint convert`
+         * imports, say so instead of what the loader found wrong. */
+        char hint[3 * 1024 + 64];
+        switch (sniff_model_format(path)) {
+        case 'o':
+            convert_hint(path, ".onnx", "onnx", hint, sizeof hint);
+            mm_clear_error();
+            return cli_runtime_error(c, "%s is an ONNX file; import it with: %s", path, hint);
+        case 's':
+            if (!strstr(cli_lib_message(st), "not an mmaint model file")) break;
+            convert_hint(path, ".safetensors", "safetensors", hint, sizeof hint);
+            mm_clear_error();
+            return cli_runtime_error(c,
+                                     "%s is a safetensors file without mmaint's model metadata; "
+                                     "import it with: %s (weights from other tools also need "
+                                     "--arch SPEC)",
+                                     path, hint);
+        default: {
+            /* "text.mmf is not an mmaint model file (no safetensors header)" */
+            const char *msg = cli_lib_message(st);
+            const size_t n = strlen(path);
+            if (strncmp(msg, path, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ') msg += n + 2;
+            if (strncmp(msg, "not an mmaint model file", 24) == 0) {
+                int rc = cli_runtime_error(c, "%s is %s", path, msg);
+                mm_clear_error();
+                return rc;
+            }
+            break;
+        }
+        }
+    }
     if (st != MM_OK) return cli_lib_error(c, st, "loading %s", path);
     return 0;
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -265,6 +266,18 @@ void cli_progress_init(cli_progress *p, const cli *c) {
     p->last_draw = -1.0;
 }
 
+int cli_terminal_width(int fd) {
+    struct winsize ws;
+    if (isatty(fd) && ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+    const char *env = getenv("COLUMNS");
+    if (env && *env) {
+        char *end = NULL;
+        long v = strtol(env, &end, 10);
+        if (end != env && *end == '\0' && v > 0 && v < 100000) return (int)v;
+    }
+    return 80;
+}
+
 void cli_progress_draw(cli_progress *p, const char *label, double fraction, double elapsed,
                        double rate, const char *extra, bool force) {
     if (!p->c->tty || p->c->quiet) return;
@@ -273,21 +286,56 @@ void cli_progress_draw(cli_progress *p, const char *label, double fraction, doub
     p->last_draw = now;
     if (!(fraction >= 0)) fraction = 0;
     if (fraction > 1) fraction = 1;
-    enum { BAR = 24 };
-    char bar[BAR + 1];
-    int fill = (int)(fraction * BAR + 0.5);
-    for (int i = 0; i < BAR; i++) bar[i] = i < fill ? '#' : '.';
-    bar[BAR] = '\0';
+    /* The line fits the terminal, less its last column (writing there
+     * wraps on some terminals): the width is queried at every draw, so a
+     * resized window is followed. The bar takes what the text leaves, 10 to
+     * 40 columns; on a narrow terminal the extra text goes first, then the
+     * numbers get shorter, then the line is cut. */
+    enum { BAR_MIN = 10, BAR_MAX = 40 };
+    int avail = cli_terminal_width(fileno(stderr)) - 1;
+    if (avail < 1) avail = 1;
+    if (avail > 250) avail = 250;
     char eta[32] = "--:--";
     if (fraction > 0 && elapsed > 0) cli_format_duration(elapsed * (1 - fraction) / fraction, eta, sizeof eta);
-    char line[256];
-    int len = snprintf(line, sizeof line, "%s [%s] %3.0f%%  ETA %s  %.0f samples/s%s%s", label ? label : "",
-                       bar, fraction * 100.0, eta, rate, extra && *extra ? "  " : "",
-                       extra ? extra : "");
+    if (!label) label = "";
+    if (!extra) extra = "";
+    const int ll = (int)strlen(label), le = *extra ? 2 + (int)strlen(extra) : 0;
+    /* the numbers in full, shorter, or only the percentage, whichever
+     * leaves room for the label and a BAR_MIN bar */
+    char stats[96];
+    int ls = 0;
+    for (int form = 0; form < 3; form++) {
+        if (form == 0)
+            ls = snprintf(stats, sizeof stats, " %3.0f%%  ETA %s  %.0f samples/s", fraction * 100.0,
+                          eta, rate);
+        else if (form == 1)
+            ls = snprintf(stats, sizeof stats, " %3.0f%% ETA %s %.0f/s", fraction * 100.0, eta, rate);
+        else
+            ls = snprintf(stats, sizeof stats, " %3.0f%%", fraction * 100.0);
+        if (ls < 0) return;
+        if (ll + 3 + ls + BAR_MIN <= avail) break;
+    }
+    if (ls >= (int)sizeof stats) ls = (int)sizeof stats - 1;
+    int fixed = ll + 3 + ls; /* "label [" + "]" + stats */
+    if (fixed + le + BAR_MIN > avail) extra = ""; /* no room for the extra text */
+    else fixed += le;
+    int bw = avail - fixed;
+    if (bw > BAR_MAX) bw = BAR_MAX;
+    if (bw < BAR_MIN) bw = BAR_MIN;
+    char bar[BAR_MAX + 1];
+    int fill = (int)(fraction * bw + 0.5);
+    for (int i = 0; i < bw; i++) bar[i] = i < fill ? '#' : '.';
+    bar[bw] = '\0';
+    char line[512];
+    int len = snprintf(line, sizeof line, "%s [%s]%s%s%s", label, bar, stats, *extra ? "  " : "",
+                       extra);
     if (len < 0) return;
     if (len >= (int)sizeof line) len = (int)sizeof line - 1;
+    if (len > avail) len = avail; /* never wraps */
     /* Pad with spaces to erase a longer previous line. */
-    fprintf(stderr, "\r%s%*s", line, p->last_width > len ? p->last_width - len : 0, "");
+    int pad = p->last_width > len ? p->last_width - len : 0;
+    if (len + pad > avail) pad = avail - len;
+    fprintf(stderr, "\r%.*s%*s", len, line, pad, "");
     fflush(stderr);
     p->last_width = len;
     p->drawn = true;

@@ -210,8 +210,14 @@ int cmd_convert(int argc, char **argv) {
         case OPT_ARCH: a.arch = arg; break;
         case OPT_NAMES: a.names = arg; break;
         case OPT_OUT_NAMES: a.out_names = arg; break;
-        case OPT_ALLOW_EXTRA: a.flags |= MM_SAFETENSORS_ALLOW_EXTRA; break;
-        case OPT_ROUND_F64: a.flags |= MM_SAFETENSORS_ROUND_F64; break;
+        case OPT_ALLOW_EXTRA:
+            if (cli_bool_arg(arg)) a.flags |= MM_SAFETENSORS_ALLOW_EXTRA;
+            else a.flags &= ~(unsigned)MM_SAFETENSORS_ALLOW_EXTRA;
+            break;
+        case OPT_ROUND_F64:
+            if (cli_bool_arg(arg)) a.flags |= MM_SAFETENSORS_ROUND_F64;
+            else a.flags &= ~(unsigned)MM_SAFETENSORS_ROUND_F64;
+            break;
         default: return cli_usage_error(&c, "unhandled option %s", cli_current_flag());
         }
     }

@@ -892,7 +892,7 @@ int cmd_demo(int argc, char **argv) {
         switch (id) {
         case CLI_OPT_OUT: d.out_dir = arg; break;
         case CLI_OPT_DATA_DIR: data.data_dir = arg; break;
-        case OPT_QUICK: d.quick = true; break;
+        case OPT_QUICK: d.quick = cli_bool_arg(arg); break;
         case OPT_SEED: {
             size_t s;
             if ((r = cli_parse_size(&c, "--seed", arg, &s)) != 0) return r;

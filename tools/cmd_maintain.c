@@ -162,6 +162,12 @@ static int push_event(cli_maint_result *r, uint64_t pos, char kind) {
     return 0;
 }
 
+size_t cli_maint_plot_every(size_t plot_every, size_t length) {
+    if (plot_every) return plot_every;
+    size_t every = length / CLI_MAINT_MIN_POINTS;
+    return every < 1 ? 1 : every > 500 ? 500 : every;
+}
+
 static const char *drift_state_name(int s) {
     return s == 2 ? "DRIFT" : s == 1 ? "warning" : "stable";
 }
@@ -173,7 +179,11 @@ int cli_maint_run(const cli *c, mm_maintainer *mt, const mm_model *model, const 
     const size_t n = mm_dataset_size(ds), dim = mm_dataset_dim(ds);
     const float *x = mm_dataset_features(ds);
     const int32_t *y = mm_dataset_labels(ds);
-    const size_t chunk = 100, every = cfg->plot_every ? cfg->plot_every : 500;
+    /* Series points every plot_every samples; by default from the stream's
+     * length (the whole stream is loaded first, stdin too): at least
+     * CLI_MAINT_MIN_POINTS points, at most 500 samples apart. The stream
+     * goes in chunks of up to 100 samples that end at every point. */
+    const size_t chunk = 100, every = cli_maint_plot_every(cfg->plot_every, n);
     int32_t *pred = mt ? NULL : malloc(chunk * sizeof *pred);
     if (cfg->opt) model = mm_optimizer_model(cfg->opt);
     if (!mt && !pred) return cli_runtime_error(c, "out of memory");
@@ -181,15 +191,23 @@ int cli_maint_run(const cli *c, mm_maintainer *mt, const mm_model *model, const 
     cli_progress_init(&bar, c);
     const double t0 = cli_now();
     uint64_t correct = 0, pt_correct = 0, pt_start = 0;
-    uint64_t win_correct[64] = {0}; /* never mode: rolling accuracy over chunks */
+    /* naive and never modes: rolling accuracy over the last ROLL samples */
+    enum { ROLL = 1000 };
+    unsigned char *roll = mt ? NULL : calloc(ROLL, 1);
+    uint64_t roll_ok = 0;
+    if (!mt && !roll) {
+        free(pred);
+        return cli_runtime_error(c, "out of memory");
+    }
     size_t next_status = cfg->status_every;
     int rc = 0;
-    for (size_t i = 0; i < n && !rc; i += chunk) {
+    for (size_t i = 0, k = 0; i < n && !rc; i += k) {
         if (cli_interrupted()) {
             rc = cli_runtime_error(c, "interrupted after %zu samples", i);
             break;
         }
-        const size_t k = n - i < chunk ? n - i : chunk;
+        k = n - i < chunk ? n - i : chunk;
+        if (pt_start + every - i < k) k = (size_t)(pt_start + every - i); /* end at the point */
         if (mt) {
             mm_status st = mm_maintainer_feed(mt, x + i * dim, y + i, k, &r->rep);
             if (st != MM_OK) {
@@ -205,28 +223,29 @@ int cli_maint_run(const cli *c, mm_maintainer *mt, const mm_model *model, const 
             mm_status st = MM_OK;
             if (cfg->opt) { /* naive: predict, then one SGD step, sample by sample */
                 for (size_t j = 0; j < k && st == MM_OK; j++) {
-                    st = mm_model_predict(mm_optimizer_model(cfg->opt), x + (i + j) * dim, 1, pred);
-                    ok += st == MM_OK && pred[0] == y[i + j];
+                    st = mm_model_predict(mm_optimizer_model(cfg->opt), x + (i + j) * dim, 1, pred + j);
                     if (st == MM_OK) st = mm_optimizer_step(cfg->opt, x + (i + j) * dim, y + i + j, NULL, 1, NULL);
                     if (st == MM_E_NUMERIC) st = MM_OK; /* refused: nothing changed */
                 }
                 r->rep.learned += k;
             } else {
                 st = mm_model_predict(model, x + i * dim, k, pred);
-                for (size_t j = 0; st == MM_OK && j < k; j++) ok += pred[j] == y[i + j];
             }
             if (st != MM_OK) {
                 rc = cli_lib_error(c, st, "at sample %zu", i);
                 break;
             }
+            for (size_t j = 0; j < k; j++) {
+                const unsigned char hit = pred[j] == y[i + j];
+                unsigned char *slot = &roll[(i + j) % ROLL];
+                roll_ok += (uint64_t)hit - *slot;
+                *slot = hit;
+                ok += hit;
+            }
             correct += ok;
-            win_correct[(i / chunk) % 10] = ok;
             r->rep.samples = i + k;
             r->rep.correct = correct;
-            uint64_t w = 0;
-            size_t chunks = (i / chunk + 1) < 10 ? (i / chunk + 1) : 10;
-            for (size_t j = 0; j < chunks; j++) w += win_correct[j];
-            r->rep.rolling_accuracy = (double)w / (double)(chunks * chunk);
+            r->rep.rolling_accuracy = (double)roll_ok / (double)(i + k < ROLL ? i + k : ROLL);
             r->rep.version = 1;
         }
         const uint64_t done = i + k;
@@ -271,6 +290,7 @@ int cli_maint_run(const cli *c, mm_maintainer *mt, const mm_model *model, const 
     }
     cli_progress_clear(&bar);
     free(pred);
+    free(roll);
     if (!rc && mt) {
         mm_status st = mm_maintainer_flush(mt, &r->rep);
         if (st != MM_OK) rc = cli_lib_error(c, st, "ending the last window");
@@ -741,7 +761,8 @@ static void maintain_opts(cli_opts *o) {
          "draw accuracy over the stream with drift and rollback marks; FILE.svg: SVG, "
          "FILE.png: 900x420 PNG"},
         {"plot-every", required_argument, OPT_PLOT_EVERY, "N",
-         "samples per point of the plot and of the JSON series (default 500)"},
+         "samples per point of the plot and of the JSON series (default: from the "
+         "stream's length, at least 50 points and at most 500 samples apart)"},
         {"status-every", required_argument, OPT_STATUS_EVERY, "N",
          "status line every N samples when stderr is not a terminal (default 5000, 0 = none)"},
     };
@@ -772,10 +793,11 @@ void help_maintain(FILE *f) {
             "tries again after more data (3 rounds). Prints a live status line and a final\n"
             "report.\n\n"
             "Data: the stream is --images/--labels or --csv (FILE '-' reads stdin), in\n"
-            "order; --offset/--limit select a range; default: the Fashion-MNIST training\n"
-            "set. The holdout is --holdout-* data plus every --holdout-every-th stream\n"
-            "sample. --test-* data is evaluated before and after; with --scenario (default:\n"
-            "the Fashion-MNIST test set) also at every plot point, brightened after the drift.\n\n"
+            "order; --offset/--limit select a range; default (no data files, or --data-dir):\n"
+            "the Fashion-MNIST training set. The holdout is --holdout-* data plus every\n"
+            "--holdout-every-th stream sample. --test-* data is evaluated before and after;\n"
+            "with --scenario (default: the Fashion-MNIST test set) also at every plot point,\n"
+            "brightened after the drift.\n\n"
             "Options:\n");
     cli_opts_print_help(&o, f);
     fprintf(f, "\nExample:\n"
@@ -805,7 +827,7 @@ int cmd_maintain(int argc, char **argv) {
     cli_data_cfg hold;
     cli_data_init(&hold, CLI_ROLE_TRAIN);
     const char *out = NULL, *plot = NULL, *ckpt_dir = NULL, *scenario = NULL;
-    size_t scen_len = 30000, scen_seed = 1, plot_every = 500, status_every = 5000;
+    size_t scen_len = 30000, scen_seed = 1, plot_every = 0 /* from the length */, status_every = 5000;
     cli_maint_mode mode = CLI_MAINT_GUARDED;
     double mset[32];
     bool mgiven[32] = {false};
@@ -889,6 +911,8 @@ int cmd_maintain(int argc, char **argv) {
     cli_maint_plan plan;
     memset(&plan, 0, sizeof plan);
 
+    if ((rc = cli_data_require(&c, &data, CLI_ROLE_TRAIN, "the stream", &hold, "holdout")))
+        goto done;
     if ((rc = cli_load_model(&c, in, &model))) goto done;
     if ((rc = cli_data_load(&c, &data, CLI_ROLE_TRAIN, true, &raw, desc, sizeof desc))) goto done;
     if ((rc = cli_check_data_fits(&c, model, raw, desc))) goto done;

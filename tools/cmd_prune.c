@@ -85,7 +85,8 @@ void help_prune(FILE *f) {
             "sparsity of every layer.\n\n"
             "Data: test data (--test-*, or --images/--labels/--csv) for accuracy and speed;\n"
             "training data (--train-*) for fine-tuning and calibration, loaded only when\n"
-            "needed. Default: Fashion-MNIST from %s.\n"
+            "needed. Default (no data file given, or --data-dir): Fashion-MNIST from\n"
+            "%s.\n"
             "Fine-tuning uses a new optimizer (default adam, lr 0.001, batch 64, seed 42);\n"
             "the optimizer flags are those of 'mmaint train' (--schedule is the pruning\n"
             "schedule here: use --lr-schedule for the learning rate's).\n\n"
@@ -279,6 +280,11 @@ static int run_prune(cli *c, prune_args *a) {
     mm_pruner_set(p, MM_PRUNE_SEED, seedv);
     mm_pruner_set(p, MM_PRUNE_SPARSE_FORMAT, a->format);
     mm_pruner_set(p, MM_PRUNE_REORDER_NEURONS, a->keep_order ? 0 : 1);
+    if (need_train &&
+        (rc = cli_data_require(c, &a->data, CLI_ROLE_TRAIN,
+                               a->ft_epochs > 0 ? "--fine-tune-epochs" : "--criterion neuron-activation",
+                               NULL, NULL)))
+        goto done;
 
     if ((rc = cli_load_model(c, a->model, &model))) goto done;
     st = mm_model_clone(model, &orig);
@@ -566,7 +572,7 @@ int cmd_prune(int argc, char **argv) {
             else if (strcasecmp(arg, "dense") == 0) a.format = MM_PRUNE_FORMAT_DENSE;
             else return cli_usage_error(&c, "--format: '%s' is not auto, sparse or dense", arg);
             break;
-        case OPT_KEEP_ORDER: a.keep_order = true; break;
+        case OPT_KEEP_ORDER: a.keep_order = cli_bool_arg(arg); break;
         case OPT_CAL_SAMPLES:
             if ((r = cli_parse_size(&c, flag, arg, &a.cal_samples))) return r;
             if (a.cal_samples == 0)

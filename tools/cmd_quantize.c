@@ -98,7 +98,7 @@ void help_quantize(FILE *f) {
             "training data (--train-*) for int8-static calibration, loaded only then;\n"
             "validation data (--val-*, or --val-split F of the training data) for\n"
             "--max-drop if given, else the test data.\n"
-            "Default: Fashion-MNIST from %s.\n\n"
+            "Default (no data file given, or --data-dir): Fashion-MNIST from\n%s.\n\n"
             "Options:\n",
             CLI_DEFAULT_FASHION_DIR);
     cli_opts_print_help(&o, f);
@@ -375,6 +375,11 @@ static int run_quantize(cli *c, quantize_args *a) {
         goto done;
     }
 
+    if (need_train &&
+        (rc = cli_data_require(c, &a->data, CLI_ROLE_TRAIN,
+                               stat ? "int8-static calibration" : "--val-split", NULL, NULL)))
+        goto done;
+
     /* Data: test data by default only when no data flag at all. */
     bool defaults = !cli_data_given(&a->data, CLI_ROLE_TRAIN) &&
                     !cli_data_given(&a->data, CLI_ROLE_TEST) &&
@@ -626,13 +631,13 @@ int cmd_quantize(int argc, char **argv) {
         case OPT_SCHEME:
             if ((r = parse_scheme(&c, arg, &a.scheme))) return r;
             break;
-        case OPT_PER_TENSOR: a.per_tensor = true; break;
+        case OPT_PER_TENSOR: a.per_tensor = cli_bool_arg(arg); break;
         case OPT_PER_CHANNEL:
-            a.per_tensor = false;
+            a.per_tensor = !cli_bool_arg(arg);
             a.per_channel_given = true;
             break;
-        case OPT_ASYM_WEIGHTS: a.asym_weights = true; break;
-        case OPT_SYM_ACTS: a.sym_acts = true; break;
+        case OPT_ASYM_WEIGHTS: a.asym_weights = cli_bool_arg(arg); break;
+        case OPT_SYM_ACTS: a.sym_acts = cli_bool_arg(arg); break;
         case OPT_OBSERVER:
             if ((r = parse_observer(&c, arg, &a.observer))) return r;
             a.observer_given = true;
@@ -656,9 +661,9 @@ int cmd_quantize(int argc, char **argv) {
                 return cli_usage_error(&c, "%s: '%s' is out of range [0, 1] (0.003 = 0.3 points)",
                                        flag, arg);
             break;
-        case OPT_RELATIVE: a.relative = true; break;
-        case OPT_KEEP_MASTER: a.keep_master = true; break;
-        case OPT_NO_MASTER: a.keep_master = false; break;
+        case OPT_RELATIVE: a.relative = cli_bool_arg(arg); break;
+        case OPT_KEEP_MASTER: a.keep_master = cli_bool_arg(arg); break;
+        case OPT_NO_MASTER: a.keep_master = !cli_bool_arg(arg); break;
         case OPT_FLOAT_LAYER: {
             size_t k;
             if ((r = cli_parse_size(&c, flag, arg, &k))) return r;

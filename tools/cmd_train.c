@@ -39,8 +39,8 @@ void help_train(FILE *f) {
             "Usage: mmaint train --out FILE [options]\n"
             "Train a feed-forward network with mini-batch gradient descent.\n\n"
             "Data: IDX files (--train-images/--train-labels) or CSV (--train-csv), optionally\n"
-            "validation (--val-split or --val-*) and test data (--test-*). With no data flags,\n"
-            "Fashion-MNIST (train + test) from %s.\n"
+            "validation (--val-split or --val-*) and test data (--test-*). With no data files\n"
+            "(or with --data-dir), Fashion-MNIST (train + test) from\n%s.\n"
             "--images/--labels/--csv/--offset/--limit refer to the training data.\n\n"
             "Options:\n",
             CLI_DEFAULT_FASHION_DIR);
@@ -161,6 +161,7 @@ static int run_train(cli *c, train_args *a) {
         rc = cli_usage_error(c, "give either --val-split or --val-images/--val-csv, not both");
         goto done;
     }
+    if ((rc = cli_data_require(c, &a->data, CLI_ROLE_TRAIN, "training", NULL, NULL))) goto done;
     if ((rc = cli_data_load(c, &a->data, CLI_ROLE_TRAIN, true, &train, train_desc, sizeof train_desc)))
         goto done;
     if (a->data.val_split > 0) {
@@ -321,7 +322,7 @@ int cmd_train(int argc, char **argv) {
         case OPT_ARCH: a.arch = arg; break;
         case OPT_FROM: a.from = arg; break;
         case OPT_LOSS: a.loss = arg; break;
-        case OPT_SAVE_OPTIMIZER: a.save_optimizer = true; break;
+        case OPT_SAVE_OPTIMIZER: a.save_optimizer = cli_bool_arg(arg); break;
         case CLI_OPT_OUT: a.out = arg; break;
         default: return cli_usage_error(&c, "unhandled option %s", cli_current_flag());
         }

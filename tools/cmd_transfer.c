@@ -70,7 +70,8 @@ void help_transfer(FILE *f) {
             "Transfer learning: keep a trained model's body (frozen), put a new head on it and\n"
             "train it for a new task from a small labelled set.\n\n"
             "Data: IDX (--train-images/--train-labels) or CSV (--train-csv), test data\n"
-            "(--test-*); by default Fashion-MNIST train/t10k from %s.\n"
+            "(--test-*); with no data files (or with --data-dir) Fashion-MNIST train/t10k\n"
+            "from %s.\n"
             "Labels are translated with --map before anything else; samples whose label maps\n"
             "to '-' are dropped from training and test data.\n\nOptions:\n",
             CLI_DEFAULT_FASHION_DIR);
@@ -271,6 +272,8 @@ static int run_transfer(cli *c, transfer_args *a) {
     if (a->map_text && (rc = cli_parse_label_map(c, a->map_text, map, 1024, &map_n, &classes)))
         goto done;
 
+    if ((rc = cli_data_require(c, &a->data, CLI_ROLE_TRAIN, "training the new head", NULL, NULL)))
+        goto done;
     if (a->from) {
         if ((rc = cli_load_model(c, a->from, &model))) goto done;
     } else {
@@ -428,7 +431,7 @@ int cmd_transfer(int argc, char **argv) {
         case OPT_ARCH: a.arch = arg; break;
         case OPT_FREEZE: a.freeze = arg; break;
         case OPT_MAP: a.map_text = arg; break;
-        case OPT_SCRATCH: a.scratch = true; break;
+        case OPT_SCRATCH: a.scratch = cli_bool_arg(arg); break;
         case OPT_HEAD:
             if ((r = cli_parse_size(&c, "--head", arg, &a.head))) return r;
             if (a.head < 2) return cli_usage_error(&c, "--head must be at least 2");

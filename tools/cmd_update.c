@@ -46,8 +46,8 @@ void help_update(FILE *f) {
             "much noisier than mini-batch ones, so online learning wants a smaller rate).\n\n"
             "Data (the stream of new samples): --train-images/--train-labels (or --images/\n"
             "--labels) or --train-csv (or --csv), in file order; --offset/--limit select a\n"
-            "range. Default: the Fashion-MNIST training set. --test-* data, if given, is\n"
-            "evaluated before and after the update.\n\n"
+            "range. Default (no data files, or --data-dir): the Fashion-MNIST training set.\n"
+            "--test-* data, if given, is evaluated before and after the update.\n\n"
             "Options:\n");
     cli_opts_print_help(&o, f);
     fputc('\n', f);
@@ -148,8 +148,8 @@ int cmd_update(int argc, char **argv) {
             r = cli_parse_size(&c, "--window", arg, &window);
             if (!r && window == 0) r = cli_usage_error(&c, "--window must be at least 1");
             break;
-        case OPT_FRESH_OPTIMIZER: fresh = true; break;
-        case OPT_SAVE_OPTIMIZER: save_opt = true; break;
+        case OPT_FRESH_OPTIMIZER: fresh = cli_bool_arg(arg); break;
+        case OPT_SAVE_OPTIMIZER: save_opt = cli_bool_arg(arg); break;
         default: return cli_usage_error(&c, "unhandled option %s", cli_current_flag());
         }
         if (r) return r;
@@ -168,6 +168,7 @@ int cmd_update(int argc, char **argv) {
     bool resumed = false;
     double before = NAN, after = NAN;
 
+    if ((rc = cli_data_require(&c, &data, CLI_ROLE_TRAIN, "online learning", NULL, NULL))) goto done;
     if ((rc = cli_load_model(&c, in, &model))) goto done;
     if (!fresh) {
         mm_status s = mm_optimizer_load(&opt, model, in);

@@ -9,14 +9,18 @@ round trips, --json output, optimizer-state resumption, error messages and
 exit codes (1 runtime, 2 usage), and `demo --quick` when Fashion-MNIST is
 installed. Standard library only (no numpy).
 """
+import fcntl
 import gzip
 import json
 import os
+import pty
 import random
+import re
 import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 import unittest
 
@@ -32,6 +36,31 @@ def run(*args, timeout=120):
     p = subprocess.run([MMAINT] + [str(a) for a in args], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=timeout)
     return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def run_pty(args, columns, env=None, timeout=120):
+    """Run mmaint with stdout and stderr on a pseudo-terminal of `columns`
+    columns (0: the size is left unset); return (exit code, output)."""
+    pid, fd = pty.fork()
+    if pid == 0:  # child: the pty is its controlling terminal
+        try:
+            if columns:
+                fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+            os.execve(MMAINT, [MMAINT] + [str(a) for a in args], env if env is not None else os.environ)
+        finally:
+            os._exit(127)
+    out, deadline = b"", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out.decode("utf-8", "replace")
 
 
 def blobs(rng, n):
@@ -260,7 +289,8 @@ class CliTest(unittest.TestCase):
         self.fails(2, "--val-split", *base, "--val-split", "1.5")
         self.fails(2, "unknown or ambiguous option '--frobnicate'", *base, "--frobnicate")
         self.fails(2, "needs a value", *base, "--epochs")
-        self.fails(2, "takes no value", *base, "--json=yes")
+        self.fails(2, "takes no value", *base, "--help=yes")
+        self.fails(2, "--json: 'maybe' is not a yes/no value", *base, "--json=maybe")
         self.fails(2, "--momentum", *base, "--optimizer", "sgd", "--momentum", "2")
         self.fails(2, "--momentum", *base, "--optimizer", "adam", "--momentum", "0.5")  # unsupported
         self.fails(2, "unknown optimizer setting 'bogus'", *base, "--set", "bogus=1")
@@ -322,10 +352,217 @@ class CliTest(unittest.TestCase):
                         ["update", path, "--csv", self.p("stream.csv"), "--out", self.p("x.mmf")]):
                 rc, out, err = run(*cmd)
                 self.assertEqual(rc, 1, "%s: exit %d\n%s" % (" ".join(cmd), rc, err))
-                self.assertIn("mmaint %s: loading %s: " % (cmd[0], path), err)
+                if path == garbage:  # not a damaged model file: not one at all
+                    self.assertIn("mmaint %s: %s is not an mmaint model file (no safetensors "
+                                  "header)" % (cmd[0], path), err)
+                else:
+                    self.assertIn("mmaint %s: loading %s: " % (cmd[0], path), err)
                 self.assertEqual(out, "")
         rc, out, err = run("eval", garbage, "--csv", self.p("test.csv"), "--json")
         self.assertEqual((rc, out), (1, ""))
+
+    # -- what a new user trips over (issue 12) ------------------------------
+    def help_bool_flags(self, cmd):
+        """The yes/no flags a command's help lists: options without a value
+        word ('--quiet') or with '[0|1]', and optimizer settings marked yes/no."""
+        out, _ = self.ok("help", cmd)
+        options, _, settings = out.partition("\nOptimizer settings")
+        flags = re.findall(r"^  --([a-z0-9-]+)(?: \[0\|1\])?(?:  |$)", options, re.M)
+        flags += re.findall(r"^  --([a-z0-9-]+) +\[0, 1\]  yes/no$", settings, re.M)
+        return sorted(set(flags) - {"help"})
+
+    def test_boolean_flags_take_values(self):
+        # --NAME VALUE as the optimizer-settings list shows, and the value counts.
+        base = ["train", "--train-csv", self.p("train.csv"), "--arch", "8-8-3", "--epochs", 2,
+                "--batch-size", 32, "--seed", 3, "--out", self.p("bool.mmf")]
+        on = self.ok_json(*base, "--shuffle", "1")
+        self.assertEqual(self.ok_json(*base, "--shuffle")["train_loss"], on["train_loss"])
+        off = self.ok_json(*base, "--shuffle", "0")
+        self.assertNotEqual(off["train_loss"], on["train_loss"])
+        for form in (["--shuffle=0"], ["--shuffle", "false"], ["--shuffle", "no"], ["--shuffle=OFF"]):
+            self.assertEqual(self.ok_json(*base, *form)["train_loss"], off["train_loss"], form)
+        sgd = base + ["--optimizer", "sgd", "--momentum", "0.9"]
+        self.assertTrue(self.ok_json(*sgd, "--nesterov", "1")["optimizer"]["nesterov"])
+        self.assertTrue(self.ok_json(*sgd, "--nesterov")["optimizer"]["nesterov"])
+        self.assertNotIn("nesterov", self.ok_json(*sgd, "--nesterov", "0")["optimizer"])
+        r = self.ok_json(*base, "--val-split", "0.2", "--patience", 1, "--restore-best", "1")
+        self.assertEqual(r["data"]["val"]["samples"], 120)
+        self.ok_json(*base, "--restore-best", "true", "--save-optimizer", "yes")
+        self.assertFalse(self.ok_json(*base, "--save-optimizer", "0")["optimizer_state_saved"])
+        self.assertTrue(self.ok_json(*base, "--save-optimizer", "on")["optimizer_state_saved"])
+        self.fails(2, "--shuffle: 'maybe' is not a yes/no value", *base, "--shuffle=maybe")
+        for cmd in ("train", "eval", "update", "info", "prune", "quantize", "convert", "transfer",
+                    "maintain", "demo"):  # the help says so
+            out, _ = self.ok("help", cmd)
+            self.assertIn("--FLAG 0|1", " ".join(out.split()), cmd)
+
+        # Every yes/no flag of every command: --FLAG=1 and --FLAG=off parse,
+        # a value that is not yes/no is a usage error naming the flag.
+        for cmd in ("train", "eval", "update", "info", "prune", "quantize", "convert", "transfer",
+                    "maintain", "demo"):
+            flags = self.help_bool_flags(cmd)
+            self.assertIn("quiet", flags, cmd)
+            for flag in flags:
+                for value in ("1", "off", "Yes"):
+                    rc, out, err = run(cmd, "--%s=%s" % (flag, value), "--help")
+                    self.assertEqual(rc, 0, "%s --%s=%s: %s" % (cmd, flag, value, err))
+                self.fails(2, "--%s: 'maybe' is not a yes/no value" % flag, cmd,
+                           "--%s=maybe" % flag, "--help")
+        self.assertTrue({"shuffle", "restore-best", "nesterov"} <= set(self.help_bool_flags("train")))
+
+        # A bare flag before a positional argument keeps it; a yes/no word
+        # after a flag is its value, also before the positional.
+        i = self.ok_json("info", "--quiet", self.model)
+        self.assertEqual(i["arch"], "8-16-3:relu")
+        rc, out, err = run("info", "--json", "1", self.model)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out)["arch"], "8-16-3:relu")
+        rc, out, err = run("info", "--json", "0", self.model)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("model:", out)  # text, not JSON
+        e = self.ok_json("eval", "--quiet", "yes", self.model, "--csv", self.p("test.csv"))
+        self.assertEqual(e["samples"], 200)
+        # per command: the value switches the setting off again
+        q = self.ok_json("quantize", self.model, "--train-csv", self.p("train.csv"), "--test-csv",
+                         self.p("test.csv"), "--per-tensor", "1", "--out", self.p("bq1.mmf"))
+        self.assertFalse(q["settings"]["per_channel"])
+        q = self.ok_json("quantize", self.model, "--train-csv", self.p("train.csv"), "--test-csv",
+                         self.p("test.csv"), "--per-tensor", "0", "--out", self.p("bq0.mmf"))
+        self.assertTrue(q["settings"]["per_channel"])
+        u = self.ok_json("update", self.model, "--csv", self.p("stream.csv"), "--limit", 20,
+                         "--save-optimizer", "1", "--fresh-optimizer", "no", "--out", self.p("bu.mmf"))
+        self.assertTrue(u["optimizer_state_saved"])
+
+    def write_onnx(self, path):
+        """An ONNX file of the shared model (mmaint convert), or when the
+        build has no ONNX support the first bytes of one; True if real."""
+        rc, _, _ = run("convert", self.model, path)
+        if rc == 0:
+            return True
+        with open(path, "wb") as f:  # ir_version 8, producer "pytorch", graph {}
+            f.write(b"\x08\x08\x12\x07pytorch\x1a\x031.0\x3a\x00\x42\x02\x10\x11")
+        return False
+
+    def test_not_a_model_file(self):
+        text = self.p("notes.mmf")
+        with open(text, "w") as f:
+            f.write("hello, these are my notes about the model\n" * 3)
+        onnx = self.p("net.onnx")
+        real_onnx = self.write_onnx(onnx)
+        onnx_named_mmf = self.p("net-onnx.mmf")
+        with open(onnx, "rb") as f, open(onnx_named_mmf, "wb") as g:
+            g.write(f.read())
+        st = self.p("weights.safetensors")
+        self.ok("convert", self.model, st)
+        stream = ["--csv", self.p("stream.csv")]
+        commands = [["info"], ["eval", "--csv", self.p("test.csv")],
+                    ["update", *stream, "--out", self.p("x.mmf")],
+                    ["prune", "--test-csv", self.p("test.csv"), "--out", self.p("x.mmf")],
+                    ["quantize", "--scheme", "fp16", "--test-csv", self.p("test.csv"), "--out",
+                     self.p("x.mmf")],
+                    ["maintain", *stream]]
+        for cmd in commands:
+            for path, want in [
+                (text, "%s is not an mmaint model file (no safetensors header)" % text),
+                (onnx, "%s is an ONNX file; import it with: mmaint convert %s %s"
+                 % (onnx, onnx, self.p("net.mmf"))),
+                (onnx_named_mmf, "%s is an ONNX file; import it with: mmaint convert --from onnx "
+                 "%s %s" % (onnx_named_mmf, onnx_named_mmf, self.p("net-onnx-imported.mmf"))),
+                (st, "%s is a safetensors file without mmaint's model metadata; import it with: "
+                 "mmaint convert %s %s" % (st, st, self.p("weights.mmf"))),
+            ]:
+                args = [cmd[0], path] + cmd[1:]
+                err = self.fails(1, "mmaint %s: %s" % (cmd[0], want), *args)
+                self.assertNotIn("header length", err)
+        # the models given with --from
+        for cmd in (["train", "--train-csv", self.p("train.csv"), "--out", self.p("x.mmf")],
+                    ["transfer", "--train-csv", self.p("train.csv"), "--out", self.p("x.mmf")]):
+            self.fails(1, "%s is an ONNX file; import it with: mmaint convert" % onnx, *cmd,
+                       "--from", onnx)
+            self.fails(1, "%s is not an mmaint model file (no safetensors header)" % text, *cmd,
+                       "--from", text)
+        self.assertFalse(os.path.exists(self.p("x.mmf")))
+        # the suggested commands work
+        self.ok("convert", st, self.p("weights.mmf"))
+        self.assertEqual(self.ok_json("info", self.p("weights.mmf"))["arch"], "8-16-3:relu")
+        if real_onnx:
+            self.ok("convert", "--from", "onnx", onnx_named_mmf, self.p("net-onnx-imported.mmf"))
+            self.assertEqual(self.ok_json("info", self.p("net-onnx-imported.mmf"))["arch"],
+                             "8-16-3:relu")
+        # a damaged model file is still reported in detail
+        with open(self.model, "rb") as f:
+            good = bytearray(f.read())
+        good[0:8] = struct.pack("<Q", len(good) * 4)
+        bad = self.p("bad-length.mmf")
+        with open(bad, "wb") as f:
+            f.write(bytes(good))
+        self.fails(1, "loading %s: header length" % bad, "info", bad)
+
+    def test_test_data_without_training_data(self):
+        # Test (or holdout, or validation) data given but no training data:
+        # a usage error naming the missing flag, never Fashion-MNIST.
+        test = ["--test-csv", self.p("test.csv")]
+        out = ["--out", self.p("x.mmf")]
+        for args, flag in [
+            (["prune", self.model, *test, "--fine-tune-epochs", 1, *out], "--train-csv FILE"),
+            (["prune", self.model, *test, "--criterion", "neuron-activation", *out], "--train-csv FILE"),
+            (["prune", self.model, "--csv", self.p("test.csv"), "--fine-tune-epochs", 1, *out],
+             "--train-csv FILE"),
+            (["prune", self.model, "--test-images", self.p("test-images"), "--test-labels",
+              self.p("test-labels"), "--fine-tune-epochs", 1, *out],
+             "--train-images FILE --train-labels FILE"),
+            (["quantize", self.model, *test, *out], "--train-csv FILE"),
+            (["quantize", self.model, "--scheme", "fp16", "--max-drop", "0.01", "--val-split", "0.2",
+              *test, *out], "--train-csv FILE"),
+            (["train", *test, *out], "--csv FILE (or --train-csv FILE)"),
+            (["train", "--val-csv", self.p("test.csv"), *out], "--csv FILE (or --train-csv FILE)"),
+            (["update", self.model, *test, *out], "--csv FILE (or --train-csv FILE)"),
+            (["transfer", "--from", self.model, *test, *out], "--csv FILE (or --train-csv FILE)"),
+            (["maintain", self.model, *test], "--csv FILE (or --train-csv FILE)"),
+            (["maintain", self.model, "--holdout-csv", self.p("test.csv")],
+             "--csv FILE (or --train-csv FILE)"),
+        ]:
+            err = self.fails(2, "was given but no training data", *args)
+            self.assertIn("needs " + flag, err)
+            self.assertNotIn("fashion", err.split("Fashion-MNIST is the default")[0].lower())
+        self.assertFalse(os.path.exists(self.p("x.mmf")))
+        # --data-dir asks for Fashion-MNIST explicitly
+        self.fails(1, "Fashion-MNIST not found", "prune", self.model, *test, "--fine-tune-epochs", 1,
+                   "--data-dir", self.p("no-such-dir"), *out)
+        # the data that is needed is there: fine
+        r = self.ok_json("prune", self.model, *test, "--train-csv", self.p("train.csv"),
+                         "--fine-tune-epochs", 1, "--batch-size", 32, "--sparsity", "0.5", *out)
+        self.assertEqual(r["fine_tune_epochs"], 1)
+        self.ok("prune", self.model, *test, "--sparsity", "0.5", *out)  # no training needed
+
+    def bar_segments(self, output):
+        """What the progress bar drew: the pieces between carriage returns
+        that show a bar ('label [###...')."""
+        pieces = [p for line in output.split("\n") for p in line.split("\r")]
+        return [p for p in pieces if re.search(r" \[[#.]{3,}", p)], pieces
+
+    def test_progress_bar_fits_the_terminal(self):
+        args = ["train", "--train-csv", self.p("train.csv"), "--arch", "8-32-3", "--epochs", 150,
+                "--batch-size", 1, "--out", self.p("bar.mmf")]
+        env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+        for columns, cols_env, width in [(50, None, 50), (132, None, 132), (0, "60", 60),
+                                         (0, None, 80), (24, None, 24)]:
+            e = dict(env, COLUMNS=cols_env) if cols_env else env
+            rc, output = run_pty(args, columns, e)
+            self.assertEqual(rc, 0, output[-2000:])
+            bars, pieces = self.bar_segments(output)
+            self.assertTrue(bars, "no progress bar drawn at %d columns:\n%s" % (columns, output[-2000:]))
+            for b in bars:  # fits, leaving the last column free: never wraps
+                self.assertLessEqual(len(b), width - 1, "%d columns: %r" % (width, b))
+            for p in pieces:  # the erasing spaces too
+                if p and not p.strip():
+                    self.assertLessEqual(len(p), width - 1)
+            if width >= 50:  # the rate, shortened if need be
+                self.assertTrue(any(re.search(r"\d+( samples)?/s", b) for b in bars), bars[:3])
+            if width >= 80:
+                self.assertTrue(any("samples/s" in b for b in bars), bars[:3])
+            if width >= 120:  # room for the loss too
+                self.assertTrue(any("loss" in b for b in bars), bars[:3])
 
     def test_bad_data(self):
         ragged = self.p("ragged.csv")
@@ -342,6 +579,24 @@ class CliTest(unittest.TestCase):
         self.assertEqual(err.count(ragged), 1, err)  # the path is not repeated
         self.fails(2, "--offset 5000 is past the end", "eval", self.model, "--csv", self.p("test.csv"),
                    "--offset", 5000)
+
+    def test_nan_in_data(self):
+        """A NaN or infinite feature stops eval and update with the place named
+        and exit status 1 (the data loaders refuse it; the library's inference
+        calls would refuse it too, MM_E_NUMERIC)."""
+        nan = self.p("nan.csv")
+        with open(self.p("test.csv")) as f:
+            lines = f.read().splitlines()
+        cells = lines[3].split(",")
+        cells[2] = "nan"
+        lines[3] = ",".join(cells)
+        with open(nan, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        for cmd in (["eval", self.model, "--csv", nan],
+                    ["update", self.model, "--csv", nan, "--out", self.p("nan-out.mmf")]):
+            err = self.fails(1, "line 4, column 3: 'nan' is not a finite float", *cmd)
+            self.assertIn(nan, err)
+        self.assertFalse(os.path.exists(self.p("nan-out.mmf")))
 
     # -- prune ------------------------------------------------------------
     def prune_json(self, *args):

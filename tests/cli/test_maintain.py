@@ -200,6 +200,38 @@ class MaintainTest(unittest.TestCase):
         self.assertEqual(j["series"], j2["series"])
         self.assertEqual(j["quarantined_ranges"], j2["quarantined_ranges"])
 
+    def test_short_stream_has_enough_points(self):
+        # 900 samples: the point spacing follows the stream's length (>= 50
+        # points) unless --plot-every is given; from a file and from stdin,
+        # in every mode, in the JSON series and in the plot.
+        short = "".join(self.stream_text.splitlines(True)[:900])
+        path = self.p("short.csv")
+        with open(path, "w") as f:
+            f.write(short)
+        plot = self.p("short.svg")
+        for mode in ("guarded", "naive", "never"):
+            j, _ = self.maintain_json("--csv", path, "--mode", mode, "--plot", plot)
+            s = j["series"]
+            self.assertGreaterEqual(len(s), 50, (mode, s))
+            ends = [p[0] for p in s]
+            self.assertEqual(ends, sorted(set(ends)))
+            self.assertEqual(ends[-1], 900)
+            self.assertEqual(ends, list(range(ends[0], 901, ends[0])))  # evenly spaced
+            # the points add up to the progressive accuracy
+            correct = sum(a * (e - b) for (e, a), b in zip(s, [0] + ends[:-1]))
+            self.assertAlmostEqual(correct / 900, j["progressive_accuracy"], places=6)
+            root = ET.parse(plot).getroot()
+            line = root.findall("{http://www.w3.org/2000/svg}polyline")[0]
+            self.assertGreaterEqual(len(line.get("points").split()), 50)
+        j, _ = self.maintain_json("--csv", "-", stdin=short.encode())
+        self.assertGreaterEqual(len(j["series"]), 50)
+        j2, _ = self.maintain_json("--csv", path)
+        self.assertEqual(j["series"], j2["series"])
+        j, _ = self.maintain_json("--csv", path, "--plot-every", 300)  # given: kept
+        self.assertEqual([p[0] for p in j["series"]], [300, 600, 900])
+        rc, out, _ = run("help", "maintain")
+        self.assertIn("at least 50 points", " ".join(out.split()))
+
     def test_checkpoint_dir(self):
         d = self.p("ckpts")
         os.mkdir(d)
