@@ -21,6 +21,14 @@
  *   bench_quant infer --model FILE --batch 1|256 [--seconds S]
  *       inference samples/s on the test images (median chunk) of a model
  *       file, like bench_prune infer.
+ *   bench_quant race --model A --model B ... [--batch 1] [--reps 11]
+ *                    [--seconds 0.3]
+ *       the models in one process, interleaved: each repetition times
+ *       every model for S seconds (median chunk), in a rotated order; one
+ *       JSON line per model with its test accuracy, file bytes, median
+ *       samples/s and the median (min..max) of its per-repetition ratio to
+ *       each other model. In one process the machine's noise hits all
+ *       contenders alike.
  *
  * Fashion-MNIST from $MM_FASHION_DIR (default
  * /usr/share/datasets/fashion-mnist). One thread: mm_set_num_threads(1).
@@ -45,8 +53,12 @@
         }                                                                                   \
     } while (0)
 
+#define RACE_MAX 8
+
 typedef struct args {
     const char *step, *model, *out, *outdir;
+    const char *models[RACE_MAX];
+    size_t n_models, reps;
     double seconds;
     size_t epochs, batch, cal;
     unsigned long seed;
@@ -274,15 +286,77 @@ static void step_infer(const args *a) {
     mm_dataset_free(te);
 }
 
+static double median_of(double *v, size_t n) {
+    qsort(v, n, sizeof *v, bench_cmp_double);
+    return v[n / 2];
+}
+
+static void step_race(const args *a) {
+    const size_t M = a->n_models, R = a->reps, batch = a->batch;
+    if (M < 2) {
+        fprintf(stderr, "bench_quant race: give at least two --model FILE\n");
+        exit(2);
+    }
+    mm_dataset *te = load("test");
+    const size_t dim = mm_dataset_dim(te), n_te = mm_dataset_size(te);
+    mm_model *m[RACE_MAX];
+    infer_ctx c[RACE_MAX];
+    double acc[RACE_MAX], *rate = malloc(M * R * sizeof *rate);
+    long long bytes[RACE_MAX];
+    float *out[RACE_MAX];
+    for (size_t i = 0; i < M; i++) {
+        CHECK(mm_model_load(&m[i], a->models[i]));
+        double loss;
+        CHECK(mm_model_evaluate(m[i], mm_dataset_features(te), mm_dataset_labels(te), NULL, n_te,
+                                &loss, &acc[i]));
+        struct stat sb;
+        bytes[i] = stat(a->models[i], &sb) == 0 ? (long long)sb.st_size : -1;
+        out[i] = malloc(batch * mm_model_output_dim(m[i]) * sizeof *out[i]);
+        c[i] = (infer_ctx){m[i], mm_dataset_features(te), out[i], dim, n_te / batch, 0,
+                           batch == 1 ? 1000 : 8, batch};
+        infer_chunk(&c[i]); /* warm-up */
+    }
+    for (size_t r = 0; r < R; r++)
+        for (size_t j = 0; j < M; j++) {
+            const size_t i = (r + j) % M;
+            rate[i * R + r] = bench_timed_chunks(infer_chunk, &c[i], a->seconds, 3, NULL, NULL);
+        }
+    double *tmp = malloc(R * sizeof *tmp);
+    for (size_t i = 0; i < M; i++) {
+        for (size_t r = 0; r < R; r++) tmp[r] = rate[i * R + r];
+        printf("{\"bench\": \"quant_race%zu\", \"model\": \"%s\", \"test_accuracy\": %.4f, "
+               "\"file_bytes\": %lld, \"samples_per_s\": %.1f, \"ratios\": {",
+               batch, a->models[i], acc[i], bytes[i], median_of(tmp, R));
+        for (size_t k = 0; k < M; k++) {
+            if (k == i) continue;
+            for (size_t r = 0; r < R; r++) tmp[r] = rate[i * R + r] / rate[k * R + r];
+            const double med = median_of(tmp, R);
+            printf("%s\"%s\": [%.3f, %.3f, %.3f]", k == (i == 0 ? 1 : 0) ? "" : ", ",
+                   a->models[k], med, tmp[0], tmp[R - 1]);
+        }
+        printf("}, \"reps\": %zu}\n", R);
+    }
+    free(tmp);
+    free(rate);
+    for (size_t i = 0; i < M; i++) {
+        free(out[i]);
+        mm_model_free(m[i]);
+    }
+    mm_dataset_free(te);
+}
+
 static void usage(void) {
     fprintf(stderr, "usage: bench_quant train --out FILE [--epochs N] [--seed N]\n"
                     "       bench_quant sweep --model FILE --outdir DIR [--cal N]\n"
-                    "       bench_quant infer --model FILE --batch N [--seconds S]\n");
+                    "       bench_quant infer --model FILE --batch N [--seconds S]\n"
+                    "       bench_quant race --model A --model B ... [--batch N] [--reps R] "
+                    "[--seconds S]\n");
     exit(2);
 }
 
 int main(int argc, char **argv) {
-    args a = {.seconds = 1.0, .epochs = 3, .batch = 1, .cal = 512, .seed = 42};
+    args a = {.seconds = 1.0, .epochs = 3, .batch = 1, .cal = 512, .seed = 42, .reps = 11};
+    bool seconds_given = false;
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -291,10 +365,17 @@ int main(int argc, char **argv) {
             continue;
         }
         if (!v) usage();
-        if (!strcmp(s, "--model")) a.model = v;
+        if (!strcmp(s, "--model")) {
+            a.model = v;
+            if (a.n_models == RACE_MAX) usage();
+            a.models[a.n_models++] = v;
+        } else if (!strcmp(s, "--reps")) a.reps = (size_t)atol(v);
         else if (!strcmp(s, "--out")) a.out = v;
         else if (!strcmp(s, "--outdir")) a.outdir = v;
-        else if (!strcmp(s, "--seconds")) a.seconds = atof(v);
+        else if (!strcmp(s, "--seconds")) {
+            a.seconds = atof(v);
+            seconds_given = true;
+        }
         else if (!strcmp(s, "--epochs")) a.epochs = (size_t)atol(v);
         else if (!strcmp(s, "--batch")) a.batch = (size_t)atol(v);
         else if (!strcmp(s, "--cal")) a.cal = (size_t)atol(v);
@@ -302,11 +383,13 @@ int main(int argc, char **argv) {
         else usage();
         i++;
     }
-    if (!a.step || a.batch == 0 || a.cal == 0) usage();
+    if (!a.step || a.batch == 0 || a.cal == 0 || a.reps == 0) usage();
+    if (!seconds_given && !strcmp(a.step, "race")) a.seconds = 0.3;
     CHECK(mm_set_num_threads(1));
     if (!strcmp(a.step, "train")) step_train(&a);
     else if (!strcmp(a.step, "sweep")) step_sweep(&a);
     else if (!strcmp(a.step, "infer")) step_infer(&a);
+    else if (!strcmp(a.step, "race")) step_race(&a);
     else usage();
     return 0;
 }

@@ -1,8 +1,9 @@
 /* mmaint demo — the model maintenance story on Fashion-MNIST, as a list of
  * steps: train and deploy v1, keep updating it online as new data arrives
  * (saving a new version every few thousand samples), prune a copy of the
- * latest version for small devices, quantize another copy to int8, re-use
- * its body for a new task (transfer learning), and summarise.
+ * latest version for small devices, quantize another copy to int8 and the
+ * pruned copy too (pruned and int8: the smallest), re-use its body for a
+ * new task (transfer learning), and summarise.
  *
  * Each step is a function over a shared context; adding a step (prune,
  * quantize, export...) means writing one function and one table row. Steps
@@ -57,6 +58,8 @@ typedef struct demo_ctx {
     bool has_pruned;
     demo_version quant; /* int8 copy of the latest version (also a branch) */
     bool has_quant;
+    demo_version pruned_quant; /* the pruned branch quantized: sparse_int8 layers */
+    bool has_pruned_quant;
     /* transfer step: the deployed body re-used for a 3-way task */
     bool has_transfer;
     size_t transfer_n;
@@ -533,19 +536,20 @@ done:
     return rc;
 }
 
-/* Quantize a copy of the latest version (the unpruned, online-updated
- * model) to int8 for fast inference: static quantization with per-channel
- * weight scales, activation ranges calibrated (min-max) on 512 samples
- * spread over v1's training data, accuracy-aware with a tolerated drop of
- * 0.3 points on the test set (the layer that recovers most goes back to
- * float until the drop is met); no float master weights, so the file holds
- * int8 weights. Saves model-int8.mmf; the deployed model is unchanged.
- * Choices from benchmarks/RESULTS.md (issue 4). */
-static int step_quantize(demo_ctx *d) {
+/* Quantize `src` (the model of version `from`, only read) to int8 for fast
+ * inference: static quantization with per-channel weight scales,
+ * activation ranges calibrated (min-max) on 512 samples spread over v1's
+ * training data, accuracy-aware with a tolerated drop of 0.3 points on the
+ * test set against `from` (the layer that recovers most goes back to float
+ * until the drop is met); no float master weights, so the file holds int8
+ * weights (a pruned model's sparse layers become sparse_int8). Saves
+ * DIR/model-<name>.mmf as version v, the summary under json_key. Choices
+ * from benchmarks/RESULTS.md (issue 4). */
+static int demo_quantize(demo_ctx *d, const mm_model *src, const demo_version *from,
+                         demo_version *v, const char *name, const char *json_key) {
     const cli *c = d->c;
     mm_model *m = NULL;
     mm_quantizer *q = NULL;
-    demo_version *v = &d->quant;
     memset(v, 0, sizeof *v);
     const size_t cal = 512, n = mm_dataset_size(d->train), dim = mm_dataset_dim(d->train);
     const size_t k = cal < n ? cal : n;
@@ -556,8 +560,8 @@ static int step_quantize(demo_ctx *d) {
                dim * sizeof *x);
     int rc = 0;
     const double max_drop = 0.003;
-    const demo_version *last = &d->versions[d->nversions - 1];
-    mm_status st = mm_model_clone(d->model, &m);
+    const demo_version *last = from;
+    mm_status st = mm_model_clone(src, &m);
     if (st == MM_OK) st = mm_quantizer_create(&q, MM_QUANT_INT8_STATIC);
     if (st == MM_OK) st = mm_quantizer_set(q, MM_QUANT_PER_CHANNEL, 1);
     if (st == MM_OK) st = mm_quantizer_set(q, MM_QUANT_KEEP_MASTER, 0);
@@ -570,7 +574,8 @@ static int step_quantize(demo_ctx *d) {
             "An int8 copy of %s for fast inference: static quantization, per-channel\n"
             "weight scales, activation ranges calibrated on %zu training images; layers go\n"
             "back to float until the test accuracy is within %.1f points of %s.\n",
-            last_version_file(d), k, 100 * max_drop, last->name);
+            strrchr(last->path, '/') ? strrchr(last->path, '/') + 1 : last->path, k, 100 * max_drop,
+            last->name);
     double t0 = cli_now(), acc = NAN;
     st = mm_quantizer_calibrate(q, m, x, k);
     if (st == MM_OK)
@@ -592,14 +597,14 @@ static int step_quantize(demo_ctx *d) {
         json_decref(rep);
         goto done;
     }
-    snprintf(v->name, sizeof v->name, "int8");
-    snprintf(v->path, sizeof v->path, "%s/model-int8.mmf", d->out_dir);
+    snprintf(v->name, sizeof v->name, "%s", name);
+    snprintf(v->path, sizeof v->path, "%s/model-%s.mmf", d->out_dir, name);
     snprintf(v->made_by, sizeof v->made_by, "quantize %s: int8 static, %zu/%zu", last->name, nq, nl);
     v->online_samples = d->online.seen;
     v->samples_seen = d->train_n + d->online.seen;
     v->test_accuracy = er.accuracy;
     json_t *ev = json_object();
-    json_object_set_new(ev, "parent", json_string(last_version_file(d)));
+    json_object_set_new(ev, "parent", json_string(last->path));
     json_object_set_new(ev, "scheme", json_string("int8_static"));
     char data[64];
     snprintf(data, sizeof data, "fashion-mnist/train[0:%zu]", d->train_n);
@@ -621,12 +626,12 @@ static int step_quantize(demo_ctx *d) {
         goto done;
     }
     v->file_size = cli_file_size(v->path);
-    d->has_quant = true;
     char size[32], lsize[32];
     cli_format_bytes((uint64_t)(v->file_size < 0 ? 0 : v->file_size), size, sizeof size);
     cli_format_bytes((uint64_t)(last->file_size < 0 ? 0 : last->file_size), lsize, sizeof lsize);
-    cli_say(c, "int8: test accuracy %.4f (%s: %.4f); %zu of %zu layers int8;\nfile %s (%s: %s) -> %s\n",
-            v->test_accuracy, last->name, last->test_accuracy, nq, nl, size, last->name, lsize, v->path);
+    cli_say(c, "%s: test accuracy %.4f (%s: %.4f); %zu of %zu layers int8;\nfile %s (%s: %s) -> %s\n",
+            v->name, v->test_accuracy, last->name, last->test_accuracy, nq, nl, size, last->name, lsize,
+            v->path);
     for (size_t i = 0; i < nl; i++) {
         const json_t *e = json_array_get(layers, i);
         if (!json_is_true(json_object_get(e, "quantized")))
@@ -646,7 +651,7 @@ static int step_quantize(demo_ctx *d) {
     json_object_set_new(qj, "file_size", json_integer(v->file_size));
     json_object_set_new(qj, "seconds", cli_json_num(seconds));
     json_object_set_new(qj, "layers", layers ? json_incref(layers) : json_array());
-    json_object_set_new(d->json, "quantized", qj);
+    json_object_set_new(d->json, json_key, qj);
     json_decref(rep);
 done:
     free(x);
@@ -655,13 +660,34 @@ done:
     return rc;
 }
 
+static int step_quantize(demo_ctx *d) {
+    int rc = demo_quantize(d, d->model, &d->versions[d->nversions - 1], &d->quant, "int8",
+                           "quantized");
+    d->has_quant = rc == 0;
+    return rc;
+}
+
+/* Pruned and quantized ("Deep Compression"): the pruned branch to int8,
+ * its sparse layers to sparse_int8: the smallest model of the demo. */
+static int step_compress(demo_ctx *d) {
+    if (!d->has_pruned) return 0;
+    mm_model *pm = NULL;
+    int rc = cli_load_model(d->c, d->pruned.path, &pm);
+    if (rc == 0)
+        rc = demo_quantize(d, pm, &d->pruned, &d->pruned_quant, "pruned-int8", "pruned_quantized");
+    mm_model_free(pm);
+    d->has_pruned_quant = rc == 0;
+    return rc;
+}
+
 /* Batch-1 inference speed of every saved file, loaded back from disk. */
 static int measure_speeds(demo_ctx *d) {
     /* The deployed versions, then the branches (pruned, int8) that exist. */
-    demo_version *extra[2];
+    demo_version *extra[3];
     size_t nextra = 0;
     if (d->has_pruned) extra[nextra++] = &d->pruned;
     if (d->has_quant) extra[nextra++] = &d->quant;
+    if (d->has_pruned_quant) extra[nextra++] = &d->pruned_quant;
     size_t n = d->nversions + nextra;
     mm_model **ms = calloc(n, sizeof *ms);
     double *b1 = calloc(n, sizeof *b1), *b256 = calloc(n, sizeof *b256);
@@ -796,6 +822,18 @@ static int step_summary(demo_ctx *d) {
                 last->file_size > 0 ? 100.0 * (double)d->quant.file_size / (double)last->file_size : 0.0,
                 100.0 * (d->quant.test_accuracy - last->test_accuracy));
     }
+    if (d->has_pruned_quant) {
+        summary_row(f, &d->pruned_quant);
+        json_t *qj = json_object_get(d->json, "pruned_quantized");
+        if (qj)
+            json_object_set_new(qj, "infer_batch1_samples_per_second", cli_json_num(d->pruned_quant.infer1));
+        const demo_version *last = &d->versions[d->nversions - 1], *pr = &d->pruned;
+        fprintf(f, "(pruned and quantized: %.1fx as fast as %s at batch 1, its file %.1f%% of the size,\n"
+                   "test accuracy %+.2f points against the pruned float model)\n",
+                d->pruned_quant.infer1 / last->infer1, last->name,
+                last->file_size > 0 ? 100.0 * (double)d->pruned_quant.file_size / (double)last->file_size : 0.0,
+                100.0 * (d->pruned_quant.test_accuracy - pr->test_accuracy));
+    }
     if (d->has_transfer)
         fprintf(f, "(transfer: a 3-way task from %zu labelled images, test accuracy %.4f with the\n"
                    "re-used body vs %.4f from scratch; %.2f s vs %.2f s of training)\n",
@@ -818,6 +856,7 @@ static const demo_step demo_steps[] = {
     {"maintain", "Guarded maintenance on a drifting, poisoned stream", step_maintain},
     {"prune", "Prune a copy for small devices", step_prune},
     {"quantize", "Quantize a copy to int8 for fast inference", step_quantize},
+    {"compress", "Quantize the pruned copy too: pruned and int8", step_compress},
     {"transfer", "Re-use the body for a new 3-way task", step_transfer},
     {"export", "Export the deployed version to ONNX", step_export},
     {"summary", "Summary", step_summary},
