@@ -29,7 +29,7 @@ static void use_dataset(mm_dataset *ds) {
     const int32_t *y = mm_dataset_labels(ds);
     volatile float sink = 0;
     if (n && dim) sink += x[0] + x[n * dim - 1];
-    if (n && y) sink += (float)(y[0] + y[n - 1]);
+    if (n && y) sink += (float)y[0] + (float)y[n - 1];
     (void)sink;
     mm_dataset *s = NULL;
     mm_clear_error();

@@ -174,6 +174,10 @@ static size_t make_models(named_model *out) {
     mm_model *qw = spec_model("6-8-3:relu", 11);
     quantize(qw, MM_QUANT_INT8_WEIGHT_ONLY, 1, 0);
     out[n++] = (named_model){"int8_weight_only", qw};
+    mm_model *si = spec_model("6-8-3:relu", 14);
+    prune(si, MM_PRUNE_FORMAT_SPARSE, 1);
+    quantize(si, MM_QUANT_INT8_STATIC, 1, 0);
+    out[n++] = (named_model){"sparse_int8", si};
     mm_model *h = spec_model("6-8-3:relu", 12);
     quantize(h, MM_QUANT_FP16, 1, 1);
     out[n++] = (named_model){"fp16", h};
