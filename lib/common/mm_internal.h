@@ -37,6 +37,19 @@ void mm_free_floats(float *p);
 mm_status mm_oom(const char *what);
 char *mm_strdup(const char *s);
 
+/* Finite caller data (finite.c). mm_all_finite: no NaN or infinity in
+ * x[0..count), in one vectorisable integer pass (exponent bits: correct
+ * whatever the floating-point flags). mm_check_samples: the same over n
+ * samples of dim features, MM_OK or MM_E_NUMERIC naming the first offending
+ * sample, feature and value, e.g. with what = "input sample" and
+ * consequence = "nothing was computed":
+ *   "input sample 3, feature 17 is NaN; nothing was computed"
+ * (MM_E_OUT_OF_RANGE if n * dim overflows). Every entry point that computes
+ * on caller samples (inference, steps, calibration) checks them with it. */
+bool mm_all_finite(const float *x, size_t count);
+mm_status mm_check_samples(const float *x, size_t n, size_t dim, const char *what,
+                           const char *consequence);
+
 /* a*b without overflow: false if it would overflow. */
 static inline bool mm_mul_ok(size_t a, size_t b, size_t *out) {
     if (b != 0 && a > SIZE_MAX / b) return false;

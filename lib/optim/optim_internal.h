@@ -293,8 +293,6 @@ mm_status mm_opt_step_impl(mm_optimizer *opt, const float *x, const int32_t *lab
                            const float *targets, size_t n, double *loss);
 
 /* Element loops shared by the algorithms (optimizer.c). */
-/* Returns false if any g[i] is NaN or infinite. */
-bool mm_opt_all_finite(const float *g, size_t n);
 /* Largest |v[i]| as IEEE bits (>= 0x7f800000 means a NaN or infinity). */
 uint32_t mm_opt_max_abs_bits(const float *v, size_t n);
 /* The float with these bits; infinity for NaN patterns. */

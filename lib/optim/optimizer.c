@@ -401,29 +401,6 @@ void mm_opt_apply_masks(mm_optimizer *opt, bool grads) {
 
 /* ---- gradient checks --------------------------------------------------- */
 
-/* An IEEE single is NaN or infinite iff its exponent bits are all ones:
- * (bits & 0x7f800000) + 0x00800000 then carries into bit 31. Integer
- * operations only, so this stays correct under -ffast-math, and the block
- * loop vectorises at -O2. */
-MM_OPT_INLINE bool all_finite_body(const float *restrict g, size_t n) {
-    uint32_t acc[MM_VBLOCK] = {0};
-    size_t i = 0;
-    for (; i + MM_VBLOCK <= n; i += MM_VBLOCK)
-        for (size_t j = 0; j < MM_VBLOCK; j++) {
-            uint32_t b;
-            memcpy(&b, &g[i + j], sizeof b);
-            acc[j] |= (b & 0x7f800000u) + 0x00800000u;
-        }
-    uint32_t r = 0;
-    for (; i < n; i++) {
-        uint32_t b;
-        memcpy(&b, &g[i], sizeof b);
-        r |= (b & 0x7f800000u) + 0x00800000u;
-    }
-    for (size_t j = 0; j < MM_VBLOCK; j++) r |= acc[j];
-    return (r & 0x80000000u) == 0;
-}
-
 /* Squares summed in float lanes over chunks of 1024 elements, chunks summed
  * in double: accurate, and no double arithmetic per element. */
 MM_OPT_INLINE double sum_squares_body(const float *restrict g, size_t n) {
@@ -472,20 +449,10 @@ MM_OPT_INLINE uint32_t max_abs_bits_body(const float *restrict v, size_t n) {
 MM_OPT_AVX2 static uint32_t max_abs_bits_avx2(const float *restrict v, size_t n) {
     return max_abs_bits_body(v, n);
 }
-MM_OPT_AVX2 static bool all_finite_avx2(const float *restrict g, size_t n) {
-    return all_finite_body(g, n);
-}
 MM_OPT_AVX2 static double sum_squares_avx2(const float *restrict g, size_t n) {
     return sum_squares_body(g, n);
 }
 #endif
-
-bool mm_opt_all_finite(const float *g, size_t n) {
-#if MM_OPT_X86
-    if (mm_opt_simd_avx2()) return all_finite_avx2(g, n);
-#endif
-    return all_finite_body(g, n);
-}
 
 uint32_t mm_opt_max_abs_bits(const float *v, size_t n) {
 #if MM_OPT_X86
@@ -662,16 +629,9 @@ mm_status mm_opt_step_impl(mm_optimizer *opt, const float *x, const int32_t *lab
     /* A NaN input does not always surface in the loss or the gradients
      * (relu maps NaN to 0; BLIS may skip 0 * NaN), so inputs are checked
      * here; the cost is one read of n * input_dim floats. */
-    const size_t dim = opt->model->input_dim;
-    size_t count;
-    if (!mm_mul_ok(n, dim, &count))
-        return mm_error(MM_E_INVALID_ARGUMENT, "batch of %zu samples is too large", n);
-    if (!mm_opt_all_finite(x, count)) {
-        size_t bad = 0;
-        while (bad + 1 < n && mm_opt_all_finite(x + bad * dim, dim)) bad++;
-        return mm_error(MM_E_NUMERIC,
-                        "input sample %zu has a NaN or infinite feature; no update was made", bad);
-    }
+    if ((st = mm_check_samples(x, n, opt->model->input_dim, "input sample",
+                               "no update was made")) != MM_OK)
+        return st;
 
     /* Gradual pruning: may update masks (never layers) before this step. */
     if (opt->hook.ctx && opt->hook.before_step &&

@@ -259,10 +259,8 @@ mm_status mm_pruner_calibrate(mm_pruner *p, const mm_model *model, const float *
     size_t total;
     if (!mm_mul_ok(n, dim, &total))
         return mm_error(MM_E_OUT_OF_RANGE, "calibration set of %zu samples is too large", n);
-    for (size_t i = 0; i < total; i++)
-        if (!isfinite(x[i]))
-            return mm_error(MM_E_NUMERIC, "calibration sample %zu has a NaN or infinite feature",
-                            i / dim);
+    mm_status st0 = mm_check_samples(x, n, dim, "calibration sample", "nothing was calibrated");
+    if (st0 != MM_OK) return st0;
 
     const size_t width = mm_model_max_width(model);
     const size_t chunk = n < CAL_CHUNK ? n : CAL_CHUNK;
