@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kernels/int8.h"
 #include "kernels/sparse_kernels.h"
 #include "model/mmfile.h"
 #include "model/model_internal.h"
@@ -49,18 +50,25 @@ static mm_layer *make_sparse(size_t in, size_t out, mm_activation act, double sp
     return sp;
 }
 
-static mm_qlayer_config cfg_of(bool per_channel, bool master) {
+static const mm_quant_scheme all_schemes[] = {MM_QUANT_INT8_WEIGHT_ONLY, MM_QUANT_INT8_DYNAMIC,
+                                              MM_QUANT_INT8_STATIC};
+#define N_SCHEMES 3
+
+static mm_qlayer_config cfg_of(mm_quant_scheme scheme, bool per_channel, bool master) {
     mm_qlayer_config c;
     memset(&c, 0, sizeof c);
-    c.scheme = MM_QUANT_INT8_WEIGHT_ONLY;
+    c.scheme = scheme;
     c.per_channel = per_channel;
     c.weight_symmetric = true;
     c.keep_master = master;
+    c.in_lo = -0.8f; /* static: inputs beyond it saturate */
+    c.in_hi = 0.9f;
     return c;
 }
 
-static mm_layer *quantize(const mm_layer *sp, bool per_channel, bool master) {
-    const mm_qlayer_config c = cfg_of(per_channel, master);
+static mm_layer *quantize_as(const mm_layer *sp, mm_quant_scheme scheme, bool per_channel,
+                             bool master) {
+    const mm_qlayer_config c = cfg_of(scheme, per_channel, master);
     mm_layer *q = NULL;
     MM_ASSERT_OK(mm_qsparse_from_sparse(sp, &c, &q));
     ck_assert_str_eq(q->vt->kind, "sparse_int8");
@@ -70,6 +78,10 @@ static mm_layer *quantize(const mm_layer *sp, bool per_channel, bool master) {
     ck_assert_uint_eq(q->out, sp->out);
     ck_assert_uint_eq(q->n_params, master ? 2 : 0);
     return q;
+}
+
+static mm_layer *quantize(const mm_layer *sp, bool per_channel, bool master) {
+    return quantize_as(sp, MM_QUANT_INT8_WEIGHT_ONLY, per_channel, master);
 }
 
 /* Dense out x in weights of a layer's forward pass. */
@@ -100,17 +112,39 @@ static double act_d(mm_activation a, double v) {
     }
 }
 
-/* y against act(x W^T + b) in double, W the layer's effective weights. */
+/* y against act(x W^T + b) in double, W the layer's effective weights;
+ * with int8 activations (dynamic, static) x is first quantized as the
+ * scheme says, with the kernels' own activation quantizer (tested in
+ * test_int8), and dequantized. */
 static void check_forward(const mm_layer *q, const float *x, const float *y, size_t n) {
     const size_t in = q->in, out = q->out;
-    float *w = effective(q), *b = malloc(out * sizeof *b);
+    float *w = effective(q), *b = malloc(out * sizeof *b), *xd = malloc(n * in * sizeof *xd);
     MM_ASSERT_OK(mm_qlayer_effective_weights(q, w, b));
+    mm_qlayer_int8 d;
+    MM_ASSERT_OK(mm_qlayer_int8_describe(q, &d));
+    uint8_t *xq = malloc(in);
+    for (size_t s = 0; s < n; s++) {
+        float xs = 1.0f;
+        int32_t zp = 0;
+        if (d.scheme == MM_QUANT_INT8_WEIGHT_ONLY) {
+            memcpy(xd + s * in, x + s * in, in * sizeof *xd);
+            continue;
+        }
+        if (d.scheme == MM_QUANT_INT8_DYNAMIC) {
+            MM_ASSERT_OK(mm_int8_quantize_dynamic(x + s * in, 1, in, true, xq, &xs, &zp));
+        } else {
+            MM_ASSERT_OK(mm_int8_choose_params(d.in_lo, d.in_hi, d.act_symmetric, &xs, &zp));
+            MM_ASSERT_OK(mm_int8_quantize_rows(x + s * in, 1, in, xs, zp, xq));
+        }
+        for (size_t i = 0; i < in; i++) xd[s * in + i] = (float)((double)xs * (xq[i] - zp));
+    }
+    free(xq);
     for (size_t s = 0; s < n; s++)
         for (size_t o = 0; o < out; o++) {
             double acc = b[o], mag = fabs(b[o]);
             for (size_t i = 0; i < in; i++) {
-                acc += (double)w[o * in + i] * x[s * in + i];
-                mag += fabs((double)w[o * in + i] * x[s * in + i]);
+                acc += (double)w[o * in + i] * xd[s * in + i];
+                mag += fabs((double)w[o * in + i] * xd[s * in + i]);
             }
             const double want = act_d(q->act, acc), got = y[s * out + o];
             ck_assert_msg(fabs(got - want) <= 1e-6 + 2e-6 * mag,
@@ -118,6 +152,7 @@ static void check_forward(const mm_layer *q, const float *x, const float *y, siz
         }
     free(w);
     free(b);
+    free(xd);
 }
 
 /* Every kernel set of this CPU, in turn. */
@@ -175,32 +210,44 @@ START_TEST(forward_every_kernel_set) {
                   {128, 10, 0.9, MM_ACT_IDENTITY}, {33, 17, 0.5, MM_ACT_LEAKY_RELU},
                   {5, 3, 0.0, MM_ACT_SIGMOID},   {70, 40, 0.99, MM_ACT_IDENTITY}};
     static const size_t batches[] = {1, 2, 3, 4, 5, 17, 40};
-    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
-        mm_layer *sp = make_sparse(shapes[c].in, shapes[c].out, shapes[c].act, shapes[c].sparsity,
-                                   100 + c);
-        mm_layer *q = quantize(sp, true, false);
-        const size_t nmax = 40, in = q->in, out = q->out;
-        float *x = malloc(nmax * in * sizeof *x), *y = malloc(nmax * out * sizeof *y);
-        float *y1 = malloc(nmax * out * sizeof *y1);
-        mm_test_fill(x, nmax * in, 7 + c, -1.0f, 1.0f);
-        FOR_EACH_KERNEL_SET({
-            for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
-                const size_t n = batches[b];
-                q->vt->forward(q, mm_kernels_get(), x, y, n);
-                check_forward(q, x, y, n);
-                /* a sample's output does not depend on its batch's size
-                 * beyond rounding */
-                for (size_t s = 0; s < n; s++) q->vt->forward(q, mm_kernels_get(), x + s * in,
-                                                              y1 + s * out, 1);
-                ck_assert(mm_test_max_abs_diff(y, y1, n * out) < 1e-4);
-            }
-        });
-        free(x);
-        free(y);
-        free(y1);
-        q->vt->destroy(q);
-        sp->vt->destroy(sp);
-    }
+    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++)
+        for (size_t sc = 0; sc < N_SCHEMES; sc++) {
+            mm_layer *sp = make_sparse(shapes[c].in, shapes[c].out, shapes[c].act,
+                                       shapes[c].sparsity, 100 + c);
+            mm_layer *q = quantize_as(sp, all_schemes[sc], c % 2 == 0, false);
+            const size_t nmax = 40, in = q->in, out = q->out;
+            float *x = malloc(nmax * in * sizeof *x), *y = malloc(nmax * out * sizeof *y);
+            float *y1 = malloc(nmax * out * sizeof *y1), *yref = malloc(nmax * out * sizeof *yref);
+            mm_test_fill(x, nmax * in, 7 + c, -1.0f, 1.0f);
+            bool first = true;
+            FOR_EACH_KERNEL_SET({
+                for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
+                    const size_t n = batches[b];
+                    q->vt->forward(q, mm_kernels_get(), x, y, n);
+                    check_forward(q, x, y, n);
+                    /* a sample's output does not depend on its batch's size
+                     * beyond rounding (int8 activations: not at all) */
+                    for (size_t s = 0; s < n; s++)
+                        q->vt->forward(q, mm_kernels_get(), x + s * in, y1 + s * out, 1);
+                    if (all_schemes[sc] == MM_QUANT_INT8_WEIGHT_ONLY)
+                        ck_assert(mm_test_max_abs_diff(y, y1, n * out) < 1e-4);
+                    else
+                        ck_assert(memcmp(y, y1, n * out * sizeof *y) == 0);
+                }
+                /* integer sums: every kernel set gives the same outputs */
+                if (all_schemes[sc] != MM_QUANT_INT8_WEIGHT_ONLY) {
+                    if (first) memcpy(yref, y, nmax * out * sizeof *y);
+                    else ck_assert(memcmp(yref, y, nmax * out * sizeof *y) == 0);
+                }
+                first = false;
+            });
+            free(x);
+            free(y);
+            free(y1);
+            free(yref);
+            q->vt->destroy(q);
+            sp->vt->destroy(sp);
+        }
 }
 END_TEST
 
@@ -228,7 +275,7 @@ static mm_model *model_with(mm_layer *layer, size_t in) {
 
 START_TEST(master_requantized_after_steps) {
     mm_layer *sp = make_sparse(60, 12, MM_ACT_IDENTITY, 0.8, 5);
-    mm_layer *q = quantize(sp, true, true);
+    mm_layer *q = quantize_as(sp, all_schemes[_i], true, true);
     mm_model *m = model_with(q, 60);
     MM_ASSERT_OK(mm_model_set_loss(m, MM_LOSS_SOFTMAX_XENT));
     float *before = effective(q);
@@ -275,7 +322,7 @@ END_TEST
  * through its dequantized weights. */
 START_TEST(inference_only_backward) {
     mm_layer *sp = make_sparse(20, 9, MM_ACT_IDENTITY, 0.7, 8);
-    mm_layer *q = quantize(sp, false, false);
+    mm_layer *q = quantize_as(sp, all_schemes[_i], false, false);
     float dy[3 * 9], dx[3 * 20], x[3 * 20], y[3 * 9];
     mm_test_fill(dy, 27, 1, -1.0f, 1.0f);
     mm_test_fill(x, 60, 2, -1.0f, 1.0f);
@@ -298,7 +345,7 @@ END_TEST
 
 START_TEST(clone_and_describe) {
     mm_layer *sp = make_sparse(40, 20, MM_ACT_RELU, 0.85, 9);
-    mm_layer *q = quantize(sp, true, true), *c = NULL;
+    mm_layer *q = quantize_as(sp, all_schemes[_i], true, true), *c = NULL;
     MM_ASSERT_OK(q->vt->clone(q, &c));
     float *wq = effective(q), *wc = effective(c);
     ck_assert(memcmp(wq, wc, 800 * sizeof(float)) == 0);
@@ -310,7 +357,7 @@ START_TEST(clone_and_describe) {
     ck_assert(memcmp(wc2, wc, 800 * sizeof(float)) == 0);
     mm_qlayer_int8 d;
     MM_ASSERT_OK(mm_qlayer_int8_describe(c, &d));
-    ck_assert_int_eq(d.scheme, MM_QUANT_INT8_WEIGHT_ONLY);
+    ck_assert_int_eq(d.scheme, all_schemes[_i]);
     for (size_t o = 0; o < 20; o++)
         for (size_t i = 0; i < 40; i++)
             ck_assert(fabsf(d.weight_scale[o] * d.weight_q[o * 40 + i] - wc[o * 40 + i]) == 0.0f);
@@ -349,7 +396,9 @@ START_TEST(save_load_bit_exact) {
             if (shapes[c].in > MM_INT8_MAX_IN) continue; /* the quantizer keeps those float */
             mm_layer *sp = make_sparse(shapes[c].in, shapes[c].out, MM_ACT_RELU,
                                        shapes[c].sparsity, 40 + c);
-            mm_model *m = model_with(quantize(sp, c % 2 == 0, master), shapes[c].in);
+            mm_model *m = model_with(quantize_as(sp, all_schemes[(c + master) % N_SCHEMES],
+                                                 c % 2 == 0, master),
+                                     shapes[c].in);
             mm_model *back = load_back(m);
             ck_assert_str_eq(back->layers[0]->vt->kind, "sparse_int8");
             ck_assert_uint_eq(back->layers[0]->n_params, master ? 2 : 0);
@@ -406,7 +455,7 @@ static void write_hostile(const char *path, const hostile *h) {
     mm_file_writer_free(w);
 }
 
-#define GOOD_FIELDS ",\"nnz\":3,\"per_channel\":true,\"keep_master\":false"
+#define GOOD_FIELDS ",\"scheme\":\"weight_only\",\"nnz\":3,\"per_channel\":true,\"keep_master\":false"
 /* row 0: columns 1, 3; row 1: column 0 */
 static const hostile good = {GOOD_FIELDS, {5, -7, 127}, 3, {1, 1, 0}, 3, {0, 2, 3}, {0.1f, 0.2f}};
 
@@ -473,17 +522,24 @@ START_TEST(hostile_files) {
     h.scale[0] = NAN;
     expect(&h, MM_E_FORMAT, "scales must be finite and > 0");
     h = good;
-    h.entry_extra = ",\"nnz\":4,\"per_channel\":true,\"keep_master\":false";
+    h.entry_extra = ",\"scheme\":\"weight_only\",\"nnz\":4,\"per_channel\":true,\"keep_master\":false";
     expect(&h, MM_E_FORMAT, "\"nnz\" must be the number of stored weights");
     h = good;
-    h.entry_extra = ",\"nnz\":3,\"keep_master\":false";
+    h.entry_extra = ",\"scheme\":\"weight_only\",\"nnz\":3,\"keep_master\":false";
     expect(&h, MM_E_FORMAT, "\"per_channel\" must be true or false");
     h = good;
-    h.entry_extra = ",\"nnz\":3,\"per_channel\":true,\"keep_master\":true"; /* no master tensor */
+    h.entry_extra = ",\"scheme\":\"weight_only\",\"nnz\":3,\"per_channel\":true,\"keep_master\":true"; /* no master tensor */
     expect(&h, MM_E_FORMAT, "weight_values");
     h = good;
+    h.entry_extra = ",\"scheme\":\"static\",\"nnz\":3,\"per_channel\":true,"
+                    "\"keep_master\":false,\"act_symmetric\":false"; /* no input_range */
+    expect(&h, MM_E_FORMAT, "input_range");
+    h = good;
+    h.entry_extra = ",\"scheme\":\"int4\",\"nnz\":3,\"per_channel\":true,\"keep_master\":false";
+    expect(&h, MM_E_FORMAT, "\"scheme\" must be");
+    h = good;
     h.nq = 2; /* fewer weights than gaps say */
-    h.entry_extra = ",\"nnz\":2,\"per_channel\":true,\"keep_master\":false";
+    h.entry_extra = ",\"scheme\":\"weight_only\",\"nnz\":2,\"per_channel\":true,\"keep_master\":false";
     expect(&h, MM_E_FORMAT, "weight_offsets");
 }
 END_TEST
@@ -587,9 +643,9 @@ int main(void) {
     tcase_add_test(tc, error_bounds_and_zeros);
     tcase_add_test(tc, forward_every_kernel_set);
     tcase_add_test(tc, packed_words);
-    tcase_add_test(tc, master_requantized_after_steps);
-    tcase_add_test(tc, inference_only_backward);
-    tcase_add_test(tc, clone_and_describe);
+    tcase_add_loop_test(tc, master_requantized_after_steps, 0, N_SCHEMES);
+    tcase_add_loop_test(tc, inference_only_backward, 0, N_SCHEMES);
+    tcase_add_loop_test(tc, clone_and_describe, 0, N_SCHEMES);
     tcase_add_test(tc, save_load_bit_exact);
     tcase_add_test(tc, hostile_files);
     tcase_add_test(tc, quantizer_takes_pruned_models);

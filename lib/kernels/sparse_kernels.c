@@ -94,9 +94,9 @@ SK_INLINE float finish(float old, float alpha, float g, const bool accumulate) {
     return accumulate ? old + alpha * g : alpha * g;
 }
 
-/* Walk every stored entry in storage order: the body sees k (position),
- * row and col. */
-#define SP_FOR_ENTRIES MM_SP_FOR_EACH
+/* Walk every stored entry of a float-form matrix in storage order: the
+ * body sees k (position), row and col. */
+#define SP_FOR_ENTRIES(w, BODY) MM_SP_FOR_EACH_G(w, 1, BODY)
 
 /* ---- portable bodies (also compiled for AVX2) ------------------------- */
 
@@ -264,6 +264,39 @@ static float *grad_scratch(const mm_sp_matrix *w, size_t n) {
     return mm_alloc_floats(base + extra);
 }
 
+/* The grouped form's integer dot products for one sample (see dot_u8s8 in
+ * sparse_kernels.h): exact, so every ISA gives the same sums. */
+SK_INLINE void dot1_body(const mm_sp_matrix *w, const int8_t *restrict q8,
+                         const uint8_t *restrict xq, int32_t *restrict acc) {
+    const uint8_t *sc = w->step_count, *lc = w->lcol;
+    const size_t G = MM_SP_GROUP_I8;
+    size_t p = 0, it = 0, t = 0;
+    for (size_t s = 0; s < w->nslices; s++) {
+        int32_t a[SL] = {0};
+        for (; t < w->slice_tiles[s + 1]; t++) {
+            const uint8_t *xb = xq + (size_t)w->tile_block[t] * MM_SP_BLOCK_I8;
+            int32_t ta[SL] = {0};
+            for (const size_t e = it + w->tile_steps[t]; it < e; it++) {
+                const size_t c = sc[it];
+                for (size_t j = 0; j < c; j++)
+                    for (size_t g = 0; g < G; g++) /* padding: weight 0 at column 63 */
+                        ta[j] += (int32_t)xb[lc[p + G * j + g] & (MM_SP_BLOCK_I8 - 1)] *
+                                 (int32_t)q8[p + G * j + g];
+                p += G * c;
+            }
+            const uint8_t *fp = w->tile_fperm + SL * t;
+            for (size_t r = 0; r < SL; r++) a[r] += ta[fp[r]];
+        }
+        const size_t r0 = s * SL, nr = w->rows - r0 < SL ? w->rows - r0 : SL;
+        for (size_t r = 0; r < nr; r++) acc[r0 + r] = a[r];
+    }
+}
+
+static void dot_u8s8_portable(const mm_sp_matrix *w, const int8_t *q8, const uint8_t *xq,
+                              size_t xq_stride, size_t n, int32_t *acc) {
+    for (size_t s = 0; s < n; s++) dot1_body(w, q8, xq + s * xq_stride, acc + s * w->rows);
+}
+
 /* ---- portable kernel set ---------------------------------------------- */
 
 static void fwdn_portable(const mm_sp_matrix *w, const float *bias, const float *x, float *y,
@@ -331,6 +364,7 @@ static const mm_sparse_kernels kernels_portable = {
     .backward_x = backward_x_portable,
     .grad_values = grad_values_portable,
     .forward_q8 = forward_q8_portable,
+    .dot_u8s8 = dot_u8s8_portable,
 };
 
 #if SK_X86
@@ -588,6 +622,7 @@ static const mm_sparse_kernels kernels_avx2 = {
     .backward_x = backward_x_avx2,
     .grad_values = grad_values_avx2,
     .forward_q8 = forward_q8_avx2,
+    .dot_u8s8 = dot_u8s8_portable,
 };
 
 /* ---- AVX-512 ----------------------------------------------------------- */
@@ -821,6 +856,66 @@ static void grad_values_avx512(const mm_sp_matrix *w, const float *dz, const flo
         grad1_portable_a5(w, dz + s * w->rows, x + s * w->cols, alpha, dst, accumulate || s > 0);
 }
 
+/* The grouped integer dot products with VNNI and VBMI: per step one
+ * vpermb gathers the 4 activation bytes of each of 16 lanes from the
+ * tile's 64-byte window, one vpdpbusd adds 64 products. */
+#define SK_VNNI                                                                            \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,bmi2")))
+
+SK_VNNI static void dot1_vnni(const mm_sp_matrix *w, const int8_t *q8, const uint8_t *xq,
+                              int32_t *acc) {
+    const uint8_t *sc = w->step_count, *lc = w->lcol;
+    size_t p = 0, it = 0, t = 0;
+    for (size_t s = 0; s < w->nslices; s++) {
+        __m512i a = _mm512_setzero_si512();
+        for (; t < w->slice_tiles[s + 1]; t++) {
+            const __m512i xw =
+                _mm512_loadu_si512((const void *)(xq + (size_t)w->tile_block[t] * MM_SP_BLOCK_I8));
+            __m512i ta[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+            const size_t e = it + w->tile_steps[t];
+#define SK_DOT_STEP(A)                                                                     \
+    do {                                                                                   \
+        const unsigned c = sc[it];                                                         \
+        const __m512i xv = _mm512_permutexvar_epi8(_mm512_loadu_si512((const void *)(lc + p)), xw); \
+        ta[A] = _mm512_mask_dpbusd_epi32(ta[A], (__mmask16)_bzhi_u32(0xFFFFu, c), xv,     \
+                                         _mm512_loadu_si512((const void *)(q8 + p)));      \
+        p += MM_SP_GROUP_I8 * c;                                                           \
+        it++;                                                                              \
+    } while (0)
+            while (it + 2 <= e) {
+                SK_DOT_STEP(0);
+                SK_DOT_STEP(1);
+            }
+            if (it < e) SK_DOT_STEP(0);
+#undef SK_DOT_STEP
+            const __m512i fp = bytes16_a5(w->tile_fperm + SL * t);
+            a = _mm512_add_epi32(a, _mm512_permutexvar_epi32(fp, _mm512_add_epi32(ta[0], ta[1])));
+        }
+        const size_t r0 = s * SL;
+        _mm512_mask_storeu_epi32(acc + r0, mask_below(w->rows - r0), a);
+    }
+}
+
+static bool cpu_vnni_vbmi(void) {
+    static atomic_int have = -1;
+    int v = atomic_load_explicit(&have, memory_order_relaxed);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi");
+        atomic_store_explicit(&have, v, memory_order_relaxed);
+    }
+    return v != 0;
+}
+
+static void dot_u8s8_avx512(const mm_sp_matrix *w, const int8_t *q8, const uint8_t *xq,
+                            size_t xq_stride, size_t n, int32_t *acc) {
+    if (!cpu_vnni_vbmi()) {
+        dot_u8s8_portable(w, q8, xq, xq_stride, n, acc);
+        return;
+    }
+    for (size_t s = 0; s < n; s++) dot1_vnni(w, q8, xq + s * xq_stride, acc + s * w->rows);
+}
+
 static const mm_sparse_kernels kernels_avx512 = {
     .name = "avx512",
     .max_density = 0.15,
@@ -828,6 +923,7 @@ static const mm_sparse_kernels kernels_avx512 = {
     .backward_x = backward_x_avx512,
     .grad_values = grad_values_avx512,
     .forward_q8 = forward_q8_avx512,
+    .dot_u8s8 = dot_u8s8_avx512,
 };
 
 #endif /* SK_X86 */

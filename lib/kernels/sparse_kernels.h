@@ -8,12 +8,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Rows per slice and columns per block of the tiled layout. */
+/* Rows per slice and columns per block of the tiled layout (the float
+ * form; the int8-activation form: blocks of 64 columns, groups of 4). */
 #define MM_SP_SLICE 16
 #define MM_SP_BLOCK 32
-/* values and lcol are readable this many elements past nnz (zeroed), so
- * that a step's 16-lane loads never leave the allocation. */
-#define MM_SP_PAD 16
+#define MM_SP_BLOCK_I8 64
+#define MM_SP_GROUP_I8 4
+/* values and lcol are readable this many elements past the last slot
+ * (zeroed), so that a step's 64-byte loads never leave the allocation. */
+#define MM_SP_PAD 64
+/* lcol of a padding slot (groups of 4: a lane with fewer entries). */
+#define MM_SP_LCOL_PAD 0xFF
 
 /* A rows x cols sparse matrix W in the tiled layout ("sliced ELL with
  * register tables"):
@@ -29,9 +34,19 @@
  *     step with no padding: values[k] and lcol[k] = column - 32 * block.
  * So a step is one vector: 16 consecutive values, the columns as indices
  * into a 32-float window of x held in two registers, and a prefix mask; no
- * gathers. */
+ * gathers.
+ *
+ * Grouped form (group 4, blocks of 64: the int8-activation kernels): step
+ * i holds entries 4i .. 4i+3 of every lane with more than 4i entries, the
+ * lane's 4 slots together (one 32-bit lane of vpdpbusd: 4 weights, 4 byte
+ * indices into a 64-byte window of uint8 activations for vpermb); a lane
+ * with fewer left fills its group with padding slots (lcol
+ * MM_SP_LCOL_PAD, weight 0). Slots are stored step after step: step i
+ * takes 4 c_i slots. nslots counts them (nnz the entries, nslots >= nnz). */
 typedef struct mm_sp_matrix {
     size_t rows, cols, nnz;
+    unsigned block, group; /* 32 and 1, or 64 and 4 */
+    size_t nslots;
     size_t nslices, ntiles, nsteps;
     const uint32_t *slice_tiles; /* nslices + 1: slice s owns tiles [st[s], st[s+1]) */
     const uint32_t *tile_block;  /* ntiles */
@@ -39,7 +54,7 @@ typedef struct mm_sp_matrix {
     const uint8_t *tile_fperm;   /* 16 per tile */
     const uint8_t *tile_iperm;   /* 16 per tile */
     const uint8_t *step_count;   /* nsteps: c_i */
-    const uint8_t *lcol;         /* nnz + MM_SP_PAD */
+    const uint8_t *lcol;         /* nslots + MM_SP_PAD */
     const float *values;         /* nnz + MM_SP_PAD (float kinds) */
     /* int8 kinds: entry k as one 16-bit word (q << 8) | lcol[k], q the
      * int8 weight (nnz + MM_SP_PAD words), and the weight of row r is
@@ -55,6 +70,9 @@ typedef struct mm_sp_matrix {
  * (< 32), and back (portable: no shifts of negative values). */
 static inline int16_t mm_sp_qword(int q, unsigned lc) { return (int16_t)(q * 256 + (int)lc); }
 static inline int mm_sp_qword_weight(int16_t w) { return (w - (w & 0xFF)) / 256; }
+
+/* The grouped form's int8 weights: q8[k] for slot k (nslots + MM_SP_PAD
+ * bytes, padding slots 0). Passed beside the matrix. */
 
 /* One kernel set. Every function handles any n >= 1. Batched calls may
  * allocate a scratch buffer for the call (never shared state: concurrent
@@ -82,6 +100,12 @@ typedef struct mm_sparse_kernels {
      * y[s, r] = qscale[r] * sum_k q_k x[s, col_k] (+ bias[r]). */
     void (*forward_q8)(const mm_sp_matrix *w, const float *bias, const float *x, float *y,
                        size_t n);
+    /* Grouped form (group 4, blocks of 64), integer: acc[s, r] = sum over
+     * the slots k of row r of xq[s, col_k] * q8[k], exact in int32 (rows
+     * of xq every xq_stride bytes, each readable MM_SP_BLOCK_I8 bytes past
+     * cols: the window loads). */
+    void (*dot_u8s8)(const mm_sp_matrix *w, const int8_t *q8, const uint8_t *xq,
+                     size_t xq_stride, size_t n, int32_t *acc);
 } mm_sparse_kernels;
 
 typedef enum mm_sparse_isa {

@@ -37,7 +37,7 @@ static mm_status layout_alloc(mm_sp_layout *lay) {
     lay->tile_steps = malloc(nt);
     lay->tile_perm = mm_malloc_array(nt, 2 * MM_SP_SLICE);
     lay->step_count = malloc(m->nsteps ? m->nsteps : 1);
-    lay->lcol = calloc(m->nnz + MM_SP_PAD, 1);
+    lay->lcol = calloc(m->nslots + MM_SP_PAD, 1);
     if (!lay->slice_tiles || !lay->tile_block || !lay->tile_steps || !lay->tile_perm ||
         !lay->step_count || !lay->lcol)
         return mm_oom("sparse layer structure");
@@ -58,10 +58,11 @@ static void rank_rows(const size_t cnt[MM_SP_SLICE], uint8_t iperm[MM_SP_SLICE])
 }
 
 /* Two passes over the CSR entries, slice by slice, visiting only blocks
- * that hold entries: the first counts tiles and steps, the second (fill)
- * writes the layout. */
+ * that hold entries: the first counts tiles, steps and slots, the second
+ * (fill) writes the layout. */
 static mm_status layout_pass(mm_sp_layout *lay, const mm_sp_csr *v, bool fill) {
     const size_t rows = v->rows, nslices = (rows + MM_SP_SLICE - 1) / MM_SP_SLICE;
+    const size_t B = lay->m.block, G = lay->m.group;
     size_t ntiles = 0, nsteps = 0, p = 0;
     for (size_t sl = 0; sl < nslices; sl++) {
         const size_t r0 = sl * MM_SP_SLICE;
@@ -77,15 +78,14 @@ static mm_status layout_pass(mm_sp_layout *lay, const mm_sp_csr *v, bool fill) {
             /* the next block holding an entry of any row of the slice */
             size_t blk = SIZE_MAX;
             for (size_t r = 0; r < nr; r++)
-                if (ptr[r] < end[r] && v->idx[ptr[r]] / MM_SP_BLOCK < blk)
-                    blk = v->idx[ptr[r]] / MM_SP_BLOCK;
+                if (ptr[r] < end[r] && v->idx[ptr[r]] / B < blk) blk = v->idx[ptr[r]] / B;
             if (blk == SIZE_MAX) break;
-            size_t cnt[MM_SP_SLICE] = {0}, K = 0;
+            size_t cnt[MM_SP_SLICE] = {0}, most = 0;
             for (size_t r = 0; r < nr; r++) {
-                while (ptr[r] + cnt[r] < end[r] && v->idx[ptr[r] + cnt[r]] / MM_SP_BLOCK == blk)
-                    cnt[r]++;
-                if (cnt[r] > K) K = cnt[r];
+                while (ptr[r] + cnt[r] < end[r] && v->idx[ptr[r] + cnt[r]] / B == blk) cnt[r]++;
+                if (cnt[r] > most) most = cnt[r];
             }
+            const size_t K = (most + G - 1) / G; /* steps of G entries per lane */
             if (fill) {
                 uint8_t *fp = lay->tile_perm + MM_SP_SLICE * ntiles;
                 uint8_t *rank =
@@ -96,12 +96,18 @@ static mm_status layout_pass(mm_sp_layout *lay, const mm_sp_csr *v, bool fill) {
                 lay->tile_steps[ntiles] = (uint8_t)K;
                 for (size_t i = 0; i < K; i++) {
                     size_t c = 0;
-                    while (c < MM_SP_SLICE && cnt[rank[c]] > i) {
-                        lay->lcol[p++] = (uint8_t)(v->idx[ptr[rank[c]] + i] - blk * MM_SP_BLOCK);
+                    while (c < MM_SP_SLICE && cnt[rank[c]] > G * i) {
+                        for (size_t g = G * i; g < G * i + G; g++)
+                            lay->lcol[p++] = g < cnt[rank[c]]
+                                                 ? (uint8_t)(v->idx[ptr[rank[c]] + g] - blk * B)
+                                                 : MM_SP_LCOL_PAD;
                         c++;
                     }
                     lay->step_count[nsteps + i] = (uint8_t)c;
                 }
+            } else {
+                for (size_t i = 0; i < K; i++)
+                    for (size_t r = 0; r < nr; r++) p += cnt[r] > G * i ? G : 0;
             }
             for (size_t r = 0; r < nr; r++) ptr[r] += cnt[r];
             ntiles++;
@@ -117,12 +123,18 @@ static mm_status layout_pass(mm_sp_layout *lay, const mm_sp_csr *v, bool fill) {
         lay->m.nslices = nslices;
         lay->m.ntiles = ntiles;
         lay->m.nsteps = nsteps;
+        lay->m.nslots = p;
     }
     return MM_OK;
 }
 
-mm_status mm_sp_layout_build(const mm_sp_csr *csr, mm_sp_layout **out) {
+mm_status mm_sp_layout_build(const mm_sp_csr *csr, unsigned block, unsigned group,
+                             mm_sp_layout **out) {
     *out = NULL;
+    if (!((block == MM_SP_BLOCK && group == 1) ||
+          (block == MM_SP_BLOCK_I8 && group == MM_SP_GROUP_I8)))
+        return mm_error(MM_E_INVALID_ARGUMENT, "no sparse layout with blocks of %u and groups of %u",
+                        block, group);
     if (csr->nnz > UINT32_MAX)
         return mm_error(MM_E_OUT_OF_RANGE, "sparse layer with %zu stored weights (at most %u)",
                         csr->nnz, UINT32_MAX);
@@ -131,6 +143,8 @@ mm_status mm_sp_layout_build(const mm_sp_csr *csr, mm_sp_layout **out) {
     lay->m.rows = csr->rows;
     lay->m.cols = csr->cols;
     lay->m.nnz = csr->nnz;
+    lay->m.block = block;
+    lay->m.group = group;
     mm_status st = layout_pass(lay, csr, false);
     if (st == MM_OK) st = layout_alloc(lay);
     if (st == MM_OK) st = layout_pass(lay, csr, true);
@@ -159,7 +173,7 @@ mm_status mm_sp_layout_clone(const mm_sp_layout *src, mm_sp_layout **out) {
     memcpy(lay->tile_steps, src->tile_steps, m->ntiles);
     memcpy(lay->tile_perm, src->tile_perm, m->ntiles * 2 * MM_SP_SLICE);
     memcpy(lay->step_count, src->step_count, m->nsteps);
-    memcpy(lay->lcol, src->lcol, m->nnz);
+    memcpy(lay->lcol, src->lcol, m->nslots);
     layout_bind(lay);
     *out = lay;
     return MM_OK;
@@ -167,7 +181,7 @@ mm_status mm_sp_layout_clone(const mm_sp_layout *src, mm_sp_layout **out) {
 
 size_t mm_sp_layout_bytes(const mm_sp_layout *lay) {
     const mm_sp_matrix *m = &lay->m;
-    return m->nnz + m->nsteps + m->ntiles * (sizeof(uint32_t) + 1 + 2 * MM_SP_SLICE) +
+    return m->nslots + m->nsteps + m->ntiles * (sizeof(uint32_t) + 1 + 2 * MM_SP_SLICE) +
            (m->nslices + 1) * sizeof(uint32_t);
 }
 
@@ -188,7 +202,7 @@ mm_status mm_sp_layout_to_csr(const mm_sp_layout *lay, uint32_t **off_out, uint3
     *idx_out = NULL;
     uint32_t *off = calloc(m->rows + 1, sizeof *off);
     uint32_t *idx = mm_malloc_array(m->nnz ? m->nnz : 1, sizeof *idx);
-    size_t *pos = mm_malloc_array(m->nnz ? m->nnz : 1, sizeof *pos);
+    size_t *pos = mm_malloc_array(m->nslots ? m->nslots : 1, sizeof *pos);
     if (!off || !idx || !pos) {
         free(off);
         free(idx);

@@ -208,7 +208,7 @@ static mm_status sparse_build(const csr_view *v, mm_activation act, float slope,
     mm_status st = sparse_alloc(&s, v->cols, v->rows, v->nnz, act, slope);
     if (st != MM_OK) return st;
     const mm_sp_csr pattern = {v->rows, v->cols, v->nnz, v->off, v->idx};
-    st = mm_sp_layout_build(&pattern, &s->lay);
+    st = mm_sp_layout_build(&pattern, MM_SP_BLOCK, 1, &s->lay);
     size_t *pos = NULL;
     if (st == MM_OK && v->vals) {
         pos = mm_malloc_array(v->nnz ? v->nnz : 1, sizeof *pos);

@@ -538,8 +538,7 @@ static mm_status plan_layers(const mm_quantizer *q, const mm_model *m, bool qat,
         mm_status st = check_params_finite(ly, l);
         if (st != MM_OK) return st;
         p->candidate = true;
-        /* sparse_int8 keeps float activations: no input range needed */
-        if (!is_static || sparse) continue;
+        if (!is_static) continue;
         if (!qat && layer_qat && mm_qat_input_range(ly, &p->lo, &p->hi)) {
             p->has_range = true;
             p->range_from = "qat";
