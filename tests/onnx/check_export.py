@@ -27,7 +27,7 @@ except ImportError as e:  # pragma: no cover
 # code away on ties; int8 dynamic: ONNX has no per-row dynamic activation
 # quantization, the export is its weight-only QDQ and the difference is
 # mmaint's activation quantization error.
-TOL = {"int8_static": 1e-2, "int8_dynamic": 2e-2}
+TOL = {"int8_static": 1e-2, "int8_dynamic": 2e-2, "sparse_int8_static": 1e-2, "sparse_int8_dynamic": 2e-2}
 DEFAULT_TOL = 2e-5
 
 

@@ -72,9 +72,24 @@ static mm_model *model(const char *spec, mm_loss loss, float slope) {
     return m;
 }
 
+/* 80% of the weights pruned, every layer finalized to the sparse kind. */
+static int prune(mm_model *m) {
+    mm_pruner *p;
+    if (mm_pruner_create(&p, MM_PRUNE_MAGNITUDE) != MM_OK ||
+        mm_pruner_set(p, MM_PRUNE_SPARSITY, 0.8) != MM_OK ||
+        mm_pruner_set(p, MM_PRUNE_SPARSE_FORMAT, MM_PRUNE_FORMAT_SPARSE) != MM_OK ||
+        mm_pruner_apply(p, m) != MM_OK || mm_pruner_finalize(p, m, NULL) != MM_OK)
+        return fail("pruning");
+    mm_pruner_free(p);
+    return 0;
+}
+
+/* A model quantized with `scheme`, after pruning when `pruned` (its
+ * layers then become sparse_int8). */
 static int quantized(const char *dir, const char *name, mm_quant_scheme scheme, int per_channel,
-                     int wsym, FILE *list) {
+                     int wsym, int pruned, FILE *list) {
     mm_model *m = model("24-16-12-6:relu", MM_LOSS_SOFTMAX_XENT, 0.01f);
+    if (pruned && prune(m)) return 1;
     mm_quantizer *q;
     float x[64 * 24];
     fill(x, 64 * 24, 3, -2.0f, 2.0f);
@@ -122,21 +137,20 @@ int main(int argc, char **argv) {
         bad |= emit(dir, dense[i].name, m, list);
         mm_model_free(m);
     }
-    bad |= quantized(dir, "int8_weight_only", MM_QUANT_INT8_WEIGHT_ONLY, 1, 1, list);
-    bad |= quantized(dir, "int8_weight_only_asym_tensor", MM_QUANT_INT8_WEIGHT_ONLY, 0, 0, list);
-    bad |= quantized(dir, "int8_dynamic", MM_QUANT_INT8_DYNAMIC, 1, 1, list);
-    bad |= quantized(dir, "int8_static", MM_QUANT_INT8_STATIC, 1, 1, list);
-    bad |= quantized(dir, "fp16", MM_QUANT_FP16, 1, 1, list);
-    bad |= quantized(dir, "bf16", MM_QUANT_BF16, 1, 1, list);
+    bad |= quantized(dir, "int8_weight_only", MM_QUANT_INT8_WEIGHT_ONLY, 1, 1, 0, list);
+    bad |= quantized(dir, "int8_weight_only_asym_tensor", MM_QUANT_INT8_WEIGHT_ONLY, 0, 0, 0, list);
+    bad |= quantized(dir, "int8_dynamic", MM_QUANT_INT8_DYNAMIC, 1, 1, 0, list);
+    bad |= quantized(dir, "int8_static", MM_QUANT_INT8_STATIC, 1, 1, 0, list);
+    bad |= quantized(dir, "fp16", MM_QUANT_FP16, 1, 1, 0, list);
+    bad |= quantized(dir, "bf16", MM_QUANT_BF16, 1, 1, 0, list);
+    /* pruned and quantized: sparse_int8 layers travel as QDQ of their
+     * dense int8 form */
+    bad |= quantized(dir, "sparse_int8_weight_only", MM_QUANT_INT8_WEIGHT_ONLY, 1, 1, 1, list);
+    bad |= quantized(dir, "sparse_int8_dynamic", MM_QUANT_INT8_DYNAMIC, 0, 1, 1, list);
+    bad |= quantized(dir, "sparse_int8_static", MM_QUANT_INT8_STATIC, 1, 1, 1, list);
     /* a pruned model kept as the sparse kind */
     mm_model *m = model("24-16-12-6:tanh", MM_LOSS_SOFTMAX_XENT, 0.01f);
-    mm_pruner *p;
-    if (mm_pruner_create(&p, MM_PRUNE_MAGNITUDE) != MM_OK ||
-        mm_pruner_set(p, MM_PRUNE_SPARSITY, 0.8) != MM_OK ||
-        mm_pruner_set(p, MM_PRUNE_SPARSE_FORMAT, MM_PRUNE_FORMAT_SPARSE) != MM_OK ||
-        mm_pruner_apply(p, m) != MM_OK || mm_pruner_finalize(p, m, NULL) != MM_OK)
-        return fail("sparse");
-    mm_pruner_free(p);
+    if (prune(m)) return 1;
     bad |= emit(dir, "sparse", m, list);
     mm_model_free(m);
     return (fclose(list) != 0 || bad) ? 1 : 0;
