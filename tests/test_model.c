@@ -3,6 +3,7 @@
  * every error path. */
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -147,6 +148,91 @@ START_TEST(predict_and_evaluate) {
 }
 END_TEST
 
+/* predict is the arg-max of forward and evaluate matches it, whichever
+ * buffer the batch takes (stack for small batches, one heap block for large
+ * ones, several chunks beyond 256 samples). */
+START_TEST(predict_matches_forward_all_sizes) {
+    mm_model *m;
+    MM_ASSERT_OK(mm_model_create_from_spec(&m, "784-256-10", 8));
+    enum { max_n = 300 };
+    float *x = malloc(max_n * 784 * sizeof *x), *y = malloc(max_n * 10 * sizeof *y);
+    int32_t *pred = malloc(max_n * sizeof *pred);
+    mm_test_fill(x, max_n * 784, 4, 0, 1);
+    const size_t sizes[] = {1, 2, 15, 16, 17, 40, 256, 257, 300};
+    for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++) {
+        const size_t n = sizes[t];
+        MM_ASSERT_OK(mm_model_forward(m, x, n, y));
+        MM_ASSERT_OK(mm_model_predict(m, x, n, pred));
+        size_t hits = 0;
+        for (size_t i = 0; i < n; i++) {
+            size_t best = 0;
+            for (size_t j = 1; j < 10; j++)
+                if (y[i * 10 + j] > y[i * 10 + best]) best = j;
+            ck_assert_msg(pred[i] == (int32_t)best, "n %zu sample %zu", n, i);
+            hits += i % 2 == 0;
+            pred[i] = i % 2 == 0 ? pred[i] : (pred[i] + 1) % 10; /* every other one right */
+        }
+        double loss, acc;
+        MM_ASSERT_OK(mm_model_evaluate(m, x, pred, NULL, n, &loss, &acc));
+        ck_assert_double_eq_tol(acc, (double)hits / (double)n, 1e-12);
+        ck_assert(isfinite(loss));
+    }
+    free(x), free(y), free(pred);
+    mm_model_free(m);
+}
+END_TEST
+
+/* A NaN or infinite feature is refused by every inference call with
+ * MM_E_NUMERIC naming the sample and feature, before anything is written;
+ * mm_model_backward refuses it too. Before, predict answered class 0 and
+ * evaluate (NaN, 0) with MM_OK. */
+START_TEST(nonfinite_inputs_refused) {
+    mm_model *m;
+    MM_ASSERT_OK(mm_model_create_from_spec(&m, "6-8-3:relu", 2));
+    enum { n = 300 };
+    float *x = malloc(n * 6 * sizeof *x), *y = malloc(n * 3 * sizeof *y);
+    int32_t *lab = malloc(n * sizeof *lab), *pred = malloc(n * sizeof *pred);
+    mm_test_fill(x, n * 6, 5, -1, 1);
+    for (size_t i = 0; i < n; i++) lab[i] = (int32_t)(i % 3);
+    const float bad[3] = {NAN, INFINITY, -INFINITY};
+    const char *names[3] = {"NaN", "inf", "-inf"};
+    const size_t where[2] = {2 * 6 + 5, (n - 1) * 6}; /* sample 2 feature 5; the last sample */
+    for (size_t b = 0; b < 3; b++)
+        for (size_t w = 0; w < 2; w++) {
+            const float keep = x[where[w]];
+            x[where[w]] = bad[b];
+            char want[96];
+            snprintf(want, sizeof want, "input sample %zu, feature %zu is %s", where[w] / 6,
+                     where[w] % 6, names[b]);
+            for (size_t i = 0; i < n * 3; i++) y[i] = -7.0f;
+            for (size_t i = 0; i < n; i++) pred[i] = -7;
+            MM_ASSERT_STATUS(mm_model_forward(m, x, n, y), MM_E_NUMERIC);
+            ck_assert_msg(strstr(mm_last_error_message(), want), "%s", mm_last_error_message());
+            MM_ASSERT_STATUS(mm_model_predict_proba(m, x, n, y), MM_E_NUMERIC);
+            ck_assert_msg(strstr(mm_last_error_message(), want), "%s", mm_last_error_message());
+            for (size_t i = 0; i < n * 3; i++) ck_assert(y[i] == -7.0f); /* nothing written */
+            MM_ASSERT_STATUS(mm_model_predict(m, x, n, pred), MM_E_NUMERIC);
+            ck_assert_msg(strstr(mm_last_error_message(), want), "%s", mm_last_error_message());
+            for (size_t i = 0; i < n; i++) ck_assert_int_eq(pred[i], -7);
+            double loss = 42, acc = 42;
+            MM_ASSERT_STATUS(mm_model_evaluate(m, x, lab, NULL, n, &loss, &acc), MM_E_NUMERIC);
+            ck_assert_msg(strstr(mm_last_error_message(), want), "%s", mm_last_error_message());
+            ck_assert(loss == 42 && acc == 42);
+            MM_ASSERT_STATUS(mm_model_backward(m, x, lab, NULL, n, &loss), MM_E_NUMERIC);
+            ck_assert_msg(strstr(mm_last_error_message(), want), "%s", mm_last_error_message());
+            /* one sample alone, and the samples before the bad one still work */
+            const size_t s = where[w] / 6;
+            MM_ASSERT_STATUS(mm_model_predict(m, x + s * 6, 1, pred), MM_E_NUMERIC);
+            ck_assert_ptr_nonnull(strstr(mm_last_error_message(), "input sample 0,"));
+            MM_ASSERT_OK(mm_model_predict(m, x, s, pred));
+            x[where[w]] = keep;
+        }
+    MM_ASSERT_OK(mm_model_predict(m, x, n, pred));
+    free(x), free(y), free(lab), free(pred);
+    mm_model_free(m);
+}
+END_TEST
+
 START_TEST(clone_is_deep) {
     mm_model *m, *c;
     MM_ASSERT_OK(mm_model_create_from_spec(&m, "5-4-3:tanh,mse", 11));
@@ -233,12 +319,13 @@ START_TEST(version_info) {
 }
 END_TEST
 
-/* Many threads run inference on one shared model; each must get exactly the
- * single-threaded result (no shared scratch). */
+/* Many threads run inference (forward, predict) on one shared model; each
+ * must get exactly the single-threaded result (no shared scratch). */
 typedef struct {
     const mm_model *m;
     const float *x;
     const float *want;
+    const int32_t *want_label;
     size_t n;
     int ok;
 } reader_arg;
@@ -252,6 +339,10 @@ static void *reader(void *p) {
         if (mm_model_forward(a->m, a->x, n, y) != MM_OK ||
             memcmp(y, a->want, n * 10 * sizeof *y) != 0)
             a->ok = 0;
+        int32_t lab[16];
+        if (mm_model_predict(a->m, a->x, n, lab) != MM_OK) a->ok = 0;
+        for (size_t i = 0; i < n; i++)
+            if (lab[i] != a->want_label[i]) a->ok = 0;
     }
     free(y);
     return NULL;
@@ -265,11 +356,13 @@ START_TEST(concurrent_inference) {
     float x[n * 50], want[n * 10];
     mm_test_fill(x, n * 50, 1, 0, 1);
     MM_ASSERT_OK(mm_model_forward(m, x, n, want));
+    int32_t want_label[n];
+    MM_ASSERT_OK(mm_model_predict(m, x, n, want_label));
     pthread_t th[4];
     reader_arg args[4];
     /* Row results do not depend on the batch size in the reference backend. */
     for (int i = 0; i < 4; i++) {
-        args[i] = (reader_arg){m, x, want, n, 0};
+        args[i] = (reader_arg){m, x, want, want_label, n, 0};
         pthread_create(&th[i], NULL, reader, &args[i]);
     }
     for (int i = 0; i < 4; i++) {
@@ -287,6 +380,8 @@ static Suite *model_suite(void) {
     tcase_add_test(tc, spec_parsing);
     tcase_add_test(tc, same_seed_same_weights);
     tcase_add_test(tc, predict_and_evaluate);
+    tcase_add_test(tc, predict_matches_forward_all_sizes);
+    tcase_add_test(tc, nonfinite_inputs_refused);
     tcase_add_test(tc, clone_is_deep);
     tcase_add_test(tc, weights_errors);
     tcase_add_test(tc, null_and_empty);

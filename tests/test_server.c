@@ -147,6 +147,19 @@ START_TEST(test_errors) {
     int32_t labels[1];
     MM_ASSERT_STATUS(mm_server_predict(s, NULL, 1, labels, NULL), MM_E_INVALID_ARGUMENT);
     ck_assert_uint_eq(mm_server_outstanding(s), 0);
+    /* a NaN feature: MM_E_NUMERIC naming it, nothing written, snapshot released */
+    float xs[IN] = {0}, ys[OUT] = {-7, -7, -7, -7, -7};
+    xs[4] = NAN;
+    labels[0] = -7;
+    uint64_t ver = 0;
+    MM_ASSERT_STATUS(mm_server_predict(s, xs, 1, labels, &ver), MM_E_NUMERIC);
+    ck_assert_ptr_nonnull(strstr(mm_last_error_message(), "input sample 0, feature 4 is NaN"));
+    ck_assert_int_eq(labels[0], -7);
+    MM_ASSERT_STATUS(mm_server_forward(s, xs, 1, ys, &ver), MM_E_NUMERIC);
+    ck_assert(ys[0] == -7 && ys[OUT - 1] == -7);
+    ck_assert_uint_eq(mm_server_outstanding(s), 0);
+    xs[4] = 0;
+    MM_ASSERT_OK(mm_server_predict(s, xs, 1, labels, &ver));
     ck_assert_uint_eq(mm_server_version(NULL), 0);
     mm_server_free(NULL);
     mm_server_free(s);

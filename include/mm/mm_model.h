@@ -105,15 +105,27 @@ MM_API mm_status mm_model_set_weights(mm_model *model, size_t index, const float
 
 /* Forward pass: x is n*input_dim floats, out receives n*output_dim floats
  * (raw outputs of the last layer: logits for softmax cross-entropy).
- * Thread-safe on a model nobody mutates (uses no model-owned scratch). */
+ * Inputs must be finite: a NaN or infinite feature gives MM_E_NUMERIC naming
+ * the first such sample and feature ("input sample 3, feature 17 is NaN");
+ * then nothing is computed, `out` is not written and the model is untouched
+ * (as for every inference call below, mm_model_backward and the optimizer's
+ * step). The check is one integer pass over x: about 1% of a batch-1
+ * forward of a 784-256-128-10 model (benchmarks/RESULTS.md).
+ * Thread-safe on a model nobody mutates (uses no model-owned scratch; small
+ * batches use the stack, larger ones allocate scratch for the call). */
 MM_API mm_status mm_model_forward(const mm_model *model, const float *x, size_t n, float *out);
 
 /* Class probabilities (softmax of the logits for MM_LOSS_SOFTMAX_XENT, raw
- * outputs for MSE): n*output_dim floats. Thread-safe like forward. */
+ * outputs for MSE): n*output_dim floats. Errors (MM_E_NUMERIC for
+ * non-finite inputs, nothing written) and thread safety as forward. */
 MM_API mm_status mm_model_predict_proba(const mm_model *model, const float *x, size_t n,
                                         float *out);
 
-/* Arg-max class of each of n samples into labels[n]. Thread-safe like forward. */
+/* Arg-max class of each of n samples into labels[n]. MM_E_NUMERIC for a
+ * non-finite input, naming sample and feature; no label is written.
+ * Allocates nothing for small batches (those whose logits and activations
+ * fit in 32 KB: up to 15 samples of a 784-256-128-10 model), one block per
+ * call for larger ones. Thread-safe like forward. */
 MM_API mm_status mm_model_predict(const mm_model *model, const float *x, size_t n,
                                   int32_t *labels);
 
@@ -121,7 +133,9 @@ MM_API mm_status mm_model_predict(const mm_model *model, const float *x, size_t 
  * are required for cross-entropy; MSE uses `targets` (n*output_dim floats)
  * when given, else the one-hot encoding of `labels`. `accuracy` is computed
  * when labels are given (else set to NaN). loss/accuracy may be NULL.
- * Thread-safe like forward. */
+ * MM_E_NUMERIC for a non-finite input (naming sample and feature; loss and
+ * accuracy are not written). Allocates like predict. Thread-safe like
+ * forward. */
 MM_API mm_status mm_model_evaluate(const mm_model *model, const float *x, const int32_t *labels,
                                    const float *targets, size_t n, double *loss,
                                    double *accuracy);
@@ -132,7 +146,8 @@ MM_API mm_status mm_model_evaluate(const mm_model *model, const float *x, const 
  * is backpropagated below the lowest trainable layer).
  * Targets as for mm_model_evaluate. Mutates the model's gradient buffers and
  * caches: not thread-safe. Optimizers call this; use it directly for custom
- * training loops or gradient checks. MM_E_NUMERIC if the loss is not finite. */
+ * training loops or gradient checks. MM_E_NUMERIC if an input is not finite
+ * (naming sample and feature; nothing is computed) or the loss is not finite. */
 MM_API mm_status mm_model_backward(mm_model *model, const float *x, const int32_t *labels,
                                    const float *targets, size_t n, double *loss);
 

@@ -79,13 +79,14 @@ MM_API void mm_server_release(mm_server *s, const mm_model *model);
 
 /* acquire + mm_model_predict(x, n, labels) + release: labels[n] receive the
  * arg-max classes computed by one snapshot, whose version goes to *version
- * (may be NULL). Errors as mm_model_predict. Never blocks on the server
+ * (may be NULL). Errors as mm_model_predict (MM_E_NUMERIC naming sample and
+ * feature for a NaN or infinite input; no label written). Never blocks on the server
  * (inference itself allocates scratch for large batches). Thread-safe. */
 MM_API mm_status mm_server_predict(mm_server *s, const float *x, size_t n, int32_t *labels,
                                    uint64_t *version);
 
 /* acquire + mm_model_forward + release: out[n x output_dim] raw outputs of
- * one snapshot. Thread-safe. */
+ * one snapshot. Errors as mm_model_forward. Thread-safe. */
 MM_API mm_status mm_server_forward(mm_server *s, const float *x, size_t n, float *out,
                                    uint64_t *version);
 

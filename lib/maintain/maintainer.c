@@ -1068,11 +1068,16 @@ static void fill_report(const mm_maintainer *mt, mm_maint_report *r) {
 }
 
 /* Progressive validation of one sample on the deployed version (what
- * serves): loss and correctness (false, NaN loss for non-finite outputs). */
+ * serves): loss and correctness (false, NaN loss for non-finite outputs and
+ * for a non-finite feature, which mm_model_forward refuses: the caller rolls
+ * the window back with reason "numeric"). */
 static void validate(mm_maintainer *mt, const float *x, int32_t y, bool *ok, double *loss) {
     *ok = false;
     *loss = NAN;
-    if (mm_model_forward(deployed(mt), x, 1, mt->logits) != MM_OK) return;
+    if (mm_model_forward(deployed(mt), x, 1, mt->logits) != MM_OK) {
+        mm_clear_error(); /* numeric trouble of the stream, reported as a rollback */
+        return;
+    }
     const float *z = mt->logits;
     double mx = z[0];
     size_t arg = 0;

@@ -341,35 +341,53 @@ static mm_status check_batch(const mm_model *m, const float *x, size_t n, const 
 }
 
 /* Inference with caller-local scratch (no model-owned state, so concurrent
- * readers are safe). Small batches use the stack. */
-#define MM_STACK_SCRATCH 4096
+ * readers are safe): activations between layers ping-pong between two
+ * buffers of n * hidden_width floats (the input and the last layer's output
+ * are the caller's). Up to MM_STACK_SCRATCH floats (32 KB) of scratch live
+ * on the stack, so small batches allocate nothing. */
+#define MM_STACK_SCRATCH 8192
 
-mm_status mm_model_forward(const mm_model *m, const float *x, size_t n, float *out) {
-    mm_status st = check_batch(m, x, n, out);
-    if (st != MM_OK) return st;
-    const mm_kernels *k = mm_kernels_get();
-    if (m->n_layers == 1) {
-        m->layers[0]->vt->forward(m->layers[0], k, x, out, n);
-        return MM_OK;
-    }
-    size_t width = mm_model_max_width(m);
-    float stack_buf[2 * MM_STACK_SCRATCH];
-    float *heap = NULL, *bufs[2];
-    if (n * width <= MM_STACK_SCRATCH) {
-        bufs[0] = stack_buf;
-        bufs[1] = stack_buf + MM_STACK_SCRATCH;
-    } else {
-        heap = mm_alloc_floats(2 * n * width);
-        if (!heap) return mm_oom("forward scratch");
-        bufs[0] = heap;
-        bufs[1] = heap + n * width;
-    }
+/* Widest output of the layers before the last: what the scratch holds. */
+static size_t hidden_width(const mm_model *m) {
+    size_t w = 0;
+    for (size_t l = 0; l + 1 < m->n_layers; l++)
+        if (m->layers[l]->out > w) w = m->layers[l]->out;
+    return w;
+}
+
+/* Forward over n checked samples with `scratch` holding 2 * n *
+ * hidden_width floats (unused by a one-layer model). Cannot fail. */
+static void forward_rows(const mm_model *m, const mm_kernels *k, const float *x, size_t n,
+                         float *out, float *scratch) {
+    const size_t hw = hidden_width(m);
+    float *bufs[2] = {scratch, scratch + n * hw};
     const float *cur = x;
     for (size_t l = 0; l < m->n_layers; l++) {
         float *dst = (l + 1 == m->n_layers) ? out : bufs[l & 1];
         m->layers[l]->vt->forward(m->layers[l], k, cur, dst, n);
         cur = dst;
     }
+}
+
+/* NaN and infinity in the caller's samples are refused before anything is
+ * computed: a NaN need not reach the outputs (relu maps it to 0, a sparse
+ * layer skips a pruned column), and when it does, argmax and the loss turn
+ * it into a plausible class or a NaN metric without a word. */
+static mm_status check_inputs(const mm_model *m, const float *x, size_t n) {
+    return mm_check_samples(x, n, m->input_dim, "input sample",
+                            "inputs must be finite; nothing was computed");
+}
+
+mm_status mm_model_forward(const mm_model *m, const float *x, size_t n, float *out) {
+    mm_status st = check_batch(m, x, n, out);
+    if (st == MM_OK) st = check_inputs(m, x, n);
+    if (st != MM_OK) return st;
+    const size_t need = 2 * n * hidden_width(m);
+    float stack_buf[MM_STACK_SCRATCH];
+    float *heap = NULL;
+    if (need > MM_STACK_SCRATCH && !(heap = mm_alloc_floats(need)))
+        return mm_oom("forward scratch");
+    forward_rows(m, mm_kernels_get(), x, n, out, heap ? heap : stack_buf);
     mm_free_floats(heap);
     return MM_OK;
 }
@@ -395,30 +413,56 @@ mm_status mm_model_predict_proba(const mm_model *m, const float *x, size_t n, fl
     return MM_OK;
 }
 
-/* Run forward over chunks of a large set so scratch stays bounded. */
+/* predict and evaluate run forward over chunks of at most MM_EVAL_CHUNK
+ * samples into logits they throw away. When a chunk's logits and scratch
+ * fit in MM_STACK_SCRATCH floats they live on the stack (batch 1 and other
+ * small batches allocate nothing: predict is called per sample by online
+ * loops); otherwise one block is allocated for the whole call. */
 #define MM_EVAL_CHUNK 256
+
+typedef struct eval_buf {
+    float stack[MM_STACK_SCRATCH];
+    float *heap;
+    float *logits, *scratch;
+    size_t chunk;
+} eval_buf;
+
+static mm_status eval_buf_init(eval_buf *b, const mm_model *m, size_t n) {
+    const size_t per = mm_model_output_dim(m) + 2 * hidden_width(m); /* floats per sample */
+    size_t chunk = n < MM_EVAL_CHUNK ? n : MM_EVAL_CHUNK;
+    b->heap = NULL;
+    float *base = b->stack;
+    if (chunk * per > MM_STACK_SCRATCH) {
+        base = b->heap = mm_alloc_floats(chunk * per);
+        if (!b->heap) return mm_oom("logits");
+    }
+    b->chunk = chunk;
+    b->logits = base;
+    b->scratch = base + chunk * mm_model_output_dim(m);
+    return MM_OK;
+}
 
 mm_status mm_model_predict(const mm_model *m, const float *x, size_t n, int32_t *labels) {
     mm_status st = check_batch(m, x, n, labels);
+    if (st == MM_OK) st = check_inputs(m, x, n);
     if (st != MM_OK) return st;
-    size_t c = mm_model_output_dim(m);
-    size_t chunk = n < MM_EVAL_CHUNK ? n : MM_EVAL_CHUNK;
-    float *logits = mm_alloc_floats(chunk * c);
-    if (!logits) return mm_oom("logits");
-    for (size_t start = 0; start < n; start += chunk) {
-        size_t cnt = n - start < chunk ? n - start : chunk;
-        st = mm_model_forward(m, x + start * m->input_dim, cnt, logits);
-        if (st != MM_OK) break;
+    eval_buf b;
+    if ((st = eval_buf_init(&b, m, n)) != MM_OK) return st;
+    const mm_kernels *k = mm_kernels_get();
+    const size_t c = mm_model_output_dim(m);
+    for (size_t start = 0; start < n; start += b.chunk) {
+        size_t cnt = n - start < b.chunk ? n - start : b.chunk;
+        forward_rows(m, k, x + start * m->input_dim, cnt, b.logits, b.scratch);
         for (size_t i = 0; i < cnt; i++) {
-            const float *row = logits + i * c;
+            const float *row = b.logits + i * c;
             size_t best = 0;
             for (size_t j = 1; j < c; j++)
                 if (row[j] > row[best]) best = j;
             labels[start + i] = (int32_t)best;
         }
     }
-    mm_free_floats(logits);
-    return st;
+    mm_free_floats(b.heap);
+    return MM_OK;
 }
 
 mm_status mm_check_targets(const mm_model *m, const int32_t *labels, const float *targets,
@@ -445,27 +489,25 @@ mm_status mm_check_targets(const mm_model *m, const int32_t *labels, const float
 mm_status mm_model_evaluate(const mm_model *m, const float *x, const int32_t *labels,
                             const float *targets, size_t n, double *loss, double *accuracy) {
     mm_status st = check_batch(m, x, n, x);
+    if (st == MM_OK) st = mm_check_targets(m, labels, targets, n);
+    if (st == MM_OK) st = check_inputs(m, x, n);
     if (st != MM_OK) return st;
-    st = mm_check_targets(m, labels, targets, n);
-    if (st != MM_OK) return st;
-    size_t c = mm_model_output_dim(m);
-    size_t chunk = n < MM_EVAL_CHUNK ? n : MM_EVAL_CHUNK;
-    float *logits = mm_alloc_floats(chunk * c);
-    if (!logits) return mm_oom("logits");
+    eval_buf b;
+    if ((st = eval_buf_init(&b, m, n)) != MM_OK) return st;
+    const mm_kernels *k = mm_kernels_get();
+    const size_t c = mm_model_output_dim(m);
     double total = 0.0;
     size_t correct = 0;
-    for (size_t start = 0; start < n; start += chunk) {
-        size_t cnt = n - start < chunk ? n - start : chunk;
-        st = mm_model_forward(m, x + start * m->input_dim, cnt, logits);
-        if (st != MM_OK) break;
+    for (size_t start = 0; start < n; start += b.chunk) {
+        size_t cnt = n - start < b.chunk ? n - start : b.chunk;
+        forward_rows(m, k, x + start * m->input_dim, cnt, b.logits, b.scratch);
         size_t hits = 0;
-        total += mm_loss_compute(m->loss, logits, labels ? labels + start : NULL,
+        total += mm_loss_compute(m->loss, b.logits, labels ? labels + start : NULL,
                                  targets ? targets + start * c : NULL, cnt, c, NULL, &hits) *
                  (double)cnt;
         correct += hits;
     }
-    mm_free_floats(logits);
-    if (st != MM_OK) return st;
+    mm_free_floats(b.heap);
     if (loss) *loss = total / (double)n;
     if (accuracy) *accuracy = labels ? (double)correct / (double)n : NAN;
     return MM_OK;
@@ -528,6 +570,9 @@ mm_status mm_model_backprop(mm_model *m, const float *x, const int32_t *labels,
 
 mm_status mm_model_backward(mm_model *m, const float *x, const int32_t *labels,
                             const float *targets, size_t n, double *loss) {
+    mm_status st = check_batch(m, x, n, x);
+    if (st == MM_OK) st = check_inputs(m, x, n);
+    if (st != MM_OK) return st;
     return mm_model_backprop(m, x, labels, targets, n, true, loss);
 }
 

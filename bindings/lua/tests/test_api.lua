@@ -147,6 +147,28 @@ T.test("error paths: models", function()
   T.fails("MM_E_CHECKSUM", nil, mm.load_buffer(flipped))
 end)
 
+T.test("error paths: NaN and infinity at inference", function()
+  -- forward, predict_proba, predict and evaluate refuse a non-finite feature
+  -- with nil, message naming sample and feature, MM_E_NUMERIC (tables and
+  -- tensors alike); before, predict answered class 0
+  local m = mm.model("4-5-3:relu", 1)
+  local x = {{0.5, -1, 2, 0.25}, {1, 2, 0 / 0, 4}}
+  local want = "input sample 1, feature 2 is NaN"
+  T.fails("MM_E_NUMERIC", want, m:forward(x))
+  T.fails("MM_E_NUMERIC", want, m:forward(mm.tensor(x)))
+  T.fails("MM_E_NUMERIC", want, m:predict_proba(x))
+  T.fails("MM_E_NUMERIC", want, m:predict(x))
+  T.fails("MM_E_NUMERIC", want, m:evaluate(x, {0, 1}))
+  T.fails("MM_E_NUMERIC", "input sample 0, feature 3 is inf", m:predict({0, 0, 0, 1 / 0}))
+  T.fails("MM_E_NUMERIC", "input sample 0, feature 0 is -inf", m:predict({-1 / 0, 0, 0, 0}))
+  T.eq(#m:predict(x[1]), 1)
+  local s = assert(mm.server(m))
+  T.fails("MM_E_NUMERIC", want, s:predict(x))
+  T.fails("MM_E_NUMERIC", want, s:forward(x))
+  T.eq(s:outstanding(), 0)
+  s:close()
+end)
+
 T.test("error paths: optimizers", function()
   local m = mm.model("4-8-3:relu", 1)
   T.fails("MM_E_INVALID_ARGUMENT", "rmsprop", mm.optimizer(m, "rmsprop"))

@@ -896,6 +896,29 @@ class TestErrors(TempDir):
         with self.assertRaises(mmaint.StateError):
             opt.step([1, 2, 3, 4], 0)
 
+    def test_nonfinite_inputs_at_inference(self):
+        """forward/predict/evaluate (and the server's) raise NumericError
+        naming the sample and feature instead of answering class 0."""
+        m = mmaint.Model("4-5-3", seed=1)
+        good = [0.5, -1, 2, 0.25]
+        for bad, word in ((float("nan"), "NaN"), (float("inf"), "inf"), (float("-inf"), "-inf")):
+            x = good + [1, 2, bad, 4]  # sample 1, feature 2
+            want = "input sample 1, feature 2 is %s" % word
+            for call in (lambda: m.forward(x), lambda: m.predict_proba(x), lambda: m.predict(x),
+                         lambda: m.evaluate(x, [0, 1])):
+                with self.assertRaises(mmaint.NumericError) as cm:
+                    call()
+                self.assertIn(want, str(cm.exception))
+        self.assertEqual(len(m.predict(good)), 1)
+        server = mmaint.Server(m)
+        with self.assertRaises(mmaint.NumericError) as cm:
+            server.predict([float("nan"), 0, 0, 0])
+        self.assertIn("input sample 0, feature 0 is NaN", str(cm.exception))
+        with self.assertRaises(mmaint.NumericError):
+            server.forward([0, 0, 0, float("inf")])
+        self.assertEqual(server.outstanding, 0)
+        server.close()
+
     def test_cancelled_from_the_c_api(self):
         """A raw C callback that stops fit gives CancelledError through the
         status check (Optimizer.fit reports a stop requested by its own
