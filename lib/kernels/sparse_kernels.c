@@ -862,24 +862,31 @@ static void grad_values_avx512(const mm_sp_matrix *w, const float *dz, const flo
 #define SK_VNNI                                                                            \
     __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,bmi2")))
 
-SK_VNNI static void dot1_vnni(const mm_sp_matrix *w, const int8_t *q8, const uint8_t *xq,
-                              int32_t *acc) {
+/* NS (1..4) samples at once, rows of xq every `stride` bytes, acc rows
+ * every w->rows: the index and weight loads are shared. */
+SK_VNNI SK_INLINE void dot_vnni(const mm_sp_matrix *w, const int8_t *q8, const uint8_t *xq,
+                                size_t stride, int32_t *acc, const int NS) {
     const uint8_t *sc = w->step_count, *lc = w->lcol;
     size_t p = 0, it = 0, t = 0;
     for (size_t s = 0; s < w->nslices; s++) {
-        __m512i a = _mm512_setzero_si512();
+        __m512i a[4];
+        for (int q = 0; q < NS; q++) a[q] = _mm512_setzero_si512();
         for (; t < w->slice_tiles[s + 1]; t++) {
-            const __m512i xw =
-                _mm512_loadu_si512((const void *)(xq + (size_t)w->tile_block[t] * MM_SP_BLOCK_I8));
-            __m512i ta[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+            const size_t c0 = (size_t)w->tile_block[t] * MM_SP_BLOCK_I8;
+            __m512i xw[4], ta[2][4];
+            for (int q = 0; q < NS; q++) {
+                xw[q] = _mm512_loadu_si512((const void *)(xq + q * stride + c0));
+                ta[0][q] = ta[1][q] = _mm512_setzero_si512();
+            }
             const size_t e = it + w->tile_steps[t];
 #define SK_DOT_STEP(A)                                                                     \
     do {                                                                                   \
-        const unsigned c = sc[it];                                                         \
-        const __m512i xv = _mm512_permutexvar_epi8(_mm512_loadu_si512((const void *)(lc + p)), xw); \
-        ta[A] = _mm512_mask_dpbusd_epi32(ta[A], (__mmask16)_bzhi_u32(0xFFFFu, c), xv,     \
-                                         _mm512_loadu_si512((const void *)(q8 + p)));      \
-        p += MM_SP_GROUP_I8 * c;                                                           \
+        const __mmask16 m = (__mmask16)_bzhi_u32(0xFFFFu, sc[it]);                         \
+        const __m512i ix = _mm512_loadu_si512((const void *)(lc + p));                     \
+        const __m512i wv = _mm512_loadu_si512((const void *)(q8 + p));                     \
+        for (int q = 0; q < NS; q++)                                                       \
+            ta[A][q] = _mm512_mask_dpbusd_epi32(ta[A][q], m, _mm512_permutexvar_epi8(ix, xw[q]), wv); \
+        p += MM_SP_GROUP_I8 * sc[it];                                                      \
         it++;                                                                              \
     } while (0)
             while (it + 2 <= e) {
@@ -889,12 +896,26 @@ SK_VNNI static void dot1_vnni(const mm_sp_matrix *w, const int8_t *q8, const uin
             if (it < e) SK_DOT_STEP(0);
 #undef SK_DOT_STEP
             const __m512i fp = bytes16_a5(w->tile_fperm + SL * t);
-            a = _mm512_add_epi32(a, _mm512_permutexvar_epi32(fp, _mm512_add_epi32(ta[0], ta[1])));
+            for (int q = 0; q < NS; q++)
+                a[q] = _mm512_add_epi32(
+                    a[q], _mm512_permutexvar_epi32(fp, _mm512_add_epi32(ta[0][q], ta[1][q])));
         }
         const size_t r0 = s * SL;
-        _mm512_mask_storeu_epi32(acc + r0, mask_below(w->rows - r0), a);
+        for (int q = 0; q < NS; q++)
+            _mm512_mask_storeu_epi32(acc + q * w->rows + r0, mask_below(w->rows - r0), a[q]);
     }
 }
+
+#define SK_DOT_VNNI(NAME, NS)                                                              \
+    SK_VNNI static void NAME(const mm_sp_matrix *w, const int8_t *q8, const uint8_t *xq,   \
+                             size_t stride, int32_t *acc) {                                \
+        dot_vnni(w, q8, xq, stride, acc, NS);                                              \
+    }
+SK_DOT_VNNI(dot_vnni_1, 1)
+SK_DOT_VNNI(dot_vnni_2, 2)
+SK_DOT_VNNI(dot_vnni_3, 3)
+SK_DOT_VNNI(dot_vnni_4, 4)
+#undef SK_DOT_VNNI
 
 static bool cpu_vnni_vbmi(void) {
     static atomic_int have = -1;
@@ -913,7 +934,12 @@ static void dot_u8s8_avx512(const mm_sp_matrix *w, const int8_t *q8, const uint8
         dot_u8s8_portable(w, q8, xq, xq_stride, n, acc);
         return;
     }
-    for (size_t s = 0; s < n; s++) dot1_vnni(w, q8, xq + s * xq_stride, acc + s * w->rows);
+    typedef void (*dot_fn)(const mm_sp_matrix *, const int8_t *, const uint8_t *, size_t,
+                           int32_t *);
+    static const dot_fn fn[4] = {dot_vnni_1, dot_vnni_2, dot_vnni_3, dot_vnni_4};
+    size_t s = 0;
+    for (; s + 4 <= n; s += 4) fn[3](w, q8, xq + s * xq_stride, xq_stride, acc + s * w->rows);
+    if (s < n) fn[n - s - 1](w, q8, xq + s * xq_stride, xq_stride, acc + s * w->rows);
 }
 
 static const mm_sparse_kernels kernels_avx512 = {
