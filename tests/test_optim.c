@@ -105,6 +105,105 @@ START_TEST(names_round_trip) {
 }
 END_TEST
 
+/* Enum-valued settings take names from the library (mm_*_value_from_name),
+ * for every object with settings, so that no binding keeps a table of its
+ * own: each name maps to its enum value and back, an unknown name is
+ * refused with a message listing the valid ones, and a setting that takes
+ * plain numbers says so. */
+static void check_named(mm_status (*from)(int, const char *, double *),
+                        const char *(*name_of)(int, double), int param, const char *const *names,
+                        const int *values, size_t n, const char *valid_list) {
+    for (size_t i = 0; i < n; i++) {
+        double v = -1;
+        MM_ASSERT_OK(from(param, names[i], &v));
+        ck_assert_double_eq(v, values[i]);
+        ck_assert_str_eq(name_of(param, values[i]), names[i]);
+    }
+    double v = 42;
+    MM_ASSERT_STATUS(from(param, "no_such_value", &v), MM_E_INVALID_ARGUMENT);
+    ck_assert_double_eq(v, 42);
+    ck_assert_msg(strstr(mm_last_error_message(), "no_such_value") &&
+                      strstr(mm_last_error_message(), valid_list),
+                  "%s", mm_last_error_message());
+    ck_assert_ptr_null(name_of(param, 99));
+    ck_assert_ptr_null(name_of(param, 0.5));
+    MM_ASSERT_STATUS(from(param, NULL, &v), MM_E_INVALID_ARGUMENT);
+    MM_ASSERT_STATUS(from(param, names[0], NULL), MM_E_INVALID_ARGUMENT);
+}
+
+#define ADAPT(obj, param_t)                                                                   \
+    static mm_status obj##_from(int p, const char *name, double *v) {                         \
+        return mm_##obj##_value_from_name((param_t)p, name, v);                               \
+    }                                                                                         \
+    static const char *obj##_name(int p, double v) { return mm_##obj##_value_name((param_t)p, v); }
+ADAPT(opt, mm_opt_param)
+ADAPT(prune, mm_prune_param)
+ADAPT(quant, mm_quant_param)
+ADAPT(maint, mm_maint_param)
+#undef ADAPT
+
+START_TEST(value_names_of_every_object) {
+    check_named(opt_from, opt_name, MM_OPT_SCHEDULE,
+                (const char *const[]){"constant", "step", "exponential", "cosine"},
+                (const int[]){MM_SCHEDULE_CONSTANT, MM_SCHEDULE_STEP, MM_SCHEDULE_EXPONENTIAL,
+                              MM_SCHEDULE_COSINE},
+                4, "constant, step, exponential, cosine");
+    check_named(prune_from, prune_name, MM_PRUNE_SCHEDULE,
+                (const char *const[]){"one_shot", "polynomial"},
+                (const int[]){MM_PRUNE_ONE_SHOT, MM_PRUNE_POLYNOMIAL}, 2, "one_shot, polynomial");
+    check_named(prune_from, prune_name, MM_PRUNE_SPARSE_FORMAT,
+                (const char *const[]){"auto", "sparse", "dense"},
+                (const int[]){MM_PRUNE_FORMAT_AUTO, MM_PRUNE_FORMAT_SPARSE, MM_PRUNE_FORMAT_DENSE},
+                3, "auto, sparse, dense");
+    check_named(quant_from, quant_name, MM_QUANT_OBSERVER,
+                (const char *const[]){"minmax", "moving_minmax", "percentile", "mse", "entropy"},
+                (const int[]){MM_OBSERVER_MINMAX, MM_OBSERVER_MOVING_MINMAX,
+                              MM_OBSERVER_PERCENTILE, MM_OBSERVER_MSE, MM_OBSERVER_ENTROPY},
+                5, "minmax, moving_minmax, percentile, mse, entropy");
+    check_named(maint_from, maint_name, MM_MAINT_DETECTOR,
+                (const char *const[]){"none", "adwin", "page_hinkley", "ddm", "eddm"},
+                (const int[]){0, MM_DRIFT_ADWIN, MM_DRIFT_PAGE_HINKLEY, MM_DRIFT_DDM,
+                              MM_DRIFT_EDDM},
+                5, "none, adwin, page_hinkley, ddm, eddm");
+    double v;
+    MM_ASSERT_OK(mm_maint_value_from_name(MM_MAINT_DETECTOR, "ph", &v)); /* drift's alias */
+    ck_assert_double_eq(v, MM_DRIFT_PAGE_HINKLEY);
+
+    /* settings that take numbers, and unknown settings */
+    MM_ASSERT_STATUS(mm_opt_value_from_name(MM_OPT_LEARNING_RATE, "fast", &v), MM_E_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(mm_last_error_message(), "learning_rate"));
+    ck_assert_ptr_null(mm_opt_value_name(MM_OPT_LEARNING_RATE, 0));
+    MM_ASSERT_STATUS(mm_opt_value_from_name(MM_OPT_SEED, "x", &v), MM_E_UNSUPPORTED);
+    MM_ASSERT_STATUS(mm_prune_value_from_name(MM_PRUNE_SPARSITY, "x", &v), MM_E_UNSUPPORTED);
+    MM_ASSERT_STATUS(mm_quant_value_from_name(MM_QUANT_BINS, "x", &v), MM_E_UNSUPPORTED);
+    MM_ASSERT_STATUS(mm_maint_value_from_name(MM_MAINT_WINDOW, "x", &v), MM_E_UNSUPPORTED);
+    MM_ASSERT_STATUS(mm_opt_value_from_name((mm_opt_param)0, "x", &v), MM_E_INVALID_ARGUMENT);
+    MM_ASSERT_STATUS(mm_prune_value_from_name((mm_prune_param)99, "x", &v),
+                     MM_E_INVALID_ARGUMENT);
+    ck_assert_ptr_null(mm_quant_value_name((mm_quant_param)99, 0));
+    ck_assert_ptr_null(mm_maint_value_name((mm_maint_param)0, 0));
+
+    /* the numbers are the setters' values */
+    mm_model *m;
+    MM_ASSERT_OK(mm_model_create_from_spec(&m, "4-3", 1));
+    mm_optimizer *o;
+    MM_ASSERT_OK(mm_optimizer_create(&o, m, MM_OPTIM_SGD));
+    MM_ASSERT_OK(mm_opt_value_from_name(MM_OPT_SCHEDULE, "cosine", &v));
+    MM_ASSERT_OK(mm_optimizer_set(o, MM_OPT_SCHEDULE, v));
+    MM_ASSERT_OK(mm_optimizer_get(o, MM_OPT_SCHEDULE, &v));
+    ck_assert_str_eq(mm_opt_value_name(MM_OPT_SCHEDULE, v), "cosine");
+    mm_maintainer *mt;
+    MM_ASSERT_OK(mm_maintainer_create(&mt, m, MM_OPTIM_SGD));
+    MM_ASSERT_OK(mm_maint_value_from_name(MM_MAINT_DETECTOR, "eddm", &v));
+    MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_DETECTOR, v));
+    MM_ASSERT_OK(mm_maintainer_get(mt, MM_MAINT_DETECTOR, &v));
+    ck_assert_str_eq(mm_maint_value_name(MM_MAINT_DETECTOR, v), "eddm");
+    mm_maintainer_free(mt);
+    mm_optimizer_free(o);
+    mm_model_free(m);
+}
+END_TEST
+
 /* The documented ranges: lo, hi, open ends, integer-ness, default per kind
  * (sgd, adam, adamw) or NAN when the setting does not apply. */
 typedef struct range_case {
@@ -1103,6 +1202,7 @@ int main(void) {
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, names_round_trip);
+    tcase_add_test(tc, value_names_of_every_object);
     tcase_add_test(tc, bounds_are_closed_ranges);
     tcase_add_test(tc, setters_check_every_range);
     tcase_add_test(tc, create_errors_and_null_safety);

@@ -147,6 +147,17 @@ typedef enum mm_maint_param {
 MM_API const char *mm_maint_param_name(mm_maint_param param);
 MM_API mm_status mm_maint_param_from_name(const char *name, mm_maint_param *out);
 
+/* Names of the values of enum-valued settings, as mm_opt_value_from_name /
+ * mm_opt_value_name (same errors; thread-safe): MM_MAINT_DETECTOR takes
+ * "none" (0) or a drift detector's name ("adwin", "page_hinkley", "ddm",
+ * "eddm", and the aliases mm_drift_kind_from_name accepts); the other
+ * settings take plain numbers (MM_E_UNSUPPORTED). Optimizer settings given
+ * to mm_maintainer_set_optimizer take mm_opt_value_from_name's names; the
+ * drift detector's parameters (mm_maintainer_set_detector, mm_drift_set)
+ * are all plain numbers. */
+MM_API mm_status mm_maint_value_from_name(mm_maint_param param, const char *name, double *value);
+MM_API const char *mm_maint_value_name(mm_maint_param param, double value);
+
 /* Events of one feed call (mm_maint_report.events bits). */
 #define MM_MAINT_EV_CHECKPOINT 1u /* a window was accepted: new deployed version */
 #define MM_MAINT_EV_ROLLBACK 2u   /* a window was rolled back and quarantined */

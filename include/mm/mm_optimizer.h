@@ -88,6 +88,24 @@ MM_API mm_status mm_optim_kind_from_name(const char *name, mm_optim_kind *out);
 /* Valid closed range of a setting (for UIs and bindings). */
 MM_API mm_status mm_opt_param_bounds(mm_opt_param param, double *lo, double *hi);
 
+/* Names of the values of enum-valued settings, so that bindings, the CLI
+ * and UIs take names ("cosine") without name tables of their own. The same
+ * pair exists for every object with settings (mm_prune_value_from_name,
+ * mm_quant_value_from_name, mm_maint_value_from_name). Here the one named
+ * setting is MM_OPT_SCHEDULE: "constant", "step", "exponential", "cosine"
+ * (mm_schedule).
+ * mm_opt_value_from_name stores in *value the number `name` stands for,
+ * ready for mm_optimizer_set. Errors: MM_E_INVALID_ARGUMENT for an unknown
+ * setting, NULL pointers, or a name that is not one of the setting's (the
+ * message lists the valid names); MM_E_UNSUPPORTED for a setting that takes
+ * plain numbers (learning_rate).
+ * mm_opt_value_name is the reverse: the static name of `value` of setting
+ * `param`, or NULL when the setting takes plain numbers or `value` is not
+ * one of its named values.
+ * Both are pure functions of their arguments: thread-safe. */
+MM_API mm_status mm_opt_value_from_name(mm_opt_param param, const char *name, double *value);
+MM_API const char *mm_opt_value_name(mm_opt_param param, double value);
+
 /* Create an optimizer of `kind` for `model` (borrowed: the model must
  * outlive the optimizer and have at least one layer). Caller owns *out. */
 MM_API mm_status mm_optimizer_create(mm_optimizer **out, mm_model *model, mm_optim_kind kind);

@@ -84,6 +84,14 @@ MM_API const char *mm_prune_param_name(mm_prune_param p);
 MM_API mm_status mm_prune_param_from_name(const char *name, mm_prune_param *out);
 MM_API mm_status mm_prune_param_bounds(mm_prune_param p, double *lo, double *hi);
 
+/* Names of the values of enum-valued settings, as mm_opt_value_from_name /
+ * mm_opt_value_name (same errors; thread-safe): MM_PRUNE_SCHEDULE takes
+ * "one_shot", "polynomial" (mm_prune_schedule), MM_PRUNE_SPARSE_FORMAT
+ * "auto", "sparse", "dense" (mm_prune_sparse_format); the other settings
+ * take plain numbers (MM_E_UNSUPPORTED). */
+MM_API mm_status mm_prune_value_from_name(mm_prune_param p, const char *name, double *value);
+MM_API const char *mm_prune_value_name(mm_prune_param p, double value);
+
 /* Create a pruner; the caller owns *out. */
 MM_API mm_status mm_pruner_create(mm_pruner **out, mm_prune_criterion criterion);
 /* NULL is a no-op. Detaches it from any optimizer first. */

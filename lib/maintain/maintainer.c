@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "common/mm_internal.h"
+#include "common/value_names.h"
 #include "mm/mm_dataset.h"
 #include "mm/mm_drift.h"
 #include "mm/mm_maintainer.h"
@@ -173,6 +174,42 @@ mm_status mm_maint_param_from_name(const char *name, mm_maint_param *out) {
             return MM_OK;
         }
     return mm_error(MM_E_INVALID_ARGUMENT, "unknown maintainer setting '%s'", name);
+}
+
+/* MM_MAINT_DETECTOR: "none" (0) or a drift detector's kind name. */
+static const char *detector_name(int v) {
+    if (v == 0) return "none";
+    const char *n = mm_drift_kind_name((mm_drift_kind)v);
+    return strcmp(n, "unknown") == 0 ? NULL : n;
+}
+
+static mm_value_name_fn value_names(mm_maint_param param) {
+    return param == MM_MAINT_DETECTOR ? detector_name : NULL;
+}
+
+mm_status mm_maint_value_from_name(mm_maint_param param, const char *name, double *value) {
+    if (!param_valid((int)param))
+        return mm_error(MM_E_INVALID_ARGUMENT, "unknown maintainer setting %d", (int)param);
+    const maint_param_info *pi = &params[param];
+    mm_value_name_fn names = value_names(param);
+    if (names && name && value && strcmp(name, "none") != 0) {
+        /* the detector's aliases ("ph") are the drift module's */
+        mm_drift_kind k;
+        if (mm_drift_kind_from_name(name, &k) == MM_OK) {
+            *value = (double)k;
+            return MM_OK;
+        }
+    }
+    char what[64];
+    snprintf(what, sizeof what, "maintainer setting %s", pi->name);
+    return mm_value_from_name_lookup(what, names, names ? (int)pi->lo : 0,
+                                     names ? (int)pi->hi : -1, name, value);
+}
+
+const char *mm_maint_value_name(mm_maint_param param, double value) {
+    mm_value_name_fn names = param_valid((int)param) ? value_names(param) : NULL;
+    if (!names) return NULL;
+    return mm_value_name_lookup(names, (int)params[param].lo, (int)params[param].hi, value);
 }
 
 /* ---- small helpers ------------------------------------------------------ */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/value_names.h"
 #include "optim/optim_internal.h"
 
 /* ---- settings table ---------------------------------------------------- */
@@ -20,7 +21,16 @@ typedef struct param_info {
     bool integer;
     bool algo_specific; /* applies only if the algorithm's `uses` has it */
     double def;         /* default (lr and weight decay come from the algorithm) */
+    mm_value_name_fn names; /* names of the values of an enum-valued setting, or NULL */
 } param_info;
+
+static const char *schedule_name(int v) {
+    static const char *const names[] = {[MM_SCHEDULE_CONSTANT] = "constant",
+                                        [MM_SCHEDULE_STEP] = "step",
+                                        [MM_SCHEDULE_EXPONENTIAL] = "exponential",
+                                        [MM_SCHEDULE_COSINE] = "cosine"};
+    return v >= 0 && v < (int)(sizeof names / sizeof names[0]) ? names[v] : NULL;
+}
 
 #define TWO53 9007199254740992.0
 
@@ -33,7 +43,8 @@ static const param_info params[MM_OPT_PARAM_COUNT] = {
     [MM_OPT_BETA2] = {"beta2", 0, 1, false, true, false, true, 0.999},
     [MM_OPT_EPSILON] = {"epsilon", 0, 1, true, false, false, true, 1e-8},
     [MM_OPT_CLIP_NORM] = {"clip_norm", 0, 1e9, false, false, false, false, 0},
-    [MM_OPT_SCHEDULE] = {"schedule", 0, 3, false, false, true, false, MM_SCHEDULE_CONSTANT},
+    [MM_OPT_SCHEDULE] = {"schedule", 0, 3, false, false, true, false, MM_SCHEDULE_CONSTANT,
+                         schedule_name},
     [MM_OPT_STEP_SIZE] = {"step_size", 1, 1e12, false, false, true, false, 1000},
     [MM_OPT_GAMMA] = {"gamma", 0, 1, true, false, false, false, 0.1},
     [MM_OPT_WARMUP_STEPS] = {"warmup_steps", 0, 1e12, false, false, true, false, 0},
@@ -78,6 +89,23 @@ mm_status mm_opt_param_from_name(const char *name, mm_opt_param *out) {
         }
     }
     return mm_error(MM_E_INVALID_ARGUMENT, "unknown optimizer setting '%s'", name);
+}
+
+mm_status mm_opt_value_from_name(mm_opt_param param, const char *name, double *value) {
+    if (!mm_opt_param_valid((int)param))
+        return mm_error(MM_E_INVALID_ARGUMENT, "unknown optimizer setting %d", (int)param);
+    const param_info *pi = &params[param];
+    char what[64];
+    snprintf(what, sizeof what, "optimizer setting %s", pi->name);
+    /* named settings have small integer ranges (the others' bounds need not fit an int) */
+    return mm_value_from_name_lookup(what, pi->names, pi->names ? (int)pi->lo : 0,
+                                     pi->names ? (int)pi->hi : -1, name, value);
+}
+
+const char *mm_opt_value_name(mm_opt_param param, double value) {
+    if (!mm_opt_param_valid((int)param) || !params[param].names) return NULL;
+    const param_info *pi = &params[param];
+    return mm_value_name_lookup(pi->names, (int)pi->lo, (int)pi->hi, value);
 }
 
 static const mm_optim_algo *const algos[] = {&mm_optim_algo_sgd, &mm_optim_algo_adam,

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "common/pmath.h"
+#include "common/value_names.h"
 #include "prune/pruner_internal.h"
 
 /* ---- settings table ------------------------------------------------------ */
@@ -31,13 +32,27 @@ typedef struct prune_param_info {
     bool hi_open;
     bool integer;
     double def;
+    mm_value_name_fn names; /* names of the values of an enum-valued setting, or NULL */
 } prune_param_info;
+
+static const char *schedule_name(int v) {
+    static const char *const names[] = {[MM_PRUNE_ONE_SHOT] = "one_shot",
+                                        [MM_PRUNE_POLYNOMIAL] = "polynomial"};
+    return v >= 0 && v < (int)(sizeof names / sizeof names[0]) ? names[v] : NULL;
+}
+
+static const char *sparse_format_name(int v) {
+    static const char *const names[] = {[MM_PRUNE_FORMAT_AUTO] = "auto",
+                                        [MM_PRUNE_FORMAT_SPARSE] = "sparse",
+                                        [MM_PRUNE_FORMAT_DENSE] = "dense"};
+    return v >= 0 && v < (int)(sizeof names / sizeof names[0]) ? names[v] : NULL;
+}
 
 #define TWO53 9007199254740992.0
 
 static const prune_param_info params[MM_PRUNE_PARAM_COUNT] = {
     [MM_PRUNE_SPARSITY] = {"sparsity", 0, 1, true, false, 0.5},
-    [MM_PRUNE_SCHEDULE] = {"schedule", 0, 1, false, true, MM_PRUNE_ONE_SHOT},
+    [MM_PRUNE_SCHEDULE] = {"schedule", 0, 1, false, true, MM_PRUNE_ONE_SHOT, schedule_name},
     [MM_PRUNE_INITIAL_SPARSITY] = {"initial_sparsity", 0, 1, true, false, 0},
     [MM_PRUNE_BEGIN_STEP] = {"begin_step", 0, 1e12, false, true, 0},
     [MM_PRUNE_END_STEP] = {"end_step", 1, 1e12, false, true, 1000},
@@ -45,7 +60,8 @@ static const prune_param_info params[MM_PRUNE_PARAM_COUNT] = {
     [MM_PRUNE_POWER] = {"power", 1, 10, false, false, 3},
     [MM_PRUNE_SEED] = {"seed", 0, TWO53, false, true, 0},
     [MM_PRUNE_OUTPUT_LAYER] = {"output_layer", 0, 1, false, true, 1},
-    [MM_PRUNE_SPARSE_FORMAT] = {"sparse_format", 0, 2, false, true, MM_PRUNE_FORMAT_AUTO},
+    [MM_PRUNE_SPARSE_FORMAT] = {"sparse_format", 0, 2, false, true, MM_PRUNE_FORMAT_AUTO,
+                                sparse_format_name},
     [MM_PRUNE_REORDER_NEURONS] = {"reorder_neurons", 0, 1, false, true, 1},
 };
 
@@ -67,6 +83,23 @@ mm_status mm_prune_param_from_name(const char *name, mm_prune_param *out) {
         }
     }
     return mm_error(MM_E_INVALID_ARGUMENT, "unknown pruning setting '%s'", name);
+}
+
+mm_status mm_prune_value_from_name(mm_prune_param p, const char *name, double *value) {
+    if (!param_valid((int)p))
+        return mm_error(MM_E_INVALID_ARGUMENT, "unknown pruning setting %d", (int)p);
+    const prune_param_info *pi = &params[p];
+    char what[64];
+    snprintf(what, sizeof what, "pruning setting %s", pi->name);
+    /* named settings have small integer ranges (the others' bounds need not fit an int) */
+    return mm_value_from_name_lookup(what, pi->names, pi->names ? (int)pi->lo : 0,
+                                     pi->names ? (int)pi->hi : -1, name, value);
+}
+
+const char *mm_prune_value_name(mm_prune_param p, double value) {
+    if (!param_valid((int)p) || !params[p].names) return NULL;
+    const prune_param_info *pi = &params[p];
+    return mm_value_name_lookup(pi->names, (int)pi->lo, (int)pi->hi, value);
 }
 
 mm_status mm_prune_param_bounds(mm_prune_param p, double *lo, double *hi) {
