@@ -563,9 +563,11 @@ START_TEST(realigned_challenger_follows_gain_offset_drift) {
 }
 END_TEST
 
-/* A pruned model whose first layer is stored sparse cannot take the
- * re-alignment (no dense weight matrix to fold into): the drift is handled
- * with the fine-tuned challenger alone, and feeding never fails. */
+/* A pruned model whose first layer is stored sparse takes the re-alignment
+ * too: the fold goes through the layer's dense form (mm_model_get_weights /
+ * set_weights), which is exact (pruned weights are 0 before and after), so
+ * the re-aligned challenger follows a gain/offset drift and stays sparse
+ * with the same pruned positions; feeding never fails. */
 START_TEST(sparse_first_layer_drift_feeds_on) {
     mm_model *m = trained_model();
     mm_pruner *pr;
@@ -577,7 +579,9 @@ START_TEST(sparse_first_layer_drift_feeds_on) {
     mm_pruner_free(pr);
     const char *kind;
     MM_ASSERT_OK(mm_model_layer_info(m, 0, &kind, NULL, NULL, NULL));
-    ck_assert_str_ne(kind, "dense");
+    ck_assert_str_eq(kind, "sparse");
+    double sp_before;
+    MM_ASSERT_OK(mm_model_layer_sparsity(m, 0, &sp_before));
     mm_maintainer *mt = stream_holdout(m, 100, 300, 2);
     MM_ASSERT_OK(mm_maintainer_set(mt, MM_MAINT_CHALLENGER_DELAY, 300));
     const size_t n = 1500;
@@ -589,7 +593,21 @@ START_TEST(sparse_first_layer_drift_feeds_on) {
     MM_ASSERT_OK(mm_maintainer_feed(mt, x, y, n, &rep));
     ck_assert_uint_ge(rep.drifts, 1);
     ck_assert_uint_ge(rep.challengers, 1);
-    ck_assert_ptr_null(strstr(mm_model_lineage(mm_maintainer_model(mt)), "\"realigned\":true"));
+    /* the re-aligned challenger won, and its first layer is the same
+     * sparse layer with re-aligned values */
+    ck_assert_ptr_nonnull(strstr(mm_model_lineage(mm_maintainer_model(mt)), "\"realigned\":true"));
+    MM_ASSERT_OK(mm_model_layer_info(mm_maintainer_model(mt), 0, &kind, NULL, NULL, NULL));
+    ck_assert_str_eq(kind, "sparse");
+    double sp_after;
+    MM_ASSERT_OK(mm_model_layer_sparsity(mm_maintainer_model(mt), 0, &sp_after));
+    ck_assert_double_eq(sp_after, sp_before);
+    make_data(x, y, 400, 22, 0);
+    double before, after;
+    MM_ASSERT_OK(mm_model_evaluate(m, x, y, NULL, 400, NULL, &before));
+    for (size_t i = 0; i < 400 * DIM; i++) x[i] = GAIN_OFFSET(x[i]);
+    MM_ASSERT_OK(mm_model_evaluate(mm_maintainer_model(mt), x, y, NULL, 400, NULL, &after));
+    ck_assert_msg(after >= before - 0.03, "accuracy on the new inputs %g, old model on old %g",
+                  after, before);
     mm_maintainer_free(mt);
     mm_model_free(m);
     free(x);

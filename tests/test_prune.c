@@ -1072,6 +1072,117 @@ static float *dense_weights(const mm_model *m, size_t l) {
     return w;
 }
 
+/* mm_model_get_weights gives the dense out x in matrix of every layer kind:
+ * a sparse layer's with zeros where it pruned (the masked dense layer it
+ * was made from), an int8 layer without master weights its dequantized
+ * weights; set_weights and get_gradients take the same layout for sparse
+ * layers (pruned positions stay 0), and the stored-value count still reads
+ * the stored values. */
+START_TEST(weights_as_dense_for_every_kind) {
+    mm_model *m = model_from("20-32-4", 21);
+    mm_pruner *p = pruner_new(MM_PRUNE_MAGNITUDE, 0.75);
+    MM_ASSERT_OK(mm_pruner_set(p, MM_PRUNE_SPARSE_FORMAT, MM_PRUNE_FORMAT_SPARSE));
+    MM_ASSERT_OK(mm_pruner_set(p, MM_PRUNE_REORDER_NEURONS, 0));
+    MM_ASSERT_OK(mm_pruner_apply(p, m));
+    float masked[640], w[640], b[32], b0[32];
+    MM_ASSERT_OK(mm_model_get_weights(m, 0, masked, 640, b0, 32));
+    MM_ASSERT_OK(mm_pruner_finalize(p, m, NULL));
+    const char *kind;
+    MM_ASSERT_OK(mm_model_layer_info(m, 0, &kind, NULL, NULL, NULL));
+    ck_assert_str_eq(kind, "sparse");
+    MM_ASSERT_OK(mm_model_get_weights(m, 0, w, 640, b, 32));
+    ck_assert_mem_eq(w, masked, sizeof w);
+    ck_assert_mem_eq(b, b0, sizeof b);
+    float *internal = dense_weights(m, 0);
+    ck_assert_mem_eq(w, internal, sizeof w);
+    free(internal);
+    size_t zeros = 0;
+    for (size_t i = 0; i < 640; i++) zeros += w[i] == 0.0f;
+    ck_assert_uint_eq(zeros, expect_count(0.75, 640));
+    /* the stored values as before */
+    const size_t nnz = m->layers[0]->params[0].rows;
+    float *vals = malloc(nnz * sizeof *vals);
+    MM_ASSERT_OK(mm_model_get_weights(m, 0, vals, nnz, NULL, 0));
+    ck_assert_mem_eq(vals, m->layers[0]->params[0].data, nnz * sizeof *vals);
+    free(vals);
+    /* wrong sizes name the dense shape */
+    MM_ASSERT_STATUS(mm_model_get_weights(m, 0, w, 639, NULL, 0), MM_E_SHAPE);
+    ck_assert_ptr_nonnull(strstr(mm_last_error_message(), "32 x 20"));
+    MM_ASSERT_STATUS(mm_model_get_weights(m, 0, NULL, 0, b, 31), MM_E_SHAPE);
+    /* set: every kept weight written, pruned ones stay 0; the layer computes with them */
+    float w2[640], back[640];
+    for (size_t i = 0; i < 640; i++) w2[i] = (float)i / 64.0f - 5.0f;
+    MM_ASSERT_OK(mm_model_set_weights(m, 0, w2, 640, NULL, 0));
+    MM_ASSERT_OK(mm_model_get_weights(m, 0, back, 640, NULL, 0));
+    for (size_t i = 0; i < 640; i++) ck_assert_float_eq(back[i], masked[i] != 0.0f ? w2[i] : 0.0f);
+    mm_model *ref = model_from("20-32-4", 21);
+    MM_ASSERT_OK(mm_model_set_weights(ref, 0, back, 640, b0, 32));
+    float w1[128], b1[4]; /* layer 1 is sparse too */
+    MM_ASSERT_OK(mm_model_get_weights(m, 1, w1, 128, b1, 4));
+    MM_ASSERT_OK(mm_model_set_weights(ref, 1, w1, 128, b1, 4));
+    float x[20 * 3], ya[4 * 3], yb[4 * 3];
+    mm_test_fill(x, 60, 5, -1, 1);
+    forward(m, x, 3, ya);
+    forward(ref, x, 3, yb);
+    ck_assert_double_le(mm_test_max_abs_diff(ya, yb, 12), 1e-5);
+    w2[7] = NAN;
+    MM_ASSERT_STATUS(mm_model_set_weights(m, 0, w2, 640, NULL, 0), MM_E_NUMERIC);
+    /* gradients in the same layout: zero where pruned */
+    int32_t y[3] = {0, 1, 2};
+    MM_ASSERT_OK(mm_model_backward(m, x, y, NULL, 3, NULL));
+    float g[640], gb[32];
+    MM_ASSERT_OK(mm_model_get_gradients(m, 0, g, 640, gb, 32));
+    size_t nonzero_grads = 0;
+    for (size_t i = 0; i < 640; i++) {
+        if (back[i] == 0.0f) ck_assert_float_eq(g[i], 0.0f);
+        nonzero_grads += g[i] != 0.0f;
+    }
+    ck_assert_uint_gt(nonzero_grads, 0);
+    /* quantized, the sparse layer (sparse_int8) still reads as its dense
+     * matrix: zeros where pruned, the dequantized stored weights elsewhere */
+    mm_quantizer *qs;
+    MM_ASSERT_OK(mm_quantizer_create(&qs, MM_QUANT_INT8_WEIGHT_ONLY));
+    MM_ASSERT_OK(mm_quantizer_apply(qs, m));
+    mm_quantizer_free(qs);
+    MM_ASSERT_OK(mm_model_layer_info(m, 0, &kind, NULL, NULL, NULL));
+    ck_assert_str_eq(kind, "sparse_int8");
+    MM_ASSERT_OK(mm_model_get_weights(m, 0, w, 640, NULL, 0));
+    for (size_t o = 0; o < 32; o++) {
+        float amax = 0;
+        for (size_t i = 0; i < 20; i++) amax = fmaxf(amax, fabsf(back[o * 20 + i]));
+        for (size_t i = 0; i < 20; i++) {
+            if (back[o * 20 + i] == 0.0f) ck_assert_float_eq(w[o * 20 + i], 0.0f);
+            ck_assert_double_le(fabs(w[o * 20 + i] - back[o * 20 + i]), amax / 127.0 * 0.5 + 1e-6);
+        }
+    }
+    mm_model_free(ref);
+    mm_pruner_free(p);
+    mm_model_free(m);
+
+    /* int8 without float master weights: the dequantized weights */
+    m = model_from("20-32-4", 22);
+    float wf[640];
+    MM_ASSERT_OK(mm_model_get_weights(m, 0, wf, 640, NULL, 0));
+    mm_quantizer *q;
+    MM_ASSERT_OK(mm_quantizer_create(&q, MM_QUANT_INT8_WEIGHT_ONLY));
+    MM_ASSERT_OK(mm_quantizer_set(q, MM_QUANT_KEEP_MASTER, 0));
+    MM_ASSERT_OK(mm_quantizer_apply(q, m));
+    MM_ASSERT_OK(mm_model_layer_info(m, 0, &kind, NULL, NULL, NULL));
+    ck_assert_str_eq(kind, "int8");
+    MM_ASSERT_OK(mm_model_get_weights(m, 0, w, 640, b, 32));
+    for (size_t o = 0; o < 32; o++) { /* per-channel symmetric: half a step of the row's scale */
+        float amax = 0;
+        for (size_t i = 0; i < 20; i++) amax = fmaxf(amax, fabsf(wf[o * 20 + i]));
+        ck_assert_double_le(mm_test_max_abs_diff(w + o * 20, wf + o * 20, 20),
+                            amax / 127.0 * 0.5 + 1e-7);
+    }
+    MM_ASSERT_STATUS(mm_model_set_weights(m, 0, w, 640, NULL, 0), MM_E_UNSUPPORTED);
+    MM_ASSERT_STATUS(mm_model_get_gradients(m, 0, w, 640, NULL, 0), MM_E_UNSUPPORTED);
+    mm_quantizer_free(q);
+    mm_model_free(m);
+}
+END_TEST
+
 /* Finalize puts the hidden neurons of layers it makes sparse in the order
  * that needs fewest kernel steps: rows of W_l and b_l and columns of
  * W_{l+1} move together (the same function), the lineage records the
@@ -1601,6 +1712,7 @@ Suite *prune_suite(void) {
     tcase_add_test(tc, structured_shrink_optimizer_continues);
     tcase_add_test(tc, finalize_dense_format_keeps_masks);
     tcase_add_test(tc, finalize_unstructured_sparse);
+    tcase_add_test(tc, weights_as_dense_for_every_kind);
     tcase_add_test(tc, finalize_reorders_neurons);
     tcase_add_test(tc, finalize_auto_and_mixed);
     tcase_add_test(tc, masked_model_round_trip);

@@ -56,8 +56,9 @@
  *          of the inputs exactly); training samples (recent and replay)
  *          taken before the signal are mapped back (x -> (x - c) / s) for
  *          its training. Not tried with fewer than 100 samples on either
- *          side, a frozen or non-dense (sparse, inference-only int8) first
- *          layer, or inputs that did not move.
+ *          side, a frozen or inference-only (int8 without master weights)
+ *          first layer (a sparse one folds through its dense form, pruned
+ *          weights staying 0), or inputs that did not move.
  *      A challenger qualifies if, on the holdout samples taken since the
  *      signal (at least 100), it is right where the deployed version is
  *      wrong significantly more often than the reverse (one-sided paired

@@ -97,7 +97,20 @@ MM_API mm_status mm_model_layer_info(const mm_model *model, size_t index, const 
 /* Copy the weights (out*in floats, W[o*in+i]) and biases (out floats) of
  * layer `index` out of / into caller buffers whose element counts are given;
  * either pointer may be NULL to skip it. MM_E_SHAPE if a count is wrong.
- * Setting refuses NaN/Inf with MM_E_NUMERIC. */
+ * Setting refuses NaN/Inf with MM_E_NUMERIC.
+ * Every layer kind reads as the dense out x in matrix it computes with:
+ *   - dense (and "qat") layers: their weights; pruned (masked) weights are 0;
+ *   - sparse layers (mm_pruner_finalize): zeros where pruned, the stored
+ *     weights elsewhere; setting writes the stored positions and drops the
+ *     values given for pruned ones (they stay 0, as masked weights do);
+ *   - quantized layers (int8, fp16, bf16, sparse_int8): their float master
+ *     weights when they keep them (MM_QUANT_KEEP_MASTER = 1: what
+ *     optimizers update, set_weights writes and the layer re-quantizes),
+ *     else (the default) the dequantized weights (q - zero point) * scale,
+ *     zeros where a sparse_int8 layer was pruned; without master weights a
+ *     layer is inference-only and refuses set_weights and get_gradients
+ *     with MM_E_UNSUPPORTED (so does a sparse_int8 layer with them).
+ * mm_model_get_gradients uses the same layout (zeros where pruned). */
 MM_API mm_status mm_model_get_weights(const mm_model *model, size_t index, float *weights,
                                       size_t weights_len, float *bias, size_t bias_len);
 MM_API mm_status mm_model_set_weights(mm_model *model, size_t index, const float *weights,

@@ -934,7 +934,7 @@ static mm_status train_challenger(mm_maintainer *mt, const mm_dataset *ds, const
     if (st != MM_OK) return st;
     if (sc && (st = realign_fold(chal, mt->dim, sc, sh)) != MM_OK) {
         if (st == MM_E_SHAPE || st == MM_E_UNSUPPORTED || st == MM_E_NUMERIC) {
-            /* a sparse or inference-only first layer, or a map it refuses:
+            /* an inference-only first layer, or a map it refuses:
              * no re-aligned challenger */
             mm_clear_error();
             st = MM_OK;

@@ -8,8 +8,10 @@
 #include <string.h>
 
 #include "common/pmath.h"
+#include "migrate/migrate_internal.h" /* mm_dense_view: any layer kind as dense weights */
 #include "model/model_internal.h"
-#include "mm/mm_pruner.h" /* mm_model_num_nonzero, mm_model_layer_sparsity */
+#include "mm/mm_pruner.h"             /* mm_model_num_nonzero, mm_model_layer_sparsity */
+#include "prune/prune_internal.h"     /* mm_sparse_positions */
 
 #define CHECK_MODEL(m)                                   \
     do {                                                 \
@@ -267,13 +269,99 @@ mm_status mm_model_layer_info(const mm_model *m, size_t index, const char **kind
     return MM_OK;
 }
 
+/* True when params[0] of a layer is its out x in weight matrix, W[o*in+i]
+ * (dense, qat, quantized layers with float master weights). */
+static bool holds_matrix(const mm_layer *l) {
+    return l->n_params >= 2 && strcmp(l->params[0].name, "weight") == 0 &&
+           l->params[0].rows == l->out && l->params[0].cols == l->in;
+}
+
+static mm_status check_finite(const float *v, size_t n, size_t index, const char *what) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return mm_error(MM_E_NUMERIC, "layer %zu %s[%zu] is not finite", index, what, i);
+    return MM_OK;
+}
+
+/* The out x in weights of a layer whose parameters are another form of
+ * them (sparse: stored values; quantized without master weights: none):
+ * read as the dense matrix it computes with (mm_dense_view: zeros where a
+ * sparse layer pruned, dequantized int8/fp16/bf16 weights); a sparse
+ * layer's values and gradients are also written / read at their dense
+ * positions (its pruned positions are not stored: written values there are
+ * dropped, as masked weights of a dense layer stay 0, and read as 0). */
+static mm_status dense_form_io(mm_layer *l, size_t index, size_t count, float *w, size_t wlen,
+                               float *b, size_t blen, bool grads, bool write) {
+    if (w && wlen != count)
+        return mm_error(MM_E_SHAPE, "layer %zu has %zu x %zu weights, buffer holds %zu", index,
+                        l->out, l->in, wlen);
+    if (b && blen != l->out)
+        return mm_error(MM_E_SHAPE, "layer %zu has %zu biases, buffer holds %zu", index, l->out,
+                        blen);
+    mm_status st;
+    if (!write && !grads) {
+        mm_dense_view v;
+        if ((st = mm_dense_view_get(l, &v)) != MM_OK)
+            return mm_error_prefix(st, "layer %zu: ", index);
+        if (w) memcpy(w, v.weight, count * sizeof(float));
+        if (b) memcpy(b, v.bias, l->out * sizeof(float));
+        mm_dense_view_free(&v);
+        return MM_OK;
+    }
+    if (l->n_params < 2)
+        return mm_error(MM_E_UNSUPPORTED,
+                        "layer %zu (%s) keeps no float parameters (inference only): it has no "
+                        "weights to %s",
+                        index, l->vt->kind, write ? "set" : "take gradients of");
+    mm_param *vals = &l->params[0], *bias = &l->params[1];
+    const size_t nnz = mm_param_count(vals);
+    size_t *pos = mm_malloc_array(nnz ? nnz : 1, sizeof *pos);
+    if (!pos) return mm_oom("weight positions");
+    if (mm_sparse_positions(l, pos) != MM_OK) {
+        free(pos);
+        return mm_error(MM_E_UNSUPPORTED,
+                        "layer %zu (%s) cannot %s its weights as a dense matrix (get_weights "
+                        "reads them)",
+                        index, l->vt->kind, write ? "set" : "give the gradients of");
+    }
+    if (write) {
+        st = w ? check_finite(w, count, index, "weight") : MM_OK;
+        if (st == MM_OK && b) st = check_finite(b, l->out, index, "bias");
+        if (st == MM_OK) {
+            if (w)
+                for (size_t k = 0; k < nnz; k++) vals->data[k] = w[pos[k]];
+            if (b) memcpy(bias->data, b, l->out * sizeof(float));
+            mm_layer_params_changed(l);
+        }
+    } else {
+        st = MM_OK;
+        if (w) {
+            memset(w, 0, count * sizeof(float));
+            for (size_t k = 0; k < nnz; k++) w[pos[k]] = vals->grad[k];
+        }
+        if (b) memcpy(b, bias->grad, l->out * sizeof(float));
+    }
+    free(pos);
+    return st;
+}
+
 /* Weights and biases are params[0] and params[1] of a dense layer; check the
- * caller's buffer sizes against them. */
+ * caller's buffer sizes against them. Other layer kinds go through their
+ * dense form (dense_form_io). */
 static mm_status param_io(const mm_model *m, size_t index, float *w, size_t wlen, float *b,
                           size_t blen, bool grads, bool write) {
     mm_layer *l = NULL;
     mm_status st = get_layer(m, index, &l);
     if (st != MM_OK) return st;
+    size_t dense_count;
+    if (!mm_mul_ok(l->in, l->out, &dense_count)) return mm_oom("layer weights");
+    /* A buffer of a sparse layer's stored-value count (not out*in) still
+     * reads and writes the stored values in the layer's own order, as it
+     * did before the dense form existed. */
+    const bool stored = w && l->n_params >= 2 && wlen == mm_param_count(&l->params[0]) &&
+                        wlen != dense_count;
+    if ((w || b) && !holds_matrix(l) && !stored)
+        return dense_form_io(l, index, dense_count, w, wlen, b, blen, grads, write);
     if (l->n_params < 2)
         return mm_error(MM_E_UNSUPPORTED, "layer %zu (%s) has no dense weights", index,
                         l->vt->kind);

@@ -307,7 +307,11 @@ class Model(Owner):
 
     def get_weights(self, index):
         """(W, b) of layer `index`: W is outputs x inputs (PyTorch's nn.Linear
-        layout), b has `outputs` values. Copies."""
+        layout), b has `outputs` values. Copies. Every layer kind gives the
+        dense matrix it computes with: a sparse layer has zeros where it was
+        pruned; a quantized layer gives its float master weights when it
+        keeps them (keep_master=True), else (the default) its dequantized
+        weights."""
         index, nout, nin = self._shape(index)
         w, wa = B.new_floats(nout, nin)
         b, ba = B.new_floats(nout)
@@ -316,7 +320,10 @@ class Model(Owner):
 
     def set_weights(self, index, weights=None, bias=None):
         """Replace the weights and/or bias of layer `index` (either may be
-        None). NaN/Inf raise NumericError."""
+        None), in get_weights' layout. NaN/Inf raise NumericError. A sparse
+        layer keeps its pruned weights at zero (values given there are
+        dropped); a quantized layer without master weights is inference-only
+        (UnsupportedError)."""
         index, nout, nin = self._shape(index)
         wb = None if weights is None else B.buf(weights, "f", "weights")
         bb = None if bias is None else B.buf(bias, "f", "bias")
