@@ -672,6 +672,14 @@ START_TEST(test_csv_valid) {
     MM_ASSERT_OK(csv_case("7", -1, 1, 1, (const float[]){7}, NULL));
     /* a quoted header that does not parse as numbers */
     MM_ASSERT_OK(csv_case("\"f1\",\"f2\"\n1,2\n", -1, 1, 2, (const float[]){1, 2}, NULL));
+    /* the named special columns keep the values C callers have always passed */
+    ck_assert_int_eq(MM_CSV_LABEL_LAST, -2);
+    ck_assert_int_eq(MM_CSV_NO_LABELS, -1);
+    MM_ASSERT_OK(csv_case("a,b,c,label\n1,2.5,-3,2\n0.04,0,1e3,0\n", MM_CSV_LABEL_LAST, 2, 3, x3,
+                          y2));
+    MM_ASSERT_OK(csv_case("1,2,-3\n0.04,0,1e3\n", MM_CSV_LABEL_LAST - 1, 2, 2, x2,
+                          (const int32_t[]){2, 0}));
+    MM_ASSERT_OK(csv_case("x,y,z\n1,2.5,-3\n0.04,0,1e3\n", MM_CSV_NO_LABELS, 2, 3, x3, NULL));
 }
 END_TEST
 

@@ -177,7 +177,7 @@ typedef struct cli_data_src {
 typedef struct cli_data_cfg {
     cli_data_src src[CLI_ROLE_COUNT];
     int primary;            /* role of --images/--labels/--csv/--offset/--limit */
-    int label_column;       /* library convention (-1 none, -2 last, ...) */
+    int label_column;       /* library convention (MM_CSV_LABEL_LAST, MM_CSV_NO_LABELS, ...) */
     double val_split;       /* 0 = none */
     size_t offset, limit;   /* slice of the primary dataset; limit 0 = all */
     const char *data_dir;   /* Fashion-MNIST directory */

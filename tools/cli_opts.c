@@ -97,7 +97,8 @@ void cli_opts_add_data(cli_opts *o, unsigned roles, int primary) {
         {"labels", required_argument, CLI_OPT_LABELS, "FILE", "labels (IDX) of the main data set"},
         {"csv", required_argument, CLI_OPT_CSV, "FILE", "main data set as CSV"},
         {"label-column", required_argument, CLI_OPT_LABEL_COLUMN, "K",
-         "CSV label column: 0-based index, negative counts from the end, 'last' (default)"},
+         "CSV label column: 'last' (default), 'none' (no labels), or a 0-based index "
+         "(negative counts from the end: -1 = last)"},
         {"offset", required_argument, CLI_OPT_OFFSET, "N", "skip the first N samples of the main data set"},
         {"limit", required_argument, CLI_OPT_LIMIT, "N", "use at most N samples of the main data set"},
         {"data-dir", required_argument, CLI_OPT_DATA_DIR, "DIR",
@@ -294,7 +295,7 @@ int cli_common_option(cli *c, int id, const char *arg, int *rc) {
 void cli_data_init(cli_data_cfg *d, int primary) {
     memset(d, 0, sizeof *d);
     d->primary = primary;
-    d->label_column = -2; /* last column */
+    d->label_column = MM_CSV_LABEL_LAST;
 }
 
 int cli_data_option(const cli *c, cli_data_cfg *d, int id, const char *arg, int *rc) {
@@ -315,8 +316,8 @@ int cli_data_option(const cli *c, cli_data_cfg *d, int id, const char *arg, int 
     case CLI_OPT_CSV: p->csv = arg; return 1;
     case CLI_OPT_DATA_DIR: d->data_dir = arg; return 1;
     case CLI_OPT_LABEL_COLUMN: {
-        if (strcasecmp(arg, "last") == 0) {
-            d->label_column = -2;
+        if (strcasecmp(arg, "last") == 0 || strcasecmp(arg, "none") == 0) {
+            d->label_column = strcasecmp(arg, "last") == 0 ? MM_CSV_LABEL_LAST : MM_CSV_NO_LABELS;
             return 1;
         }
         long k;
@@ -325,8 +326,9 @@ int cli_data_option(const cli *c, cli_data_cfg *d, int id, const char *arg, int 
             *rc = cli_usage_error(c, "--label-column: '%s' is out of range", arg);
             return 1;
         }
-        /* Ours: -1 is the last column (as in Python). The library's: -1 is
-         * "no label column" and -2 the last one. */
+        /* Ours: -1 is the last column (as in Python and Lua). The
+         * library's: MM_CSV_NO_LABELS (-1) is "no label column" and
+         * MM_CSV_LABEL_LAST (-2) the last one. */
         d->label_column = k >= 0 ? (int)k : (int)k - 1;
         return 1;
     }

@@ -23,11 +23,23 @@ typedef struct mm_dataset mm_dataset;
 MM_API mm_status mm_dataset_load_idx(mm_dataset **out, const char *images_path,
                                      const char *labels_path);
 
+/* The special label columns of mm_dataset_load_csv (the values it has
+ * always taken): the labels are in the last column, or there are none. */
+#define MM_CSV_LABEL_LAST (-2)
+#define MM_CSV_NO_LABELS (-1)
+
 /* Load a CSV file of numbers, one sample per line. `label_column` is the
- * 0-based column holding an integer label, or -1 for none (negative values
- * other than -1 count from the end: -2 is the last column). A first line
- * that does not parse as numbers is taken as a header and skipped. Every row
- * must have the same number of columns; the message names the bad line. */
+ * 0-based column holding an integer label, MM_CSV_LABEL_LAST for the last
+ * column (what the CLI and the bindings default to) or MM_CSV_NO_LABELS
+ * for none. Values below MM_CSV_LABEL_LAST count further from the end
+ * (MM_CSV_LABEL_LAST - 1 is the column before the last). The CLI
+ * (--label-column last|none|K), Python (label_column="last"|None|k) and Lua
+ * ("last"|"none"|k, 1-based) spell the two special columns the same way;
+ * their negative numbers count from the end with -1 = the last column.
+ * A first line that does not parse as numbers is taken as a header and
+ * skipped. Every row must have the same number of columns; the message
+ * names the bad line. MM_E_OUT_OF_RANGE if the label column is not in the
+ * file. */
 MM_API mm_status mm_dataset_load_csv(mm_dataset **out, const char *path, int label_column);
 
 /* Wrap copies of caller arrays: x is n*dim floats, labels n ints or NULL. */

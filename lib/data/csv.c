@@ -191,9 +191,10 @@ typedef struct csv_state {
 static mm_status set_columns(csv_state *s, size_t ncols) {
     s->ncols = ncols;
     s->label = -1;
-    if (s->label_arg != -1) {
+    if (s->label_arg != MM_CSV_NO_LABELS) {
         long long lc = s->label_arg;
-        if (lc < -1) lc += (long long)ncols + 1; /* -2 is the last column */
+        /* MM_CSV_LABEL_LAST (-2) is the last column, -3 the one before it */
+        if (lc <= MM_CSV_LABEL_LAST) lc += (long long)ncols + 1;
         if (lc < 0 || lc >= (long long)ncols)
             return mm_error(MM_E_OUT_OF_RANGE, "%s: label column %d is outside the %zu columns",
                             s->path, s->label_arg, ncols);

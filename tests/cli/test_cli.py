@@ -173,6 +173,21 @@ class CliTest(unittest.TestCase):
         self.fails(2, "unknown command", "help", "frobnicate")
 
     # -- round trip -------------------------------------------------------
+    def test_label_column_spellings(self):
+        """--label-column: 'last' (the default), 'none', or a 0-based column,
+        negative from the end (-1 = last): as the Python and Lua bindings
+        spell it."""
+        base = ("train", "--train-csv", self.p("train.csv"), "--arch", "8-4-3", "--epochs", 1,
+                "--out", self.p("lc.mmf"))
+        for col in ((), ("--label-column", "last"), ("--label-column", "-1"),
+                    ("--label-column", "8")):
+            t = self.ok_json(*base, *col)
+            self.assertEqual((t["data"]["train"]["features"], t["data"]["train"]["classes"]),
+                             (8, 3), col)
+        self.fails(1, "has no labels", *base, "--label-column", "none")
+        out, _ = self.ok("train", "--help")
+        self.assertIn("'none' (no", out)
+
     def test_round_trip_csv(self):
         m1, m2 = self.p("rt1.mmf"), self.p("rt2.mmf")
         t = self.ok_json("train", "--train-csv", self.p("train.csv"), "--label-column", "last",
