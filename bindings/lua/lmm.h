@@ -104,6 +104,16 @@ void lmm_set_int(lua_State *L, const char *k, uint64_t v);
 size_t lmm_checksize(lua_State *L, int arg, lua_Integer lo);
 /* 1-based index argument -> 0-based size_t. */
 size_t lmm_checkindex(lua_State *L, int arg);
+/* A 1-based index argument of one of `count` items: *index receives it
+ * 0-based. Below 1 is an argument error (raised); above count pushes the
+ * error results with MM_E_OUT_OF_RANGE and a message in the user's 1-based
+ * terms ("layer 3 out of range (model has 2 layers: 1..2)": `what` =
+ * "layer", `holder` = "model has") and returns their number; else 0. Use
+ * this, not the library's message, whose indices are 0-based. */
+int lmm_check_item(lua_State *L, int arg, size_t count, const char *what, const char *holder,
+                   size_t *index);
+/* lmm_check_item for the layers of a model. (lmm_model.c) */
+int lmm_check_layer(lua_State *L, int arg, const mm_model *m, size_t *index);
 
 /* ---- arrays (lmm_tensor.c) ------------------------------------------------
  * Arguments that are arrays accept a tensor of the right dtype, or a Lua
@@ -228,5 +238,24 @@ int lmm_set_method(lua_State *L, void *obj, lmm_setter set);
 
 /* The plain value reader for LMM_SETTINGS: a number, or a boolean (1/0). */
 #define lmm_setting_value(L, p, validx, v) (*(v) = lmm_check_setting_value((L), (validx)), MM_OK)
+
+/* Defines `static mm_status fname(L, param, validx, &value)`, the value
+ * reader for LMM_SETTINGS of a class whose library has the value-name
+ * lookup value_from_name(param, name, &value) (mm_opt_value_from_name,
+ * ...): a number, a boolean (1/0), or a string naming one of an
+ * enum-valued setting's values ("cosine"; an unknown name fails with the
+ * library's message listing the valid ones). A string given to a setting
+ * that takes numbers is read as a number (an argument error unless it is
+ * numeric, as before). */
+#define LMM_NAMED_VALUE(fname, param_t, value_from_name)                                    \
+    static mm_status fname(lua_State *L, param_t p, int validx, double *v) {                \
+        if (lua_type(L, validx) == LUA_TSTRING && !lua_isnumber(L, validx)) {              \
+            mm_status st = value_from_name(p, lua_tostring(L, validx), v);                  \
+            if (st != MM_E_UNSUPPORTED) return st;                                          \
+            mm_clear_error();                                                               \
+        }                                                                                   \
+        *v = lmm_check_setting_value(L, validx);                                            \
+        return MM_OK;                                                                       \
+    }
 
 #endif

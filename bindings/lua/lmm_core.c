@@ -207,6 +207,18 @@ size_t lmm_checksize(lua_State *L, int arg, lua_Integer lo) {
 
 size_t lmm_checkindex(lua_State *L, int arg) { return lmm_checksize(L, arg, 1) - 1; }
 
+int lmm_check_item(lua_State *L, int arg, size_t count, const char *what, const char *holder,
+                   size_t *index) {
+    *index = lmm_checkindex(L, arg);
+    if (*index < count) return 0;
+    if (count == 0)
+        return lmm_fail_msg(L, MM_E_OUT_OF_RANGE, "%s %I out of range (%s no %ss)", what,
+                            (lua_Integer)*index + 1, holder, what);
+    return lmm_fail_msg(L, MM_E_OUT_OF_RANGE, "%s %I out of range (%s %I %s%s: 1..%I)", what,
+                        (lua_Integer)*index + 1, holder, (lua_Integer)count, what,
+                        count == 1 ? "" : "s", (lua_Integer)count);
+}
+
 /* ---- settings ------------------------------------------------------------ */
 
 double lmm_check_setting_value(lua_State *L, int arg) {

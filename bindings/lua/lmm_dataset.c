@@ -19,13 +19,27 @@ static int l_load_idx(lua_State *L) {
     return lmm_finish_new(L, h, st, ds);
 }
 
-/* mm.load_csv(path [, label_column]): label_column is 1-based (0 or nil: no
- * labels; negative counts from the end, -1 = the last column). */
+/* mm.load_csv(path [, label_column]): label_column "last" (the default, as
+ * nil) for labels in the last column, "none" for no labels, else the
+ * 1-based column of the labels; a negative one counts from the end (-1 =
+ * the last column). The CLI's --label-column and Python's load_csv spell
+ * "last" and "none" the same way (their numbers are 0-based). */
 static int l_load_csv(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
-    lua_Integer col = luaL_optinteger(L, 2, 0);
-    luaL_argcheck(L, col >= -1000000 && col <= 1000000, 2, "label column out of range");
-    int c = col > 0 ? (int)col - 1 : col == 0 ? -1 : (int)col - 1; /* C: -1 none, -2 last */
+    int c;
+    if (lua_isnoneornil(L, 2)) {
+        c = MM_CSV_LABEL_LAST;
+    } else if (lua_type(L, 2) == LUA_TSTRING && !lua_isnumber(L, 2)) {
+        static const char *const names[] = {"last", "none", NULL};
+        c = luaL_checkoption(L, 2, NULL, names) == 0 ? MM_CSV_LABEL_LAST : MM_CSV_NO_LABELS;
+    } else {
+        lua_Integer col = luaL_checkinteger(L, 2);
+        luaL_argcheck(L, col != 0, 2, "columns are 1-based (\"none\": no labels)");
+        luaL_argcheck(L, col >= -1000000 && col <= 1000000, 2, "label column out of range");
+        /* the library's: 0-based, and counting from the end from
+         * MM_CSV_LABEL_LAST (-2 is the last column) */
+        c = (int)col - 1;
+    }
     lmm_handle *h = push_dataset(L);
     mm_dataset *ds = NULL;
     mm_status st = mm_dataset_load_csv(&ds, path, c);
@@ -97,6 +111,11 @@ static int d_slice(lua_State *L) {
     mm_dataset *ds = CHECK_DS(1);
     size_t first = lmm_checkindex(L, 2);
     size_t count = lmm_checksize(L, 3, 0);
+    size_t n = mm_dataset_size(ds);
+    if (first > n || count > n - first) /* in the user's 1-based terms */
+        return lmm_fail_msg(L, MM_E_OUT_OF_RANGE,
+                            "slice of %I samples from %I is outside the dataset's samples 1..%I",
+                            (lua_Integer)count, (lua_Integer)first + 1, (lua_Integer)n);
     lmm_handle *h = push_dataset(L);
     mm_dataset *out = NULL;
     mm_status st = mm_dataset_slice(ds, first, count, &out);

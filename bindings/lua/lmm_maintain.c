@@ -188,17 +188,8 @@ static void free_maintainer(void *p) { mm_maintainer_free(p); }
 
 /* Values are numbers or booleans; the detector may also be named ("adwin",
  * ..., or "none" for 0). */
-static mm_status maint_value(lua_State *L, mm_maint_param p, int validx, double *v) {
-    if (p == MM_MAINT_DETECTOR && lua_type(L, validx) == LUA_TSTRING) {
-        const char *name = lua_tostring(L, validx);
-        mm_drift_kind k = 0;
-        mm_status st = strcmp(name, "none") == 0 ? MM_OK : mm_drift_kind_from_name(name, &k);
-        *v = (double)k;
-        return st;
-    }
-    *v = lmm_check_setting_value(L, validx);
-    return MM_OK;
-}
+LMM_NAMED_VALUE(maint_value, mm_maint_param, mm_maint_value_from_name)
+LMM_NAMED_VALUE(maint_opt_value, mm_opt_param, mm_opt_value_from_name)
 
 static mm_status maint_set_named(lua_State *L, void *obj, const char *name, int validx) {
     mm_maint_param p;
@@ -208,12 +199,14 @@ static mm_status maint_set_named(lua_State *L, void *obj, const char *name, int 
     return st == MM_OK ? mm_maintainer_set(obj, p, v) : st;
 }
 
-/* Optimizer settings by the optimizer binding's names (mm_opt_param_from_name). */
+/* Optimizer settings by the optimizer binding's names (mm_opt_param_from_name)
+ * and values (value names as o:set's). */
 static mm_status maint_opt_named(lua_State *L, void *obj, const char *name, int validx) {
     mm_opt_param p;
+    double v;
     mm_status st = mm_opt_param_from_name(name, &p);
-    return st == MM_OK ? mm_maintainer_set_optimizer(obj, p, lmm_check_setting_value(L, validx))
-                       : st;
+    if (st == MM_OK) st = maint_opt_value(L, p, validx, &v);
+    return st == MM_OK ? mm_maintainer_set_optimizer(obj, p, v) : st;
 }
 
 static mm_status maint_detector_named(lua_State *L, void *obj, const char *name, int validx) {
@@ -490,9 +483,12 @@ static int r_capacity(lua_State *L) {
 /* r:get(i) -> x (a 1-d tensor: a copy), label */
 static int r_get(lua_State *L) {
     mm_reservoir *r = CHECK_RES(1);
+    size_t i;
+    int nret = lmm_check_item(L, 2, mm_reservoir_size(r), "sample", "reservoir holds", &i);
+    if (nret) return nret;
     const float *x;
     int32_t label;
-    mm_status st = mm_reservoir_get(r, lmm_checkindex(L, 2), &x, &label);
+    mm_status st = mm_reservoir_get(r, i, &x, &label);
     if (st) return lmm_fail(L, st);
     size_t dim = res_uv(L, 1);
     lmm_tensor *t = lmm_new_tensor(L, LMM_F32, 1, dim, 0);

@@ -108,19 +108,36 @@ SIZE_GETTER(m_num_params, mm_model_num_params)
 SIZE_GETTER(m_param_bytes, mm_model_param_bytes)
 SIZE_GETTER(m_num_nonzero, mm_model_num_nonzero)
 
+/* ---- layer indices ---- */
+
+int lmm_check_layer(lua_State *L, int arg, const mm_model *m, size_t *index) {
+    return lmm_check_item(L, arg, mm_model_num_layers(m), "layer", "model has", index);
+}
+
+/* Declares `size_t i` from the 1-based layer argument at `arg` of model m,
+ * returning the error results when it is out of range. */
+#define CHECK_LAYER_ARG(i, arg, m)                        \
+    size_t i;                                             \
+    do {                                                  \
+        int nret_ = lmm_check_layer(L, (arg), (m), &i);   \
+        if (nret_) return nret_;                          \
+    } while (0)
+
 /* ---- transfer learning ---- */
 
 /* m:set_trainable(i, trainable) */
 static int m_set_trainable(lua_State *L) {
     mm_model *m = CHECK_MODEL(1);
-    size_t i = lmm_checkindex(L, 2);
     luaL_checktype(L, 3, LUA_TBOOLEAN);
+    CHECK_LAYER_ARG(i, 2, m);
     return lmm_result(L, mm_model_set_trainable(m, i, lua_toboolean(L, 3)), 1);
 }
 
 /* m:trainable(i) -> boolean */
 static int m_trainable(lua_State *L) {
-    int t = mm_model_layer_trainable(CHECK_MODEL(1), lmm_checkindex(L, 2));
+    mm_model *m = CHECK_MODEL(1);
+    CHECK_LAYER_ARG(i, 2, m);
+    int t = mm_model_layer_trainable(m, i);
     if (t < 0) return lmm_fail(L, mm_last_error() != MM_OK ? mm_last_error() : MM_E_OUT_OF_RANGE);
     lua_pushboolean(L, t);
     return 1;
@@ -145,7 +162,7 @@ static int m_replace_head(lua_State *L) {
 /* m:layer(i) -> {kind=, inputs=, outputs=, activation=, sparsity=, trainable=} */
 static int m_layer(lua_State *L) {
     mm_model *m = CHECK_MODEL(1);
-    size_t i = lmm_checkindex(L, 2);
+    CHECK_LAYER_ARG(i, 2, m);
     const char *kind;
     size_t in, out;
     mm_activation act;
@@ -174,7 +191,7 @@ typedef mm_status (*params_get_fn)(const mm_model *, size_t, float *, size_t, fl
 /* Weights or gradients of layer i as two tensors: W (outputs x inputs), b. */
 static int get_params(lua_State *L, params_get_fn get) {
     mm_model *m = CHECK_MODEL(1);
-    size_t i = lmm_checkindex(L, 2);
+    CHECK_LAYER_ARG(i, 2, m);
     size_t in, out;
     mm_status st = mm_model_layer_info(m, i, NULL, &in, &out, NULL);
     if (st) return lmm_fail(L, st);
@@ -191,9 +208,9 @@ static int m_gradients(lua_State *L) { return get_params(L, mm_model_get_gradien
 /* m:set_weights(i, W, b): W and/or b (nil keeps it), tensors or tables. */
 static int m_set_weights(lua_State *L) {
     mm_model *m = CHECK_MODEL(1);
-    size_t i = lmm_checkindex(L, 2);
-    lmm_array w = {0}, b = {0};
     lua_settop(L, 4);
+    CHECK_LAYER_ARG(i, 2, m);
+    lmm_array w = {0}, b = {0};
     if (!lua_isnoneornil(L, 3)) lmm_check_array(L, 3, LMM_F32, &w, "weights");
     if (!lua_isnoneornil(L, 4)) lmm_check_array(L, 4, LMM_F32, &b, "bias");
     return lmm_result(L, mm_model_set_weights(m, i, w.data, w.len, b.data, b.len), 1);
@@ -349,8 +366,9 @@ static int m_save(lua_State *L) {
 
 static int m_layer_sparsity(lua_State *L) {
     mm_model *m = CHECK_MODEL(1);
+    CHECK_LAYER_ARG(i, 2, m);
     double s;
-    mm_status st = mm_model_layer_sparsity(m, lmm_checkindex(L, 2), &s);
+    mm_status st = mm_model_layer_sparsity(m, i, &s);
     if (st) return lmm_fail(L, st);
     lua_pushnumber(L, s);
     return 1;

@@ -11,8 +11,9 @@ static void free_optimizer(void *p) { mm_optimizer_free(p); }
 
 #define CHECK_OPT(arg) ((mm_optimizer *)lmm_check(L, (arg), LMM_OPTIMIZER))
 
+LMM_NAMED_VALUE(opt_value, mm_opt_param, mm_opt_value_from_name)
 LMM_SETTINGS(LMM_OPTIMIZER, mm_optimizer, mm_opt_param, mm_opt_param_from_name, mm_optimizer_set,
-             mm_optimizer_get, mm_opt_param_bounds, lmm_setting_value)
+             mm_optimizer_get, mm_opt_param_bounds, opt_value)
 
 /* Push a new optimizer handle borrowing the model at model_idx. */
 static lmm_handle *push_opt(lua_State *L, int model_idx) {
@@ -67,14 +68,20 @@ static int o_current_lr(lua_State *L) {
 /* o:set_layer_lr_scale(layer, scale) — layer is 1-based */
 static int o_set_layer_lr_scale(lua_State *L) {
     mm_optimizer *o = CHECK_OPT(1);
-    size_t i = lmm_checkindex(L, 2);
-    return lmm_result(L, mm_optimizer_set_layer_lr_scale(o, i, luaL_checknumber(L, 3)), 1);
+    double scale = luaL_checknumber(L, 3);
+    size_t i;
+    int nret = lmm_check_layer(L, 2, mm_optimizer_model(o), &i);
+    if (nret) return nret;
+    return lmm_result(L, mm_optimizer_set_layer_lr_scale(o, i, scale), 1);
 }
 
 static int o_layer_lr_scale(lua_State *L) {
     mm_optimizer *o = CHECK_OPT(1);
+    size_t i;
+    int nret = lmm_check_layer(L, 2, mm_optimizer_model(o), &i);
+    if (nret) return nret;
     double s;
-    mm_status st = mm_optimizer_get_layer_lr_scale(o, lmm_checkindex(L, 2), &s);
+    mm_status st = mm_optimizer_get_layer_lr_scale(o, i, &s);
     if (st) return lmm_fail(L, st);
     lua_pushnumber(L, s);
     return 1;

@@ -5,8 +5,9 @@ static void free_pruner(void *p) { mm_pruner_free(p); }
 
 #define CHECK_PRUNER(arg) ((mm_pruner *)lmm_check(L, (arg), LMM_PRUNER))
 
+LMM_NAMED_VALUE(prune_value, mm_prune_param, mm_prune_value_from_name)
 LMM_SETTINGS(LMM_PRUNER, mm_pruner, mm_prune_param, mm_prune_param_from_name, mm_pruner_set,
-             mm_pruner_get, mm_prune_param_bounds, lmm_setting_value)
+             mm_pruner_get, mm_prune_param_bounds, prune_value)
 
 /* mm.pruner(criterion [, settings]) */
 static int l_pruner(lua_State *L) {

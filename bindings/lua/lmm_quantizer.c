@@ -6,16 +6,7 @@ static void free_quantizer(void *p) { mm_quantizer_free(p); }
 #define CHECK_Q(arg) ((mm_quantizer *)lmm_check(L, (arg), LMM_QUANTIZER))
 
 /* Values are numbers or booleans; the observer may also be named ("entropy"). */
-static mm_status quant_value(lua_State *L, mm_quant_param p, int validx, double *v) {
-    if (p == MM_QUANT_OBSERVER && lua_type(L, validx) == LUA_TSTRING) {
-        mm_quant_observer o;
-        mm_status st = mm_quant_observer_from_name(lua_tostring(L, validx), &o);
-        *v = (double)o;
-        return st;
-    }
-    *v = lmm_check_setting_value(L, validx);
-    return MM_OK;
-}
+LMM_NAMED_VALUE(quant_value, mm_quant_param, mm_quant_value_from_name)
 
 LMM_SETTINGS(LMM_QUANTIZER, mm_quantizer, mm_quant_param, mm_quant_param_from_name, mm_quantizer_set,
              mm_quantizer_get, mm_quant_param_bounds, quant_value)

@@ -194,10 +194,13 @@ static int l_tensor(lua_State *L) {
         memcpy(t->data, a.data, a.len * dtype_size[dt]);
         return 1;
     }
+    /* mm.tensor(rows [, cols] [, dtype]): the dtype follows cols, or takes
+     * its place; a nil cols (mm.tensor(5, nil, "int32")) is a 1-d tensor */
     size_t rows = lmm_checksize(L, 1, 0);
     int ndim = lua_type(L, 2) == LUA_TNUMBER ? 2 : 1;
     size_t cols = ndim == 2 ? lmm_checksize(L, 2, 0) : 0;
-    lmm_dtype dt = (lmm_dtype)luaL_checkoption(L, ndim == 2 ? 3 : 2, "float32", dtype_names);
+    int dtype_arg = ndim == 2 || lua_isnoneornil(L, 2) ? 3 : 2;
+    lmm_dtype dt = (lmm_dtype)luaL_checkoption(L, dtype_arg, "float32", dtype_names);
     lmm_new_tensor(L, dt, ndim, rows, cols);
     return 1;
 }

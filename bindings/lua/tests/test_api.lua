@@ -279,4 +279,87 @@ T.test("raising instead of returning errors", function()
   T.fails("MM_E_IO", nil, mm.load("/nonexistent/model.mmf"))
 end)
 
+T.test("what a new user expects (issue 12): dtypes, 1-based messages, names, CSV labels", function()
+  -- the dtype is not lost after a nil cols
+  local t = mm.tensor(5, nil, "int32")
+  T.eq(t:dtype(), "int32"); T.eq(select("#", t:shape()), 1); T.eq(#t, 5)
+  T.eq(mm.tensor(5, "int32"):dtype(), "int32")
+  T.eq(mm.tensor(2, 3, "int32"):dtype(), "int32")
+  T.eq(mm.tensor(2, nil):dtype(), "float32")
+
+  -- out-of-range indices are reported as the user typed them (1-based)
+  local m = mm.model("4-3-2", 1)
+  local want = "layer 3 out of range (model has 2 layers: 1..2)"
+  T.fails("MM_E_OUT_OF_RANGE", want, m:layer(3))
+  T.fails("MM_E_OUT_OF_RANGE", want, m:weights(3))
+  T.fails("MM_E_OUT_OF_RANGE", want, m:gradients(3))
+  T.fails("MM_E_OUT_OF_RANGE", want, m:set_weights(3, nil, {1, 2}))
+  T.fails("MM_E_OUT_OF_RANGE", want, m:trainable(3))
+  T.fails("MM_E_OUT_OF_RANGE", want, m:set_trainable(3, false))
+  T.fails("MM_E_OUT_OF_RANGE", want, m:layer_sparsity(3))
+  T.raises("must be >= 1", m.layer, m, 0)
+  T.fails("MM_E_OUT_OF_RANGE", "(model has no layers)", mm.model(4, 1):layer(1))
+  local o = mm.optimizer(m, "sgd")
+  T.fails("MM_E_OUT_OF_RANGE", want, o:set_layer_lr_scale(3, 0.5))
+  T.fails("MM_E_OUT_OF_RANGE", want, o:layer_lr_scale(3))
+  local r = mm.reservoir(4, 2, 1)
+  r:offer({1, 2}, 0)
+  T.fails("MM_E_OUT_OF_RANGE", "sample 2 out of range (reservoir holds 1 sample: 1..1)", r:get(2))
+  local ds = mm.dataset({{1, 2}, {3, 4}}, {0, 1})
+  T.fails("MM_E_OUT_OF_RANGE", "from 2 is outside the dataset's samples 1..2", ds:slice(2, 5))
+  T.eq(ds:slice(3, 0):size(), 0)
+
+  -- enum-valued settings take the library's names, for every object
+  T.eq(o:set("schedule", "cosine"), o); T.eq(o:get("schedule"), 3)
+  T.eq(o:set{schedule = "step", step_size = 10}, o); T.eq(o:get("schedule"), 1)
+  T.fails("MM_E_INVALID_ARGUMENT", "constant, step, exponential, cosine",
+          o:set("schedule", "cosin"))
+  T.raises("number expected", o.set, o, "learning_rate", "fast")
+  T.eq(o:set("learning_rate", "0.5"), o); T.near(o:get("learning_rate"), 0.5)
+  local p = mm.pruner("magnitude", {schedule = "polynomial", sparse_format = "dense"})
+  T.eq(p:get("schedule"), 1); T.eq(p:get("sparse_format"), 2)
+  T.fails("MM_E_INVALID_ARGUMENT", "one_shot, polynomial", p:set("schedule", "gradual"))
+  T.fails("MM_E_INVALID_ARGUMENT", "minmax, moving_minmax", mm.quantizer("int8_static"):set("observer", "max"))
+  local mt = mm.maintainer(m, "sgd", {detector = "ph"})
+  T.eq(mt:get("detector"), 2)
+  T.eq(mt:set_optimizer("schedule", "exponential"), mt)
+  T.fails("MM_E_INVALID_ARGUMENT", "cosine", mt:set_optimizer{schedule = "linear"})
+
+  -- CSV labels: the last column by default, "none", or a 1-based column
+  local csv = T.tmpname(".csv")
+  local f = assert(io.open(csv, "w"))
+  f:write("a,b,label\n1,2,0\n3,4,1\n")
+  f:close()
+  for _, col in ipairs({"last", -1, 3}) do
+    local d = assert(mm.load_csv(csv, col))
+    T.eq(d:dim(), 2, tostring(col)); T.eq(d:labels()[2], 1, tostring(col))
+  end
+  local d = assert(mm.load_csv(csv))
+  T.eq(d:dim(), 2); T.eq(d:labels()[1], 0)
+  d = assert(mm.load_csv(csv, "none"))
+  T.eq(d:dim(), 3); T.eq(d:labels(), nil)
+  d = assert(mm.load_csv(csv, 1))
+  T.eq(d:labels()[2], 3)
+  T.raises("columns are 1-based", mm.load_csv, csv, 0)
+  T.raises("invalid option 'first'", mm.load_csv, csv, "first")
+  T.fails("MM_E_OUT_OF_RANGE", nil, mm.load_csv(csv, 4))
+
+  -- a sparse layer's weights are its dense matrix (zeros where pruned)
+  local sm = mm.model("4-8-3:relu", 2)
+  local before = sm:weights(1)
+  local sp = mm.pruner("magnitude", {sparsity = 0.5, sparse_format = "sparse", reorder_neurons = false})
+  assert(sp:apply(sm)); local masked = sm:weights(1); assert(sp:finalize(sm))
+  T.eq(sm:layer(1).kind, "sparse")
+  local w = assert(sm:weights(1))
+  local rows, cols = w:shape()
+  T.eq(rows, 8); T.eq(cols, 4)
+  local zeros = 0
+  for i = 1, 32 do
+    T.eq(w[i], masked[i])
+    if w[i] == 0 then zeros = zeros + 1 else T.eq(w[i], before[i]) end
+  end
+  T.eq(zeros, 16)
+  os.remove(csv)
+end)
+
 T.run()

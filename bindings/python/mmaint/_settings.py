@@ -1,29 +1,30 @@
-"""Enum-keyed settings (optimizer, pruner, quantizer) by keyword name."""
+"""Enum-keyed settings (optimizer, pruner, quantizer, maintainer) by keyword name."""
 
 from ctypes import byref, c_double, c_int
 
 from ._lib import lib
+from .errors import UnsupportedError
 
 
 class Settings:
     """How one object kind maps setting names to the C enum and values.
 
-    `aliases` maps short names (lr) to the library's names; `choices` maps a
-    setting whose value is an enum to {name: value} so that strings work
-    (schedule="cosine"); `choice_funcs` maps such a setting to the C
-    (*_from_name, *_name) pair.
+    `aliases` maps short names (lr) to the library's names. Values of
+    enum-valued settings may be given by name (schedule="cosine"): the
+    library's `value_from_name` / `value_name` pair (mm_opt_value_from_name,
+    ...) maps them, so the binding keeps no name tables of its own.
     """
 
-    def __init__(self, from_name, name_of, bounds, setter, getter, aliases=None, choices=None,
-                 choice_funcs=None):
+    def __init__(self, from_name, name_of, bounds, setter, getter, aliases=None,
+                 value_from_name=None, value_name=None):
         self._setter = setter
         self._getter = getter
         self._from_name = from_name
         self._name_of = name_of
         self._bounds = bounds
         self._aliases = aliases or {}
-        self._choices = choices or {}
-        self._choice_funcs = choice_funcs or {}
+        self._value_from_name = value_from_name
+        self._value_name = value_name
         self._cache = {}
 
     def key(self, name):
@@ -41,20 +42,20 @@ class Settings:
         return self._aliases.get(name, name)
 
     def value(self, name, value):
-        """A setting value as the double the C setter takes."""
+        """A setting value as the double the C setter takes. A str is the
+        name of one of an enum-valued setting's values (InvalidArgumentError
+        listing the valid names if it is none of them; TypeError for a
+        setting that takes numbers)."""
         cname = self.canonical(name)
         if isinstance(value, str):
-            if cname in self._choices:
-                table = self._choices[cname]
-                if value not in table:
-                    raise ValueError("%s must be one of %s, got %r"
-                                     % (cname, ", ".join(table), value))
-                return float(table[value])
-            if cname in self._choice_funcs:
-                out = c_int()
-                self._choice_funcs[cname][0](value.encode(), byref(out))
-                return float(out.value)
-            raise TypeError("setting %s takes a number, got %r" % (cname, value))
+            if self._value_from_name is None:
+                raise TypeError("setting %s takes a number, got %r" % (cname, value))
+            out = c_double()
+            try:
+                self._value_from_name(self.key(name), value.encode(), byref(out))
+            except UnsupportedError:
+                raise TypeError("setting %s takes a number, got %r" % (cname, value)) from None
+            return out.value
         if isinstance(value, bool):
             return 1.0 if value else 0.0
         try:
@@ -65,13 +66,8 @@ class Settings:
 
     def decode(self, name, number):
         """The Python value of a setting read back: a name for enum settings."""
-        cname = self.canonical(name)
-        if cname in self._choices:
-            for k, v in self._choices[cname].items():
-                if v == number:
-                    return k
-        if cname in self._choice_funcs:
-            n = self._choice_funcs[cname][1](int(number))
+        if self._value_name is not None:
+            n = self._value_name(self.key(name), number)
             if n:
                 return n.decode()
         return number

@@ -1,10 +1,39 @@
 """mmaint.Dataset: features and labels in library memory (mm_dataset.h)."""
 
+import operator
 from ctypes import byref
 
 from . import _buffers as B
 from ._handle import Borrow, Owner
 from ._lib import fspath, lib, new_handle
+
+
+# mm_dataset_load_csv's special label columns (mm_dataset.h)
+_CSV_NO_LABELS, _CSV_LABEL_LAST = -1, -2
+
+
+def _label_column(col):
+    """A label_column argument as mm_dataset_load_csv's int."""
+    if col is None:
+        return _CSV_NO_LABELS
+    if isinstance(col, str):
+        if col == "last":
+            return _CSV_LABEL_LAST
+        if col == "none":
+            return _CSV_NO_LABELS
+        raise ValueError('label_column must be a column number, "last" or None ("none"), '
+                         'got %r' % col)
+    try:
+        if isinstance(col, bool):
+            raise TypeError
+        col = operator.index(col)
+    except TypeError:
+        raise TypeError('label_column must be an int, "last" or None, got %s'
+                        % type(col).__name__) from None
+    if not -1000000 <= col <= 1000000:
+        raise OverflowError("label_column %d is out of range" % col)
+    # the library counts from the end from MM_CSV_LABEL_LAST (-2 is the last column)
+    return col if col >= 0 else col - 1
 
 
 class Dataset(Owner):
@@ -65,11 +94,14 @@ class Dataset(Owner):
         return cls._wrap(h.value)
 
     @classmethod
-    def load_csv(cls, path, label_column=-1):
-        """Load a CSV file of numbers; `label_column` is the 0-based label
-        column, -1 for none, -2 for the last column. A header line is skipped."""
+    def load_csv(cls, path, label_column="last"):
+        """Load a CSV file of numbers (a header line is skipped).
+        `label_column`: "last" (the default) for labels in the last column,
+        None (or "none") for no labels, else the 0-based column of the labels;
+        a negative one counts from the end (-1 is the last column). The same
+        convention as the CLI's --label-column."""
         h = new_handle()
-        lib.mm_dataset_load_csv(byref(h), fspath(path), label_column)
+        lib.mm_dataset_load_csv(byref(h), fspath(path), _label_column(label_column))
         return cls._wrap(h.value)
 
     def __len__(self):

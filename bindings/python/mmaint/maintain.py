@@ -240,7 +240,8 @@ class Maintainer(Configurable, Owner):
     holdout accuracy drops are rolled back and quarantined; drift can train
     and promote a challenger. `model` is copied (the Maintainer does not
     keep it). Settings by keyword (window, guard_threshold, ring, batch,
-    replay_size, replay_mix, l2sp, detector, holdout_size, holdout_every,
+    replay_size, replay_mix, l2sp, detector ('none', 'adwin', 'page_hinkley',
+    'ddm', 'eddm'; read back as a name), holdout_size, holdout_every,
     recent_size, challenger_epochs, seed, challenger_lr,
     challenger_delay); the online optimizer's settings with
     :meth:`set_optimizer`, the detector's with :meth:`set_detector`.
@@ -250,7 +251,9 @@ class Maintainer(Configurable, Owner):
     """
 
     _SETTINGS = Settings(lib.mm_maint_param_from_name, lib.mm_maint_param_name,
-                         None, lib.mm_maintainer_set, lib.mm_maintainer_get)
+                         None, lib.mm_maintainer_set, lib.mm_maintainer_get,
+                         value_from_name=lib.mm_maint_value_from_name,
+                         value_name=lib.mm_maint_value_name)
 
     def __init__(self, model, kind="sgd", **settings):
         k = enum_from_name(lib.mm_optim_kind_from_name, kind, "kind")

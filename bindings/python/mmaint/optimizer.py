@@ -13,11 +13,11 @@ from .dataset import Dataset
 from .errors import CancelledError
 from .model import Model
 
-SCHEDULES = {"constant": 0, "step": 1, "exponential": 2, "cosine": 3}
-
 SETTINGS = Settings(lib.mm_opt_param_from_name, lib.mm_opt_param_name, lib.mm_opt_param_bounds,
                     lib.mm_optimizer_set, lib.mm_optimizer_get,
-                    aliases={"lr": "learning_rate"}, choices={"schedule": SCHEDULES})
+                    aliases={"lr": "learning_rate"},
+                    value_from_name=lib.mm_opt_value_from_name,
+                    value_name=lib.mm_opt_value_name)
 
 _EVENTS = {0: "batch", 1: "epoch_end"}
 _step = unchecked("mm_optimizer_step")

@@ -9,8 +9,8 @@ from ._settings import Configurable, Settings
 
 SETTINGS = Settings(lib.mm_prune_param_from_name, lib.mm_prune_param_name,
                     lib.mm_prune_param_bounds, lib.mm_pruner_set, lib.mm_pruner_get,
-                    choices={"schedule": {"one_shot": 0, "polynomial": 1},
-                             "sparse_format": {"auto": 0, "sparse": 1, "dense": 2}})
+                    value_from_name=lib.mm_prune_value_from_name,
+                    value_name=lib.mm_prune_value_name)
 
 
 class Pruner(Configurable, Owner):

@@ -10,8 +10,8 @@ from ._settings import Configurable, Settings
 
 SETTINGS = Settings(lib.mm_quant_param_from_name, lib.mm_quant_param_name,
                     lib.mm_quant_param_bounds, lib.mm_quantizer_set, lib.mm_quantizer_get,
-                    choice_funcs={"observer": (lib.mm_quant_observer_from_name,
-                                               lib.mm_quant_observer_name)})
+                    value_from_name=lib.mm_quant_value_from_name,
+                    value_name=lib.mm_quant_value_name)
 
 
 class Quantizer(Configurable, Owner):

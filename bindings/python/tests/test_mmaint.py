@@ -1103,7 +1103,7 @@ class TestDataset(TempDir):
         p = self.path("d.csv")
         with open(p, "w") as f:
             f.write("a,b,label\n1,2,0\n3,4,1\n5,6,1\n")
-        ds = mmaint.Dataset.load_csv(p, label_column=-2)
+        ds = mmaint.Dataset.load_csv(p)  # labels: the last column
         self.assertEqual((len(ds), ds.dim), (3, 2))
         self.assertEqual(list(ds.labels), [0, 1, 1])
         with open(p, "w") as f:
@@ -1183,6 +1183,110 @@ class TestPrunerQuantizer(unittest.TestCase):
         final = q2.apply_with_tolerance(m2, x, y)
         self.assertGreater(final, 0.8)
         self.assertEqual(q2.report["mode"], "accuracy_aware")
+
+
+def floats(buf):
+    """The float32 values of a result buffer (numpy array or memoryview)."""
+    return list(array.array("f", bytes(memoryview(buf).cast("B"))))
+
+
+class TestConventions(TempDir):
+    """What a new user expects to be the same everywhere (issue 12)."""
+
+    def test_get_weights_of_every_layer_kind(self):
+        """get_weights gives the dense outputs x inputs matrix of any layer
+        kind: zeros where a sparse layer pruned, the dequantized weights of
+        an int8 layer without master weights; set_weights takes the same."""
+        x, y = blobs(300, 2)
+        m = mmaint.Model("8-32-3:relu", seed=1)
+        mmaint.Optimizer(m, "adam", lr=1e-2).fit(x, y, epochs=3, batch_size=32)
+        p = mmaint.Pruner("magnitude", sparsity=0.75, sparse_format="sparse",
+                          reorder_neurons=False)
+        p.apply(m)
+        masked = [floats(m.get_weights(i)[0]) for i in range(2)]
+        p.finalize(m)
+        self.assertEqual([l.kind for l in m.layers], ["sparse", "sparse"])
+        for i, (nin, nout) in enumerate([(8, 32), (32, 3)]):
+            w, b = m.get_weights(i)
+            if np is not None:
+                self.assertEqual(w.shape, (nout, nin))
+            self.assertEqual(floats(w), masked[i])
+            self.assertAlmostEqual(floats(w).count(0.0) / (nin * nout), 0.75, delta=0.02)
+        # set_weights takes the dense matrix too; pruned positions stay zero
+        w0 = floats(m.get_weights(0)[0])
+        m.set_weights(0, [v * 2 + 1 for v in w0])
+        w1 = floats(m.get_weights(0)[0])
+        self.assertEqual(w1, list(array.array("f", [v * 2 + 1 if v != 0 else 0.0 for v in w0])))
+        g = m.backward(x[:DIM * 4], labels=y[:4])
+        self.assertGreater(g, 0)
+        dw, db = m.get_gradients(0)
+        self.assertEqual([i for i, v in enumerate(floats(dw)) if v != 0 and w1[i] == 0], [])
+        # an int8 layer that keeps no float master weights: its dequantized weights
+        m2 = mmaint.Model("8-16-3", seed=2)
+        before = floats(m2.get_weights(0)[0])
+        mmaint.Quantizer("int8_weight_only", keep_master=False).apply(m2)
+        self.assertEqual(m2.layers[0].kind, "int8")
+        after = floats(m2.get_weights(0)[0])
+        scale = max(abs(v) for v in before) / 127
+        self.assertLessEqual(max(abs(a - b) for a, b in zip(after, before)), scale * 0.51)
+
+    def test_enum_settings_take_the_library_names(self):
+        """Enum-valued settings of every object take names, mapped by the C
+        library (no name tables in the binding); unknown names list the
+        valid ones."""
+        import mmaint.optimizer
+        self.assertFalse(hasattr(mmaint.optimizer, "SCHEDULES"))
+        m = mmaint.Model("4-3-2", seed=1)
+        opt = mmaint.Optimizer(m, "sgd", schedule="exponential")
+        self.assertEqual(opt["schedule"], "exponential")
+        with self.assertRaises(mmaint.InvalidArgumentError) as cm:
+            opt.set(schedule="cosin")
+        self.assertIn("constant, step, exponential, cosine", str(cm.exception))
+        with self.assertRaises(TypeError):
+            opt.set(momentum="high")
+        p = mmaint.Pruner("magnitude", schedule="polynomial", sparse_format="sparse")
+        self.assertEqual((p["schedule"], p["sparse_format"]), ("polynomial", "sparse"))
+        with self.assertRaisesRegex(mmaint.InvalidArgumentError, "one_shot, polynomial"):
+            p.set(schedule="gradual")
+        q = mmaint.Quantizer("int8_static", observer="entropy")
+        self.assertEqual(q["observer"], "entropy")
+        with self.assertRaisesRegex(mmaint.InvalidArgumentError, "moving_minmax"):
+            q.set(observer="max")
+        mt = mmaint.Maintainer(m, "sgd", detector="ddm")
+        self.assertEqual(mt["detector"], "ddm")
+        mt.set(detector="none")
+        self.assertEqual(mt["detector"], "none")
+        mt["detector"] = "ph"
+        self.assertEqual(mt["detector"], "page_hinkley")
+        with self.assertRaisesRegex(mmaint.InvalidArgumentError, "adwin, page_hinkley"):
+            mt.set(detector="kswin")
+        with self.assertRaises(TypeError):
+            mt.set(window="large")
+        mt.set_optimizer(schedule="cosine", lr=0.01)
+
+    def test_csv_label_column(self):
+        """The label column: the last by default ("last"), None or "none"
+        for no labels, else a 0-based column (negative from the end, -1 =
+        the last), as the CLI's --label-column."""
+        p = self.path("d.csv")
+        with open(p, "w") as f:
+            f.write("a,b,label\n1,2,0\n3,4,1\n5,6,1\n")
+        for col in ((), ("last",), (-1,), (2,)):
+            ds = mmaint.Dataset.load_csv(p, *col)
+            self.assertEqual((len(ds), ds.dim, list(ds.labels)), (3, 2, [0, 1, 1]), col)
+        for col in (None, "none"):
+            ds = mmaint.Dataset.load_csv(p, label_column=col)
+            self.assertEqual((ds.dim, ds.labels), (3, None))
+        self.assertEqual(list(mmaint.Dataset.load_csv(p, 0).labels), [1, 3, 5])
+        self.assertEqual(list(mmaint.Dataset.load_csv(p, -3).labels), [1, 3, 5])
+        self.assertEqual(list(mmaint.Dataset.load_csv(p, -2).labels), [2, 4, 6])
+        for bad in (3, -4):
+            with self.assertRaises(mmaint.OutOfRangeError):
+                mmaint.Dataset.load_csv(p, bad)
+        with self.assertRaises(ValueError):
+            mmaint.Dataset.load_csv(p, "first")
+        with self.assertRaises(TypeError):
+            mmaint.Dataset.load_csv(p, 1.5)
 
 
 class TestThreads(unittest.TestCase):
