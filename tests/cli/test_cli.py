@@ -232,6 +232,8 @@ class CliTest(unittest.TestCase):
         ops = [ev["op"] for ev in i["lineage"]]
         self.assertIn("train", ops)
         self.assertEqual(ops.count("online_update"), 3)
+        # update records its own events: the library's online_steps would repeat them
+        self.assertNotIn("online_steps", ops)
         ups = [ev for ev in i["lineage"] if ev["op"] == "online_update"]
         self.assertEqual(ups[0]["parent"], m1)
         self.assertEqual([ev["total_samples"] for ev in ups], [100, 200, 300])
@@ -834,6 +836,32 @@ class CliTest(unittest.TestCase):
         self.assertFalse(r["layers"][1]["quantized"])
         self.assertIn("kept in float", r["layers"][1]["reason"])
 
+    def test_prune_then_quantize(self):
+        # What people want for small devices: prune (finalized to sparse
+        # layers, the default of `prune`), then quantize, under every int8
+        # scheme; it used to be refused ("a sparse layer, which the
+        # int8_static scheme cannot quantize").
+        pruned = self.p("pq-pruned.mmf")
+        self.ok_json("prune", self.model, "--test-csv", self.p("test.csv"), "--sparsity", "0.6",
+                     "--format", "sparse", "--out", pruned)
+        for scheme in ("int8-static", "int8-dynamic", "int8-weight-only"):
+            out = self.p("pq-%s.mmf" % scheme)
+            extra = ["--train-csv", self.p("train.csv")] if scheme == "int8-static" else []
+            r = self.ok_json("quantize", pruned, "--test-csv", self.p("test.csv"), "--scheme",
+                             scheme, "--out", out, *extra)
+            self.assertEqual([l["kind"] for l in r["layers"]], ["sparse_int8", "sparse_int8"])
+            self.assertTrue(all(l["quantized"] for l in r["layers"]))
+            self.assertGreater(r["after"]["test_accuracy"], r["before"]["test_accuracy"] - 0.05)
+            # (sizes: this 8-16-3 model is all metadata; tests/test_qsparse.c
+            # checks the file of the demo's model shape)
+            e = self.ok_json("eval", out, "--csv", self.p("test.csv"))
+            self.assertAlmostEqual(e["accuracy"], r["after"]["test_accuracy"], places=6)
+        # fp16 keeps the sparse layers in float, and says why.
+        r = self.ok_json("quantize", pruned, "--test-csv", self.p("test.csv"), "--scheme", "fp16",
+                         "--out", self.p("pq-fp16.mmf"))
+        self.assertEqual([l["kind"] for l in r["layers"]], ["sparse", "sparse"])
+        self.assertIn("sparse layers have no fp16 form", r["layers"][0]["reason"])
+
     def test_quantize_master_weights(self):
         # With --keep-master the file is bigger than without, and the model
         # can still learn online.
@@ -934,6 +962,7 @@ class CliTest(unittest.TestCase):
         ops = [ev["op"] for ev in d["lineage"]]
         online_versions = [v for v in versions if v["made_by"].startswith("online")]
         self.assertEqual(ops.count("online_update"), len(online_versions))
+        self.assertNotIn("online_steps", ops)
         # The guarded maintenance step: three runs over the drift stream, the
         # guarded result as the last version, checkpoints and the plot.
         m = d["maintain"]

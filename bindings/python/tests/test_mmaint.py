@@ -235,6 +235,21 @@ class TestModel(TempDir):
         with self.assertRaises(mmaint.FormatError):
             m.add_lineage("bad", "[1, 2]")
 
+    def test_online_steps_lineage(self):
+        """Consecutive steps are one online_steps event; lineage=0 records none."""
+        m = mmaint.Model("4-3-2", seed=1)
+        opt = mmaint.Optimizer(m, "sgd", lr=0.05)
+        for _ in range(5):
+            opt.step([1, 0, 0, 1], 1)
+        ev = [e for e in m.lineage if e["op"] == "online_steps"]
+        self.assertEqual(len(ev), 1)
+        self.assertEqual((ev[0]["steps"], ev[0]["samples"], ev[0]["first"], ev[0]["last"]),
+                         (5, 5, 0, 4))
+        self.assertEqual((ev[0]["optimizer"], ev[0]["lr"]), ("sgd", 0.05))
+        opt.set(lineage=0)
+        opt.step([1, 0, 0, 1], 1)
+        self.assertEqual(m.lineage[-1]["steps"], 5)
+
     def test_clone_is_independent(self):
         import copy
         m = mmaint.Model("4-2", seed=1)
@@ -1183,6 +1198,21 @@ class TestPrunerQuantizer(unittest.TestCase):
         final = q2.apply_with_tolerance(m2, x, y)
         self.assertGreater(final, 0.8)
         self.assertEqual(q2.report["mode"], "accuracy_aware")
+
+    def test_prune_then_quantize(self):
+        """A pruned model (sparse layers) quantizes: its layers become
+        sparse_int8 (it used to raise UnsupportedError)."""
+        m, x, y = self.trained()
+        mmaint.Pruner("magnitude_global", sparsity=0.8, sparse_format="sparse").apply(m)
+        pr = mmaint.Pruner("magnitude_global", sparsity=0.8, sparse_format="sparse")
+        pr.finalize(m)
+        self.assertEqual([l.kind for l in m.layers], ["sparse"] * 3)
+        acc = m.evaluate(x, y)[1]
+        q = mmaint.Quantizer("int8_static")
+        q.calibrate(m, x[:DIM * 200])
+        q.apply(m)
+        self.assertEqual([l.kind for l in m.layers], ["sparse_int8"] * 3)
+        self.assertGreater(m.evaluate(x, y)[1], acc - 0.05)
 
 
 def floats(buf):
