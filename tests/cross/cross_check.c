@@ -63,6 +63,7 @@ typedef enum kind {
     K_PRUNE,    /* pruned with criterion, finalized or not */
     K_QUANT,    /* quantized with scheme */
     K_EXPORT,   /* dense model written as plain safetensors (mm_safetensors_export) */
+    K_PRUNE_QUANT, /* pruned 80% (magnitude, sparse format), then quantized with scheme */
 } kind;
 
 typedef struct test_case {
@@ -97,6 +98,9 @@ static const test_case cases[] = {
     {"fp16", K_QUANT, MM_ACT_RELU, MM_QUANT_FP16, 0, 0},
     {"bf16", K_QUANT, MM_ACT_TANH, MM_QUANT_BF16, 0, 1},
     {"safetensors_export", K_EXPORT, MM_ACT_SIGMOID, 0, 0, 0},
+    {"sp_int8_static", K_PRUNE_QUANT, MM_ACT_RELU, MM_QUANT_INT8_STATIC, 0, 0},
+    {"sp_int8_dyn_master", K_PRUNE_QUANT, MM_ACT_RELU, MM_QUANT_INT8_DYNAMIC, 0, 1},
+    {"sp_int8_weight_only", K_PRUNE_QUANT, MM_ACT_TANH, MM_QUANT_INT8_WEIGHT_ONLY, 0, 0},
 };
 #define NCASES (sizeof cases / sizeof cases[0])
 
@@ -351,6 +355,12 @@ static int build(const test_case *c, const data *d, mm_model **m, mm_optimizer *
     int rc = 0;
     if (c->kind == K_PRUNE) rc = prune(c, *m);
     if (c->kind == K_QUANT) rc = quantize(c, d, *m);
+    if (c->kind == K_PRUNE_QUANT) {
+        const test_case p = {c->name, K_PRUNE, c->act, MM_PRUNE_MAGNITUDE, 0.8,
+                             MM_PRUNE_FORMAT_SPARSE};
+        rc = prune(&p, *m);
+        if (rc == 0) rc = quantize(c, d, *m);
+    }
     if (rc) {
         mm_model_free(*m);
         *m = NULL;
