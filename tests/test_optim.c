@@ -75,8 +75,9 @@ START_TEST(names_round_trip) {
                                    "clip_norm",    "schedule",      "step_size",    "gamma",
                                    "warmup_steps", "total_steps",   "min_lr",       "batch_size",
                                    "epochs",       "seed",          "shuffle",      "patience",
-                                   "restore_best", "max_grad_norm", "grad_spike",  "l2sp"};
-    for (int p = 1; p <= 23; p++) {
+                                   "restore_best", "max_grad_norm", "grad_spike",  "l2sp",
+                                   "lineage"};
+    for (int p = 1; p <= 24; p++) {
         const char *name = mm_opt_param_name((mm_opt_param)p);
         ck_assert_ptr_nonnull(name);
         ck_assert_str_eq(name, expect[p]);
@@ -85,7 +86,7 @@ START_TEST(names_round_trip) {
         ck_assert_int_eq((int)back, p);
     }
     ck_assert_ptr_null(mm_opt_param_name((mm_opt_param)0));
-    ck_assert_ptr_null(mm_opt_param_name((mm_opt_param)24));
+    ck_assert_ptr_null(mm_opt_param_name((mm_opt_param)25));
     mm_opt_param p;
     MM_ASSERT_STATUS(mm_opt_param_from_name("lr", &p), MM_E_INVALID_ARGUMENT);
     ck_assert_ptr_nonnull(strstr(mm_last_error_message(), "lr"));
@@ -237,6 +238,7 @@ static const range_case ranges[] = {
     {MM_OPT_MAX_GRAD_NORM, 0, 1e30, 0, 0, 0, {0, 0, 0}},
     {MM_OPT_GRAD_SPIKE, 0, 1e9, 0, 0, 0, {0, 0, 0}},
     {MM_OPT_L2SP, 0, 1e6, 0, 0, 0, {0, 0, 0}},
+    {MM_OPT_LINEAGE, 0, 1, 0, 0, 1, {1, 1, 1}},
 };
 #define N_RANGES (sizeof ranges / sizeof ranges[0])
 
@@ -250,7 +252,7 @@ START_TEST(bounds_are_closed_ranges) {
     }
     double lo, hi;
     MM_ASSERT_STATUS(mm_opt_param_bounds((mm_opt_param)0, &lo, &hi), MM_E_INVALID_ARGUMENT);
-    MM_ASSERT_STATUS(mm_opt_param_bounds((mm_opt_param)24, &lo, &hi), MM_E_INVALID_ARGUMENT);
+    MM_ASSERT_STATUS(mm_opt_param_bounds((mm_opt_param)25, &lo, &hi), MM_E_INVALID_ARGUMENT);
     MM_ASSERT_OK(mm_opt_param_bounds(MM_OPT_GAMMA, NULL, NULL));
 }
 END_TEST
@@ -312,8 +314,8 @@ START_TEST(setters_check_every_range) {
         }
         double v;
         MM_ASSERT_STATUS(mm_optimizer_set(o, (mm_opt_param)0, 1), MM_E_INVALID_ARGUMENT);
-        MM_ASSERT_STATUS(mm_optimizer_set(o, (mm_opt_param)24, 1), MM_E_INVALID_ARGUMENT);
-        MM_ASSERT_STATUS(mm_optimizer_get(o, (mm_opt_param)24, &v), MM_E_INVALID_ARGUMENT);
+        MM_ASSERT_STATUS(mm_optimizer_set(o, (mm_opt_param)25, 1), MM_E_INVALID_ARGUMENT);
+        MM_ASSERT_STATUS(mm_optimizer_get(o, (mm_opt_param)25, &v), MM_E_INVALID_ARGUMENT);
         MM_ASSERT_STATUS(mm_optimizer_get(o, MM_OPT_LEARNING_RATE, NULL), MM_E_INVALID_ARGUMENT);
         MM_ASSERT_STATUS(mm_optimizer_set(NULL, MM_OPT_LEARNING_RATE, 1), MM_E_INVALID_ARGUMENT);
         mm_optimizer_free(o);
@@ -1197,6 +1199,165 @@ START_TEST(l2sp_zero_is_plain_and_sync_drops) {
 }
 END_TEST
 
+/* ---- lineage of online steps ------------------------------------------ */
+
+/* Occurrences of `needle` in `hay`. */
+static size_t count_of(const char *hay, const char *needle) {
+    size_t k = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle)) k++;
+    return k;
+}
+
+#define ONLINE "\"op\":\"online_steps\""
+
+/* N consecutive steps are one online_steps event (count N, first and last
+ * sample position), not N events; batches count their samples. Before,
+ * online steps left no lineage at all. */
+START_TEST(online_steps_coalesce_in_lineage) {
+    mm_model *m = small_model("4-6-3", 1);
+    mm_optimizer *o;
+    MM_ASSERT_OK(mm_optimizer_create(&o, m, MM_OPTIM_SGD));
+    MM_ASSERT_OK(mm_optimizer_set(o, MM_OPT_LEARNING_RATE, 0.05));
+    float x[8 * 4];
+    int32_t y[8];
+    make_blobs(x, y, 8, 4, 3, 2);
+    for (int i = 0; i < 50; i++) MM_ASSERT_OK(mm_optimizer_step(o, x + (i % 8) * 4, y + i % 8, NULL, 1, NULL));
+    const char *lin = mm_model_lineage(m);
+    ck_assert_uint_eq(count_of(lin, "\"op\":"), 1);
+    ck_assert_uint_eq(count_of(lin, ONLINE), 1);
+    ck_assert_msg(strstr(lin, "\"optimizer\":\"sgd\",\"steps\":50,\"samples\":50,\"first\":0,"
+                              "\"last\":49,\"lr\":0.05,\"last_time\":"), "%s", lin);
+    ck_assert_ptr_null(strstr(lin, "lr_last")); /* constant schedule */
+    /* the text is stable while nothing changes (readers share one copy) */
+    ck_assert_ptr_eq(mm_model_lineage(m), lin);
+    /* a batch of 3 is one step of 3 samples */
+    MM_ASSERT_OK(mm_optimizer_step(o, x, y, NULL, 3, NULL));
+    lin = mm_model_lineage(m);
+    ck_assert_uint_eq(count_of(lin, ONLINE), 1);
+    ck_assert_msg(strstr(lin, "\"steps\":51,\"samples\":53,\"first\":0,\"last\":52,"), "%s", lin);
+    /* refused steps are not counted */
+    float bad[4] = {1, NAN, 0, 0};
+    MM_ASSERT_STATUS(mm_optimizer_step(o, bad, y, NULL, 1, NULL), MM_E_NUMERIC);
+    ck_assert_msg(strstr(mm_model_lineage(m), "\"steps\":51,"), "%s", mm_model_lineage(m));
+    /* a clone carries the run */
+    mm_model *c;
+    MM_ASSERT_OK(mm_model_clone(m, &c));
+    ck_assert_str_eq(mm_model_lineage(c), mm_model_lineage(m));
+    mm_model_free(c);
+    mm_optimizer_free(o);
+    mm_model_free(m);
+}
+END_TEST
+
+/* A fit in between splits the steps into two runs (positions continue); a
+ * settings change, a second optimizer and any other event end a run too;
+ * a schedule's lr shows as lr_last. MM_OPT_LINEAGE 0 records nothing. */
+START_TEST(online_runs_split_on_events_and_settings) {
+    mm_model *m = small_model("4-6-3", 1);
+    mm_optimizer *o;
+    MM_ASSERT_OK(mm_optimizer_create(&o, m, MM_OPTIM_ADAM));
+    MM_ASSERT_OK(mm_optimizer_set(o, MM_OPT_LEARNING_RATE, 0.01));
+    enum { n = 64 };
+    float x[n * 4];
+    int32_t y[n];
+    make_blobs(x, y, n, 4, 3, 3);
+    for (int i = 0; i < 10; i++) MM_ASSERT_OK(mm_optimizer_step(o, x + i * 4, y + i, NULL, 1, NULL));
+    mm_dataset *ds = blob_dataset(n, 4, 3, 4);
+    MM_ASSERT_OK(mm_optimizer_fit(o, ds, NULL, NULL, NULL, NULL));
+    for (int i = 0; i < 7; i++) MM_ASSERT_OK(mm_optimizer_step(o, x + i * 4, y + i, NULL, 1, NULL));
+    const char *lin = mm_model_lineage(m);
+    ck_assert_uint_eq(count_of(lin, ONLINE), 2);
+    const char *r1 = strstr(lin, "\"optimizer\":\"adam\",\"steps\":10,\"samples\":10,\"first\":0,\"last\":9,");
+    const char *f = strstr(lin, "\"op\":\"fit\"");
+    const char *r2 = strstr(lin, "\"steps\":7,\"samples\":7,\"first\":10,\"last\":16,");
+    ck_assert_msg(r1 && f && r2 && r1 < f && f < r2, "%s", lin);
+    /* a settings change starts a new run */
+    MM_ASSERT_OK(mm_optimizer_set(o, MM_OPT_LEARNING_RATE, 0.02));
+    MM_ASSERT_OK(mm_optimizer_step(o, x, y, NULL, 1, NULL));
+    lin = mm_model_lineage(m);
+    ck_assert_uint_eq(count_of(lin, ONLINE), 3);
+    ck_assert_msg(strstr(lin, "\"steps\":1,\"samples\":1,\"first\":17,\"last\":17,\"lr\":0.02,"), "%s", lin);
+    /* setting the same value again does not */
+    MM_ASSERT_OK(mm_optimizer_set(o, MM_OPT_LEARNING_RATE, 0.02));
+    MM_ASSERT_OK(mm_optimizer_step(o, x, y, NULL, 1, NULL));
+    ck_assert_uint_eq(count_of(mm_model_lineage(m), ONLINE), 3);
+    /* an event of the caller ends it */
+    MM_ASSERT_OK(mm_model_add_lineage(m, "note", NULL));
+    MM_ASSERT_OK(mm_optimizer_step(o, x, y, NULL, 1, NULL));
+    ck_assert_uint_eq(count_of(mm_model_lineage(m), ONLINE), 4);
+    /* another optimizer: a new run, with its schedule's first and last lr */
+    mm_optimizer *o2;
+    MM_ASSERT_OK(mm_optimizer_create(&o2, m, MM_OPTIM_SGD));
+    MM_ASSERT_OK(mm_optimizer_set(o2, MM_OPT_LEARNING_RATE, 0.1));
+    MM_ASSERT_OK(mm_optimizer_set(o2, MM_OPT_SCHEDULE, MM_SCHEDULE_EXPONENTIAL));
+    MM_ASSERT_OK(mm_optimizer_set(o2, MM_OPT_GAMMA, 0.5));
+    for (int i = 0; i < 3; i++) MM_ASSERT_OK(mm_optimizer_step(o2, x, y, NULL, 1, NULL));
+    lin = mm_model_lineage(m);
+    ck_assert_uint_eq(count_of(lin, ONLINE), 5);
+    ck_assert_msg(strstr(lin, "\"optimizer\":\"sgd\",\"steps\":3,\"samples\":3,\"first\":20,"
+                              "\"last\":22,\"lr\":0.1,\"lr_last\":0.025,"), "%s", lin);
+    /* not recorded when switched off */
+    MM_ASSERT_OK(mm_optimizer_set(o2, MM_OPT_LINEAGE, 0));
+    const size_t before = strlen(mm_model_lineage(m));
+    for (int i = 0; i < 5; i++) MM_ASSERT_OK(mm_optimizer_step(o2, x, y, NULL, 1, NULL));
+    ck_assert_uint_eq(strlen(mm_model_lineage(m)), before);
+    double v;
+    MM_ASSERT_OK(mm_optimizer_get(o2, MM_OPT_LINEAGE, &v));
+    ck_assert(v == 0.0);
+    mm_optimizer_free(o2);
+    mm_optimizer_free(o);
+    mm_dataset_free(ds);
+    mm_model_free(m);
+}
+END_TEST
+
+/* Save and load keep the run as one event, byte for byte; steps after the
+ * load start a new run whose positions continue; the MM_OPT_LINEAGE
+ * setting is not part of the saved optimizer state. */
+START_TEST(online_runs_survive_save_load) {
+    mm_model *m = small_model("4-6-3", 1);
+    mm_optimizer *o;
+    MM_ASSERT_OK(mm_optimizer_create(&o, m, MM_OPTIM_SGD));
+    float x[4 * 4];
+    int32_t y[4];
+    make_blobs(x, y, 4, 4, 3, 5);
+    for (int i = 0; i < 12; i++) MM_ASSERT_OK(mm_optimizer_step(o, x + (i % 4) * 4, y + i % 4, NULL, 1, NULL));
+    char *path = mm_test_tmp_path(".mmf");
+    MM_ASSERT_OK(mm_model_save(m, path));
+    /* saving does not end the run */
+    MM_ASSERT_OK(mm_optimizer_step(o, x, y, NULL, 1, NULL));
+    ck_assert_uint_eq(count_of(mm_model_lineage(m), ONLINE), 1);
+    ck_assert_ptr_nonnull(strstr(mm_model_lineage(m), "\"steps\":13,"));
+    MM_ASSERT_OK(mm_optimizer_set(o, MM_OPT_LINEAGE, 0));
+    MM_ASSERT_OK(mm_optimizer_save(o, path));
+    mm_model *back;
+    MM_ASSERT_OK(mm_model_load(&back, path));
+    ck_assert_str_eq(mm_model_lineage(back), mm_model_lineage(m));
+    mm_optimizer *ob;
+    MM_ASSERT_OK(mm_optimizer_load(&ob, back, path));
+    double v;
+    MM_ASSERT_OK(mm_optimizer_get(ob, MM_OPT_LINEAGE, &v));
+    ck_assert(v == 1.0); /* the default again */
+    for (int i = 0; i < 4; i++) MM_ASSERT_OK(mm_optimizer_step(ob, x, y, NULL, 1, NULL));
+    const char *lin = mm_model_lineage(back);
+    ck_assert_uint_eq(count_of(lin, ONLINE), 2);
+    ck_assert_msg(strstr(lin, "\"steps\":13,\"samples\":13,\"first\":0,\"last\":12,"), "%s", lin);
+    ck_assert_msg(strstr(lin, "\"steps\":4,\"samples\":4,\"first\":13,\"last\":16,"), "%s", lin);
+    /* and that is what the next save writes */
+    MM_ASSERT_OK(mm_model_save(back, path));
+    mm_model *again;
+    MM_ASSERT_OK(mm_model_load(&again, path));
+    ck_assert_str_eq(mm_model_lineage(again), lin);
+    unlink(path);
+    free(path);
+    mm_model_free(again);
+    mm_optimizer_free(ob);
+    mm_model_free(back);
+    mm_optimizer_free(o);
+    mm_model_free(m);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("optim");
     TCase *tc = tcase_create("core");
@@ -1224,6 +1385,9 @@ int main(void) {
     tcase_add_test(tc, fused_sgd_guards_and_matches);
     tcase_add_test(tc, l2sp_closed_form);
     tcase_add_test(tc, l2sp_zero_is_plain_and_sync_drops);
+    tcase_add_test(tc, online_steps_coalesce_in_lineage);
+    tcase_add_test(tc, online_runs_split_on_events_and_settings);
+    tcase_add_test(tc, online_runs_survive_save_load);
     suite_add_tcase(s, tc);
     return mm_test_run(s);
 }

@@ -243,6 +243,12 @@ int cli_online(const cli *c, mm_optimizer *opt, const mm_dataset *ds, size_t sta
     const float *x = mm_dataset_features(ds);
     const int32_t *y = mm_dataset_labels(ds);
     if (!y) return cli_runtime_error(c, "online learning needs labels");
+    /* The callers (update, demo) record these steps as their own
+     * "online_update" lineage event (data, first sample, accuracies:
+     * cli_record_update); the library's "online_steps" event for the same
+     * steps would say it twice. */
+    mm_status ls = mm_optimizer_set(opt, MM_OPT_LINEAGE, 0);
+    if (ls != MM_OK) return cli_lib_error(c, ls, "setting up the optimizer");
     size_t window = cfg->window ? cfg->window : 1000;
     unsigned char *ring = calloc(window, 1);
     if (!ring) return cli_runtime_error(c, "out of memory");

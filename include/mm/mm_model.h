@@ -138,7 +138,9 @@ MM_API mm_status mm_model_predict_proba(const mm_model *model, const float *x, s
  * non-finite input, naming sample and feature; no label is written.
  * Allocates nothing for small batches (those whose logits and activations
  * fit in 32 KB: up to 15 samples of a 784-256-128-10 model), one block per
- * call for larger ones. Thread-safe like forward. */
+ * call for larger ones (the kernels may allocate on their own: Debian's
+ * OpenMP build of BLIS does for every matrix product of more than one
+ * sample; sparse layers do for batches > 1). Thread-safe like forward. */
 MM_API mm_status mm_model_predict(const mm_model *model, const float *x, size_t n,
                                   int32_t *labels);
 
@@ -219,8 +221,12 @@ MM_API mm_status mm_model_replace_head(mm_model *model, size_t units, mm_activat
 MM_API mm_status mm_model_describe(const mm_model *model, char *buf, size_t cap, size_t *needed);
 
 /* Lineage: a JSON array of events ({"op": ..., "time": ..., ...}) recording
- * what was done to the model (created, trained, updated, loaded from ...).
- * The string is owned by the model and valid until it is next mutated. */
+ * what was done to the model (created, trained, updated, loaded from ...);
+ * online steps appear as one "online_steps" event per run of consecutive
+ * steps (mm_optimizer_step, doc/FORMAT.md §4.2). The string is owned by the
+ * model and valid until it is next mutated (an optimizer step included).
+ * Thread-safe like forward. NULL for a NULL model, or when the text of a
+ * run of steps cannot be allocated (MM_E_OUT_OF_MEMORY). */
 MM_API const char *mm_model_lineage(const mm_model *model);
 /* Append an event; `detail_json` is a JSON object text or NULL. MM_E_FORMAT if
  * it does not parse as an object. */

@@ -72,10 +72,15 @@ typedef enum mm_opt_param {
                                   gradient norm exceeds this many times the running
                                   average of the norms of earlier accepted steps
                                   (active after 8 steps) fails with MM_E_NUMERIC */
-    MM_OPT_L2SP = 23           /* [0, 1e6], 0 = off (default): L2-SP strength alpha;
+    MM_OPT_L2SP = 23,          /* [0, 1e6], 0 = off (default): L2-SP strength alpha;
                                   the loss gains alpha/2 * ||w - w0||^2 where w0 are
                                   the weights saved by mm_optimizer_set_anchor
                                   (gradient += alpha * (w - w0)); needs an anchor */
+    MM_OPT_LINEAGE = 24        /* 0 or 1, default 1: mm_optimizer_step records its
+                                  steps in the model's lineage ("online_steps"
+                                  events, see mm_optimizer_step); 0 for a program
+                                  that records its own events for them. Not saved
+                                  with the optimizer state. */
 } mm_opt_param;
 
 /* Name of a setting ("learning_rate") or NULL; and the reverse lookup. */
@@ -146,7 +151,19 @@ MM_API double mm_optimizer_current_lr(const mm_optimizer *opt);
  * Plain SGD (no momentum, weight decay, clipping or gradient-norm guards)
  * takes a fused path that updates weights straight from the backpropagated
  * deltas; it leaves the model's gradient buffers (mm_model_get_gradients)
- * untouched. */
+ * untouched.
+ * Lineage (MM_OPT_LINEAGE, on by default): successful steps are recorded in
+ * the model's lineage coalesced, one "online_steps" event per run of
+ * consecutive steps by this optimizer with unchanged settings: steps,
+ * samples, the positions of the run's first and last sample among all the
+ * samples the model learned online (counted from 0, continued across
+ * save/load), the algorithm, the scheduled learning rate of its first (and
+ * last) step, and the times of both (doc/FORMAT.md §4.2). A step costs a
+ * few stores; the event text is built when the lineage is read, saved or
+ * cloned. Any other lineage event (fit, prune, quantize, replace_head,
+ * mm_model_add_lineage), a change of setting or layer lr scale, or a step
+ * by another optimizer ends the run; saving does not. Fit's mini-batches
+ * are not online steps (fit records its own "fit" event). */
 MM_API mm_status mm_optimizer_step(mm_optimizer *opt, const float *x, const int32_t *labels,
                                    const float *targets, size_t n, double *loss);
 

@@ -224,6 +224,9 @@ static mm_status make_optimizer(mm_maintainer *mt) {
     mm_optimizer *o;
     mm_status st = mm_optimizer_create(&o, mt->work, mt->kind);
     if (st != MM_OK) return st;
+    /* the window's steps are on record in its checkpoint or rollback event
+     * (stream range, samples learned): no online_steps event per window */
+    if ((st = mm_optimizer_set(o, MM_OPT_LINEAGE, 0)) != MM_OK) goto fail;
     for (int p = MM_OPT_PARAM_FIRST; p <= MM_OPT_PARAM_LAST; p++)
         if (mt->optset_given[p] && (st = mm_optimizer_set(o, (mm_opt_param)p, mt->optset[p])) != MM_OK)
             goto fail;
@@ -244,7 +247,8 @@ static mm_status reset_work(mm_maintainer *mt, bool keep_lineage) {
     mm_model *w;
     mm_status st = mm_model_clone(deployed(mt), &w);
     if (st != MM_OK) return st;
-    if (keep_lineage && mt->work && (st = mm_lineage_set(w, mt->work->lineage)) != MM_OK) {
+    const char *old = keep_lineage && mt->work ? mm_lineage_text(mt->work) : NULL;
+    if (keep_lineage && mt->work && (st = old ? mm_lineage_set(w, old) : MM_E_OUT_OF_MEMORY) != MM_OK) {
         mm_model_free(w);
         return st;
     }

@@ -240,6 +240,7 @@ static bool ex_node(exporter *e, const char *name, const char *op, const char *c
 }
 
 static bool ex_meta(exporter *e, const char *key, const char *value) {
+    if (!value) return false; /* a value that could not be built: out of memory */
     Onnx__StringStringEntryProto *m = a_alloc(&e->a, 1, sizeof *m);
     if (!m) return false;
     onnx__string_string_entry_proto__init(m);
@@ -456,7 +457,7 @@ static mm_status export_model(const mm_model *m, const char *path) {
     if (st == MM_OK &&
         !(ex_meta(&e, "mmaint.leaky_slope", slope) &&
           ex_meta(&e, "mmaint.loss", mm_loss_name(m->loss)) &&
-          ex_meta(&e, "mmaint.lineage", m->lineage)))
+          ex_meta(&e, "mmaint.lineage", mm_lineage_text(m))))
         st = mm_oom("ONNX metadata");
 
     unsigned char *packed = NULL;

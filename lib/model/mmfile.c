@@ -1645,7 +1645,8 @@ mm_status mm_file_writer_add_model(mm_file_writer *w, const mm_model *model) {
     for (size_t i = 0; i < model->n_layers; i++)
         if (!mm_activation_name(model->layers[i]->act))
             return mm_error(MM_E_INTERNAL, "layer %zu has an unknown activation", i);
-    const char *lineage = model->lineage ? model->lineage : "[]";
+    const char *lineage = mm_lineage_text(model); /* with an open run of online steps */
+    if (!lineage) return MM_E_OUT_OF_MEMORY;
     if (json_value_bound(lineage, strlen(lineage)) > MMF_MAX_JSON_VALUES)
         return mm_error(MM_E_OUT_OF_RANGE,
                         "lineage has more than %zu JSON values; readers would refuse the file",

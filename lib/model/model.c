@@ -34,6 +34,7 @@ mm_status mm_model_create(mm_model **out, size_t input_dim, uint64_t seed) {
     m->leaky_slope = 0.01f;
     m->seed = seed;
     mm_rng_seed(&m->init_rng, seed);
+    atomic_init(&m->lineage_view, NULL);
     m->lineage = mm_strdup("[]");
     if (!m->lineage) {
         free(m);
@@ -61,6 +62,7 @@ void mm_model_free(mm_model *m) {
     mm_model_drop_caches(m);
     for (size_t l = 0; l < m->n_layers; l++) m->layers[l]->vt->destroy(m->layers[l]);
     free(m->layers);
+    mm_lineage_drop_view(m);
     free(m->lineage);
     free(m);
 }
@@ -124,8 +126,11 @@ mm_status mm_model_clone(const mm_model *src, mm_model **out) {
     m->loss = src->loss;
     m->leaky_slope = src->leaky_slope;
     m->init_rng = src->init_rng;
+    /* the copy's lineage includes an open run of online steps, closed */
+    const char *lineage = mm_lineage_text(src);
     free(m->lineage);
-    m->lineage = mm_strdup(src->lineage);
+    m->lineage = lineage ? mm_strdup(lineage) : NULL;
+    m->online_pos = src->online_pos;
     if (!m->lineage) {
         mm_model_free(m);
         return mm_oom("model lineage");

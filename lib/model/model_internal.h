@@ -4,6 +4,7 @@
 #define MM_MODEL_INTERNAL_H
 
 #include <jansson.h> /* json_t in the save/load hooks (internal header only) */
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "common/mm_internal.h"
@@ -118,6 +119,20 @@ uint64_t mm_layer_uid(mm_layer *layer);
 /* Index of the lowest trainable layer, or n_layers if all are frozen. */
 size_t mm_model_lowest_trainable(const mm_model *model);
 
+/* A run of consecutive online steps (mm_optimizer_step) by one optimizer
+ * with unchanged settings: one "online_steps" lineage event, kept as plain
+ * fields while it grows so that a step costs a few stores, not a JSON
+ * round trip (lineage.c). */
+typedef struct mm_online_run {
+    uint64_t source;       /* the stepping optimizer's uid; 0 = no run open */
+    uint64_t settings;     /* its settings generation when the run began */
+    const char *optimizer; /* algorithm name (static) */
+    uint64_t steps, samples;
+    uint64_t first;        /* stream position of the run's first sample */
+    double lr, lr_last;    /* scheduled learning rate of the first / last step */
+    int64_t t_first, t_last; /* time(NULL) of the first / last step */
+} mm_online_run;
+
 struct mm_model {
     size_t input_dim;
     mm_layer **layers;
@@ -126,7 +141,16 @@ struct mm_model {
     float leaky_slope;
     uint64_t seed;
     mm_rng init_rng; /* continues across add_dense calls */
-    char *lineage;   /* JSON array text, never NULL */
+    char *lineage;   /* JSON array text of the closed events, never NULL */
+    /* The open run of online steps (run.source != 0) is not in `lineage`
+     * yet: readers see lineage + run through mm_lineage_text, which caches
+     * the combined text in lineage_view (built on demand by const readers,
+     * so atomic; freed by whoever mutates the lineage or the run, who has
+     * exclusive access). online_pos counts the samples of all online steps
+     * recorded so far (from the lineage's last online_steps event on load). */
+    mm_online_run run;
+    uint64_t online_pos;
+    _Atomic(char *) lineage_view;
     /* The mm_server snapshot this model is the content of (set once by
      * lib/maintain/server.c on its own clones before publishing them, NULL
      * for every other model; clones do not copy it). */
@@ -170,8 +194,31 @@ double mm_loss_compute(mm_loss loss, const float *logits, const int32_t *labels,
  * time; "op" and "time" are added. */
 mm_status mm_lineage_append(mm_model *model, const char *op, const char *detail_json);
 
-/* Replace the lineage array wholesale (used by load); takes a JSON array text. */
+/* Replace the lineage array wholesale (used by load); takes a JSON array
+ * text. Drops an open run of online steps; online positions continue after
+ * the text's last online_steps event. */
 mm_status mm_lineage_set(mm_model *model, const char *array_json);
+
+/* The whole lineage as JSON text: the closed events plus the open run of
+ * online steps, if any, as its "online_steps" event. Owned by the model,
+ * valid until the model is next mutated. Safe from many threads on a model
+ * nobody mutates. NULL (MM_E_OUT_OF_MEMORY recorded) if building the text
+ * of an open run fails. Every reader of the lineage goes through this. */
+const char *mm_lineage_text(const mm_model *model);
+
+/* Online steps (mm_optimizer_step). Before a step by optimizer `source`
+ * (a process-unique id) whose settings generation is `settings`:
+ * mm_lineage_begin_steps closes an open run of another optimizer or of other
+ * settings (the only part that can fail: MM_E_OUT_OF_MEMORY, nothing
+ * changed). After the step succeeded: mm_lineage_note_steps extends the
+ * open run by one step of n samples at learning rate lr, or opens one
+ * (cannot fail; a few stores). Any other event appended closes the run. */
+mm_status mm_lineage_begin_steps(mm_model *model, uint64_t source, uint64_t settings);
+void mm_lineage_note_steps(mm_model *model, uint64_t source, uint64_t settings,
+                           const char *optimizer, double lr, size_t n);
+
+/* Free the cached combined text (model.c's free; lineage.c's writers). */
+void mm_lineage_drop_view(mm_model *model);
 
 /* Forward and backward over a batch that leaves the deltas (and acts) in
  * the caches; with param_grads also the parameter gradients of trainable

@@ -88,7 +88,7 @@
 #include "mm/mm_optimizer.h"
 
 #define MM_OPT_PARAM_FIRST 1
-#define MM_OPT_PARAM_LAST 23 /* MM_OPT_L2SP */
+#define MM_OPT_PARAM_LAST 24 /* MM_OPT_LINEAGE */
 #define MM_OPT_PARAM_COUNT (MM_OPT_PARAM_LAST + 1)
 #define MM_OPT_BIT(p) (1u << (unsigned)(p))
 #define MM_OPTIM_MAX_STATE 2
@@ -219,6 +219,11 @@ struct mm_optimizer {
     double gnorm_avg;     /* running mean of accepted steps' gradient norms */
     uint64_t gnorm_count; /* steps that entered gnorm_avg */
     mm_opt_hook hook;     /* the attached pruner, if any */
+    /* Lineage of online steps (mm_lineage_note_steps): a process-unique id,
+     * and a generation counter bumped by every settings change, so that a
+     * run of steps ends when the optimizer or its settings change. */
+    uint64_t uid;
+    uint64_t settings_gen;
 };
 
 /* Install (hook != NULL with a ctx) or remove (NULL) the step hook. A

@@ -59,6 +59,7 @@ static const param_info params[MM_OPT_PARAM_COUNT] = {
     [MM_OPT_MAX_GRAD_NORM] = {"max_grad_norm", 0, 1e30, false, false, false, false, 0},
     [MM_OPT_GRAD_SPIKE] = {"grad_spike", 0, 1e9, false, false, false, false, 0},
     [MM_OPT_L2SP] = {"l2sp", 0, 1e6, false, false, false, false, 0},
+    [MM_OPT_LINEAGE] = {"lineage", 0, 1, false, false, true, false, 1},
 };
 
 bool mm_opt_param_valid(int param) {
@@ -210,6 +211,8 @@ mm_status mm_optimizer_create(mm_optimizer **out, mm_model *model, mm_optim_kind
     for (int p = MM_OPT_PARAM_FIRST; p <= MM_OPT_PARAM_LAST; p++) opt->set[p] = params[p].def;
     opt->set[MM_OPT_LEARNING_RATE] = algo->default_lr;
     opt->set[MM_OPT_WEIGHT_DECAY] = algo->default_weight_decay;
+    static _Atomic uint64_t next_uid = 1;
+    opt->uid = atomic_fetch_add_explicit(&next_uid, 1, memory_order_relaxed);
     *out = opt;
     return MM_OK;
 }
@@ -238,6 +241,7 @@ mm_status mm_optimizer_set(mm_optimizer *opt, mm_opt_param param, double value) 
                         pi->lo_open ? '(' : '[', pi->lo, pi->hi, pi->hi_open ? ')' : ']', value);
     if (pi->integer && value != floor(value))
         return mm_error(MM_E_INVALID_ARGUMENT, "%s must be an integer, got %.10g", pi->name, value);
+    if (opt->set[param] != value) opt->settings_gen++; /* ends a lineage run of online steps */
     opt->set[param] = value;
     return MM_OK;
 }
@@ -790,7 +794,18 @@ mm_status mm_optimizer_step(mm_optimizer *opt, const float *x, const int32_t *la
     if (!opt) return mm_null_arg("optimizer");
     if (!x) return mm_null_arg("x");
     if (n == 0) return mm_error(MM_E_INVALID_ARGUMENT, "a step needs at least one sample");
-    return mm_opt_step_impl(opt, x, labels, targets, n, loss);
+    /* Lineage: consecutive steps extend one "online_steps" event of the
+     * model (plain fields; see lib/model/lineage.c). Only closing a run of
+     * another optimizer can fail, and it happens before the step. */
+    const bool record = opt->set[MM_OPT_LINEAGE] != 0.0;
+    mm_status st;
+    if (record && (st = mm_lineage_begin_steps(opt->model, opt->uid, opt->settings_gen)) != MM_OK)
+        return st;
+    const double lr = mm_opt_schedule_lr(opt, opt->step);
+    st = mm_opt_step_impl(opt, x, labels, targets, n, loss);
+    if (st == MM_OK && record)
+        mm_lineage_note_steps(opt->model, opt->uid, opt->settings_gen, opt->algo->name, lr, n);
+    return st;
 }
 
 /* ---- per-layer learning rates ------------------------------------------ */
@@ -814,7 +829,10 @@ mm_status mm_optimizer_set_layer_lr_scale(mm_optimizer *opt, size_t layer, doubl
         return mm_error(MM_E_OUT_OF_RANGE, "lr scale of layer %zu must be in [0, 1000], got %g",
                         layer, scale);
     for (size_t i = 0; i < opt->n_slots; i++)
-        if (opt->slots[i].layer == layer) opt->slots[i].lr_scale = scale;
+        if (opt->slots[i].layer == layer) {
+            if (opt->slots[i].lr_scale != scale) opt->settings_gen++; /* a new lineage run */
+            opt->slots[i].lr_scale = scale;
+        }
     return MM_OK;
 }
 

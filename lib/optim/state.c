@@ -89,6 +89,9 @@ static char *state_json(const mm_optimizer *opt) {
     bad |= json_object_set_new(root, "grad_norm_count", json_integer((json_int_t)opt->gnorm_count));
     for (int p = MM_OPT_PARAM_FIRST; p <= MM_OPT_PARAM_LAST; p++) {
         if (!mm_opt_param_applies(opt, (mm_opt_param)p)) continue;
+        /* whether steps are recorded is the running program's choice (the
+         * CLI records its own events), not part of the training state */
+        if (p == MM_OPT_LINEAGE) continue;
         bad |= json_object_set_new(settings, mm_opt_param_name((mm_opt_param)p),
                                    json_real(opt->set[p]));
     }
