@@ -46,6 +46,15 @@ void fuzz_check_new(const char *what, mm_status st, const void *out);
  * shows up here under the sanitizers. Does not free the model. */
 void fuzz_use_model(mm_model *m);
 
+/* mm_model_forward on two fixed samples (and mm_model_predict): a malloc'ed
+ * array of *n_out outputs, or NULL (*n_out 0) if the model is too wide or
+ * forward failed. */
+float *fuzz_forward(const mm_model *m, size_t *n_out);
+
+/* A directory for files the harness writes (a fresh one on /dev/shm, else
+ * under TMPDIR or /tmp, removed at exit), or NULL after printing why. */
+const char *fuzz_dir(void);
+
 /* Elements a harness allocates for inputs or outputs of one model call. */
 #define FUZZ_MAX_ELEMS ((size_t)1 << 20)
 

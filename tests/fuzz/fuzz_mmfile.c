@@ -1,9 +1,10 @@
 /* Model files (doc/FORMAT.md): the input is a whole .mmf file.
  *
  * mm_model_load_buffer, then mm_model_load of the same bytes from a file
- * (the statuses must agree), use of the loaded model (fuzz_use_model),
- * mm_optimizer_load of the file's optimizer state and one optimizer step
- * with it. A checksum mismatch is repaired once (fuzz_patch_checksum) so
+ * (the statuses must agree), use of the loaded model (fuzz_use_model), a
+ * round trip (what loads must save, load again and compute bit-identical
+ * outputs), mm_optimizer_load of the file's optimizer state, its round
+ * trip through mm_optimizer_save, and one optimizer step with it. A checksum mismatch is repaired once (fuzz_patch_checksum) so
  * that mutations reach the checks behind the CRC; the corpus holds the
  * repaired files' originals, which replay the same way in every build. */
 #include <stdio.h>
@@ -28,6 +29,55 @@ static void step_once(mm_optimizer *o, mm_model *m) {
     }
     free(x);
     free(t);
+}
+
+static void fail(const char *what) {
+    fprintf(stderr, "%s (%s: %s)\n", what, mm_status_name(mm_last_error()),
+            mm_last_error_message());
+    abort();
+}
+
+/* Save, load again, compare the outputs bit for bit. */
+static void model_round_trip(const mm_model *m) {
+    const char *dir = fuzz_dir();
+    if (!dir) return;
+    char path[128];
+    snprintf(path, sizeof path, "%s/model.mmf", dir);
+    mm_clear_error();
+    mm_status st = mm_model_save(m, path);
+    if (st == MM_E_IO) return; /* the disk, not the model */
+    if (st != MM_OK) fail("a model that loaded cannot be saved");
+    mm_model *back = NULL;
+    mm_clear_error();
+    if (mm_model_load(&back, path) != MM_OK) fail("a model saved after loading does not load");
+    size_t na, nb;
+    float *ya = fuzz_forward(m, &na), *yb = fuzz_forward(back, &nb);
+    if (na != nb || (na && memcmp(ya, yb, na * sizeof *ya) != 0))
+        fail("a model saved and loaded again computes other outputs");
+    free(ya);
+    free(yb);
+    mm_model_free(back);
+}
+
+/* Save the optimizer, load model and optimizer back. */
+static void optimizer_round_trip(const mm_optimizer *o) {
+    const char *dir = fuzz_dir();
+    if (!dir) return;
+    char path[128];
+    snprintf(path, sizeof path, "%s/state.mmf", dir);
+    mm_clear_error();
+    mm_status st = mm_optimizer_save(o, path);
+    if (st == MM_E_IO) return;
+    if (st != MM_OK) fail("an optimizer state that loaded cannot be saved");
+    mm_model *m = NULL;
+    mm_optimizer *back = NULL;
+    mm_clear_error();
+    if (mm_model_load(&m, path) != MM_OK) fail("the model saved with an optimizer does not load");
+    mm_clear_error();
+    if (mm_optimizer_load(&back, m, path) != MM_OK)
+        fail("an optimizer state saved after loading does not load");
+    mm_optimizer_free(back);
+    mm_model_free(m);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -59,11 +109,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     if (m) {
         fuzz_use_model(m);
+        model_round_trip(m);
         mm_optimizer *o = NULL;
         mm_clear_error();
         st = mm_optimizer_load(&o, m, path);
         fuzz_check_new("mm_optimizer_load", st, o);
-        if (o) step_once(o, m);
+        if (o) {
+            optimizer_round_trip(o);
+            step_once(o, m);
+        }
         mm_optimizer_free(o);
     }
     mm_model_free(m);

@@ -23,6 +23,36 @@ static void remove_temp_files(void) {
         if (slots[i].fd >= 0 && strncmp(slots[i].path, "/proc/", 6) != 0) unlink(slots[i].path);
 }
 
+static char work_dir[80];
+
+/* Files the harnesses write in work_dir: the model saved by fuzz_mmfile
+ * (and the temporary files of the atomic writer, renamed or removed by it). */
+static void remove_work_dir(void) {
+    static const char *const names[] = {"model.mmf", "state.mmf"};
+    char p[128];
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", work_dir, names[i]);
+        unlink(p);
+    }
+    rmdir(work_dir);
+}
+
+const char *fuzz_dir(void) {
+    if (work_dir[0]) return work_dir;
+    const char *tmp = getenv("TMPDIR");
+    const char *bases[] = {"/dev/shm", tmp && *tmp ? tmp : "/tmp"};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(work_dir, sizeof work_dir, "%.50s/mmaint-fuzz-XXXXXX", bases[i]);
+        if (mkdtemp(work_dir)) {
+            atexit(remove_work_dir);
+            return work_dir;
+        }
+    }
+    fprintf(stderr, "fuzz_dir: cannot create a directory: %s\n", strerror(errno));
+    work_dir[0] = '\0';
+    return NULL;
+}
+
 static int open_slot(int slot) {
 #ifdef MFD_CLOEXEC
     int fd = memfd_create("mmaint-fuzz", MFD_CLOEXEC);
@@ -147,11 +177,48 @@ void fuzz_check_new(const char *what, mm_status st, const void *out) {
     if (st != MM_OK && out) breach(what, "failed but left an object", st);
 }
 
+/* The two samples every model is run on: zeros, and small values of
+ * every sign. NULL if the model is too wide. */
+static float *fuzz_inputs(size_t in) {
+    if (in == 0 || in > FUZZ_MAX_ELEMS / 2) return NULL;
+    float *x = malloc(2 * in * sizeof *x);
+    if (!x) return NULL;
+    for (size_t j = 0; j < in; j++) {
+        x[j] = 0.0f;
+        x[in + j] = (float)((int)(j % 7) - 3) * 0.75f;
+    }
+    return x;
+}
+
 #define CALL(what, expr)                 \
     do {                                 \
         mm_clear_error();                \
         fuzz_check_call((what), (expr)); \
     } while (0)
+
+float *fuzz_forward(const mm_model *m, size_t *n_out) {
+    *n_out = 0;
+    size_t in = mm_model_input_dim(m), out = mm_model_output_dim(m);
+    if (out == 0 || out > FUZZ_MAX_ELEMS / 2) return NULL;
+    float *x = fuzz_inputs(in), *y = malloc(2 * out * sizeof *y);
+    int32_t labels[2];
+    if (!x || !y) {
+        free(x);
+        free(y);
+        return NULL;
+    }
+    mm_clear_error();
+    mm_status st = mm_model_forward(m, x, 2, y);
+    fuzz_check_call("mm_model_forward", st);
+    CALL("mm_model_predict", mm_model_predict(m, x, 2, labels));
+    free(x);
+    if (st != MM_OK) {
+        free(y);
+        return NULL;
+    }
+    *n_out = 2 * out;
+    return y;
+}
 
 void fuzz_use_model(mm_model *m) {
     char text[512];
@@ -180,21 +247,8 @@ void fuzz_use_model(mm_model *m) {
         free(b);
     }
 
-    size_t in = mm_model_input_dim(m), out = mm_model_output_dim(m);
-    const size_t n = 2;
-    if (in == 0 || out == 0 || in > FUZZ_MAX_ELEMS / n || out > FUZZ_MAX_ELEMS / n) return;
-    float *x = malloc(n * in * sizeof *x), *y = malloc(n * out * sizeof *y);
-    int32_t labels[2];
-    if (x && y) {
-        for (size_t j = 0; j < in; j++) {
-            x[j] = 0.0f;
-            x[in + j] = (float)((int)(j % 7) - 3) * 0.75f; /* some of every sign */
-        }
-        CALL("mm_model_forward", mm_model_forward(m, x, n, y));
-        CALL("mm_model_predict", mm_model_predict(m, x, n, labels));
-    }
-    free(x);
-    free(y);
+    size_t ny;
+    free(fuzz_forward(m, &ny));
 
     mm_model *c = NULL;
     mm_clear_error();
