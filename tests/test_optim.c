@@ -5,6 +5,7 @@
  * early stopping with restore-best, determinism, and accuracy on a separable
  * problem. */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1358,6 +1359,52 @@ START_TEST(online_runs_survive_save_load) {
 }
 END_TEST
 
+/* Readers on many threads see the same lineage text of an open run (its
+ * text is built once, on demand, by whichever reader comes first). */
+typedef struct {
+    const mm_model *m;
+    const char *want;
+    int ok;
+} lineage_reader;
+
+static void *read_lineage(void *p) {
+    lineage_reader *r = p;
+    r->ok = 1;
+    for (int i = 0; i < 200; i++) {
+        const char *t = mm_model_lineage(r->m);
+        if (!t || strcmp(t, r->want) != 0) r->ok = 0;
+    }
+    return NULL;
+}
+
+START_TEST(online_run_read_from_threads) {
+    mm_model *m = small_model("4-6-3", 1);
+    mm_optimizer *o;
+    MM_ASSERT_OK(mm_optimizer_create(&o, m, MM_OPTIM_SGD));
+    float x[4] = {1, 0, 0, 1};
+    int32_t y = 1;
+    for (int round = 0; round < 5; round++) {
+        for (int i = 0; i < 3; i++) MM_ASSERT_OK(mm_optimizer_step(o, x, &y, NULL, 1, NULL));
+        mm_model *c;
+        MM_ASSERT_OK(mm_model_clone(m, &c)); /* an independent copy of the expected text */
+        pthread_t th[4];
+        lineage_reader r[4];
+        for (int t = 0; t < 4; t++) {
+            r[t] = (lineage_reader){m, mm_model_lineage(c), 0};
+            pthread_create(&th[t], NULL, read_lineage, &r[t]);
+        }
+        for (int t = 0; t < 4; t++) {
+            pthread_join(th[t], NULL);
+            ck_assert(r[t].ok);
+        }
+        mm_model_free(c);
+    }
+    ck_assert_ptr_nonnull(strstr(mm_model_lineage(m), "\"steps\":15,"));
+    mm_optimizer_free(o);
+    mm_model_free(m);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("optim");
     TCase *tc = tcase_create("core");
@@ -1388,6 +1435,7 @@ int main(void) {
     tcase_add_test(tc, online_steps_coalesce_in_lineage);
     tcase_add_test(tc, online_runs_split_on_events_and_settings);
     tcase_add_test(tc, online_runs_survive_save_load);
+    tcase_add_test(tc, online_run_read_from_threads);
     suite_add_tcase(s, tc);
     return mm_test_run(s);
 }
