@@ -489,8 +489,8 @@ START_TEST(hostile_files) {
     h.ngaps = 2; /* fewer bytes than weights */
     expect(&h, MM_E_FORMAT, "has 2 bytes for 3 stored weights");
     h = good;
-    h.gaps[2] = 255; /* the code ends inside row 1 */
-    expect(&h, MM_E_FORMAT, "ends inside row 1");
+    h.gaps[2] = 255; /* an escape (the code would end inside row 1): beyond 4 inputs */
+    expect(&h, MM_E_FORMAT, "row 1 has a column beyond the layer's 4 inputs");
     h = good;
     h.gaps[3] = 0;
     h.ngaps = 4; /* a byte after the last weight */
@@ -504,6 +504,10 @@ START_TEST(hostile_files) {
     h.gaps[2] = 0; /* one huge gap: 510 + ... */
     h.gaps[3] = 0;
     h.ngaps = 4;
+    expect(&h, MM_E_FORMAT, "beyond the layer's 4 inputs");
+    h = good;
+    memset(h.gaps, 255, sizeof h.gaps); /* a long run of escapes: refused at once */
+    h.ngaps = sizeof h.gaps;
     expect(&h, MM_E_FORMAT, "beyond the layer's 4 inputs");
     h = good;
     h.off[1] = 3;
@@ -600,6 +604,57 @@ START_TEST(quantizer_takes_pruned_models) {
 }
 END_TEST
 
+/* Static quantization-aware training of a partly pruned model: the qat
+ * layers observe their ranges, the sparse layer does not, so the apply
+ * that ends training keeps it float (with the reason) instead of failing;
+ * calibrated, the next apply quantizes it. */
+START_TEST(static_qat_keeps_sparse_until_calibrated) {
+    mm_model *m = model_with(make_sparse(64, 48, MM_ACT_RELU, 0.9, 21), 64);
+    MM_ASSERT_OK(mm_model_add_dense(m, 10, MM_ACT_IDENTITY));
+    MM_ASSERT_OK(mm_model_set_loss(m, MM_LOSS_SOFTMAX_XENT));
+    mm_quantizer *q;
+    MM_ASSERT_OK(mm_quantizer_create(&q, MM_QUANT_INT8_STATIC));
+    MM_ASSERT_OK(mm_quantizer_prepare_qat(q, m));
+    ck_assert_str_eq(m->layers[0]->vt->kind, "sparse");
+    ck_assert_str_eq(m->layers[1]->vt->kind, "qat");
+    float x[16 * 64];
+    int32_t y[16];
+    mm_test_fill(x, sizeof x / sizeof x[0], 5, 0.0f, 1.0f);
+    for (int i = 0; i < 16; i++) y[i] = i % 10;
+    mm_optimizer *o;
+    MM_ASSERT_OK(mm_optimizer_create(&o, m, MM_OPTIM_ADAM));
+    for (int i = 0; i < 5; i++) MM_ASSERT_OK(mm_optimizer_step(o, x, y, NULL, 16, NULL));
+    mm_optimizer_free(o);
+    MM_ASSERT_OK(mm_quantizer_apply(q, m));
+    ck_assert_str_eq(m->layers[0]->vt->kind, "sparse");
+    ck_assert_str_eq(m->layers[1]->vt->kind, "int8");
+    ck_assert_ptr_nonnull(strstr(mm_quantizer_report(q), "calibrate before apply"));
+    MM_ASSERT_OK(mm_quantizer_calibrate(q, m, x, 16));
+    MM_ASSERT_OK(mm_quantizer_apply(q, m));
+    ck_assert_str_eq(m->layers[0]->vt->kind, "sparse_int8");
+    mm_quantizer_free(q);
+    mm_model_free(m);
+}
+END_TEST
+
+/* act_symmetric survives save/load under every scheme. */
+START_TEST(act_symmetric_survives_files) {
+    mm_layer *sp = make_sparse(30, 8, MM_ACT_RELU, 0.8, 22);
+    mm_qlayer_config c = cfg_of(all_schemes[_i], true, false);
+    c.act_symmetric = true;
+    mm_layer *ql = NULL;
+    MM_ASSERT_OK(mm_qsparse_from_sparse(sp, &c, &ql));
+    mm_model *m = model_with(ql, 30), *back = load_back(m);
+    mm_qlayer_int8 d0, d1;
+    MM_ASSERT_OK(mm_qlayer_int8_describe(m->layers[0], &d0));
+    MM_ASSERT_OK(mm_qlayer_int8_describe(back->layers[0], &d1));
+    ck_assert(d0.act_symmetric && d1.act_symmetric);
+    mm_model_free(back);
+    mm_model_free(m);
+    sp->vt->destroy(sp);
+}
+END_TEST
+
 /* The demo's model shape: the 90% pruned model's sparse_int8 file is a
  * small fraction of the float file. */
 START_TEST(file_size_fraction) {
@@ -649,6 +704,8 @@ int main(void) {
     tcase_add_test(tc, save_load_bit_exact);
     tcase_add_test(tc, hostile_files);
     tcase_add_test(tc, quantizer_takes_pruned_models);
+    tcase_add_test(tc, static_qat_keeps_sparse_until_calibrated);
+    tcase_add_loop_test(tc, act_symmetric_survives_files, 0, N_SCHEMES);
     tcase_add_test(tc, file_size_fraction);
     suite_add_tcase(s, tc);
     return mm_test_run(s);

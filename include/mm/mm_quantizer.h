@@ -5,9 +5,9 @@
  * their own kernels (int8 x int8 -> int32 with run-time CPU dispatch:
  * AVX-512 VNNI, AVX2, portable C), and a pruned model's sparse layers for
  * the "sparse_int8" kind (int8 stored weights with a scale per row in the
- * sparse layout, float activations, under every int8 scheme: pruned and
- * quantized models are the smallest; benchmarks/RESULTS.md). Schemes are
- * vtables:
+ * sparse layout, under every int8 scheme, activations as the scheme says:
+ * pruned and quantized models are the smallest and fastest;
+ * benchmarks/RESULTS.md). Schemes are vtables:
  *
  *   MM_QUANT_INT8_WEIGHT_ONLY  int8 weights, float activations
  *   MM_QUANT_INT8_DYNAMIC      int8 weights; activations quantized per batch
@@ -145,8 +145,9 @@ MM_API mm_status mm_quantizer_calibrate(mm_quantizer *q, const mm_model *model, 
 
 /* Quantize the enabled layers of `model` in place (their kind changes).
  * MM_E_STATE if static quantization is not calibrated for this model,
- * MM_E_NUMERIC if a weight is NaN/Inf, MM_E_UNSUPPORTED for a layer kind
- * the scheme cannot quantize, MM_E_OUT_OF_RANGE for a layer disabled with
+ * MM_E_NUMERIC if a weight is NaN/Inf (a layer kind the scheme cannot
+ * quantize stays as it is, with the reason in the report),
+ * MM_E_OUT_OF_RANGE for a layer disabled with
  * mm_quantizer_set_layer that the model does not have. Layers in
  * quantization-aware training convert with their master weights and (static)
  * the input range observed in training. An optimizer created before must be

@@ -83,7 +83,7 @@ typedef struct qsparse {
     mm_sp_layout *glay;
     int8_t *q8;       /* nslots + MM_SP_PAD */
     int32_t *rowsum;  /* out: sum of a row's q */
-    size_t *g_from_l; /* with both layouts: the float-layout entry of each slot */
+    uint32_t *g_from_l; /* with both layouts: the float-layout entry of each slot */
     float *scale;     /* out */
     float *b, *db;    /* bias (a parameter with a master) and its gradient */
     float *master, *gmaster; /* nnz + MM_SP_PAD, float-layout order; NULL without */
@@ -200,8 +200,8 @@ static mm_status qs_alloc(qsparse **out, const qs_spec *sp, const mm_sp_csr *csr
     mm_status st = MM_OK;
     if (sp->scheme == MM_QUANT_INT8_STATIC) {
         if (!isfinite(sp->in_lo) || !isfinite(sp->in_hi) || sp->in_lo > sp->in_hi)
-            st = mm_error(MM_E_FORMAT, "static quantization: input range [%g, %g] is not a "
-                          "finite range", (double)sp->in_lo, (double)sp->in_hi);
+            st = mm_error(MM_E_INVALID_ARGUMENT, "static quantization: input range [%g, %g] is "
+                          "not a finite range (lo <= hi)", (double)sp->in_lo, (double)sp->in_hi);
         else
             st = mm_int8_choose_params(sp->in_lo, sp->in_hi, sp->act_symmetric, &s->x_scale,
                                        &s->x_zp);
@@ -233,19 +233,22 @@ static mm_status qs_alloc(qsparse **out, const qs_spec *sp, const mm_sp_csr *csr
         if (!ok) st = mm_oom("int8 sparse layer weights");
     }
     if (st == MM_OK && grouped && sp->master) {
-        /* slot -> float-layout entry, through the CSR order of both */
-        size_t *pl = csr_order_of(s->lay, &st), *pg = pl ? csr_order_of(s->glay, &st) : NULL;
-        size_t *l_of_csr = pg ? mm_malloc_array(nnz ? nnz : 1, sizeof *l_of_csr) : NULL;
-        s->g_from_l = l_of_csr ? mm_malloc_array(s->glay->m.nslots + 1, sizeof *s->g_from_l)
-                               : NULL;
+        /* slot -> float-layout entry, through the CSR order of both
+         * (nnz <= UINT32_MAX: the layout builder checked) */
+        uint32_t *l_of_csr = mm_malloc_array(nnz ? nnz : 1, sizeof *l_of_csr);
+        size_t *pl = l_of_csr ? csr_order_of(s->lay, &st) : NULL;
+        if (pl) {
+            for (size_t k = 0; k < nnz; k++) l_of_csr[pl[k]] = (uint32_t)k;
+            free(pl);
+        }
+        size_t *pg = pl ? csr_order_of(s->glay, &st) : NULL;
+        s->g_from_l = pg ? mm_malloc_array(s->glay->m.nslots + 1, sizeof *s->g_from_l) : NULL;
         if (st == MM_OK && !s->g_from_l) st = mm_oom("int8 sparse layer");
         if (st == MM_OK) {
-            for (size_t k = 0; k < nnz; k++) l_of_csr[pl[k]] = k;
             const mm_sp_matrix *gm = &s->glay->m;
-            for (size_t k = 0; k < gm->nslots; k++) s->g_from_l[k] = SIZE_MAX;
+            for (size_t k = 0; k < gm->nslots; k++) s->g_from_l[k] = UINT32_MAX;
             MM_SP_FOR_EACH(gm, s->g_from_l[k] = l_of_csr[pg[k]]);
         }
-        free(pl);
         free(pg);
         free(l_of_csr);
     }
@@ -585,6 +588,7 @@ static size_t qs_param_bytes(const mm_layer *layer) {
     if (s->qw) b += s->lay->m.nnz * sizeof(int16_t);
     if (s->glay) b += mm_sp_layout_bytes(s->glay) + s->glay->m.nslots + out * sizeof(int32_t);
     if (s->master) b += s->lay->m.nnz * sizeof(float);
+    if (s->g_from_l) b += s->glay->m.nslots * sizeof *s->g_from_l;
     return b;
 }
 
@@ -725,8 +729,7 @@ static mm_status qs_save(const mm_layer *layer, size_t index, json_t *entry, mm_
     bad |= json_object_set_new(entry, "nnz", json_integer((json_int_t)nnz));
     bad |= json_object_set_new(entry, "per_channel", json_boolean(s->per_channel));
     bad |= json_object_set_new(entry, "keep_master", json_boolean(s->master != NULL));
-    if (s->scheme == MM_QUANT_INT8_STATIC)
-        bad |= json_object_set_new(entry, "act_symmetric", json_boolean(s->act_symmetric));
+    bad |= json_object_set_new(entry, "act_symmetric", json_boolean(s->act_symmetric));
     if (bad) return mm_oom("architecture entry");
     cache_lock(s);
     st = build_file_form(s);
@@ -782,6 +785,10 @@ static mm_status decode_gaps(const uint8_t *gaps, size_t ngaps, const uint32_t *
             while (g < ngaps && gaps[g] == 255) {
                 gap += 255;
                 g++;
+                if (gap >= cols) /* at once: no wrap-around on 32-bit hosts */
+                    return mm_error(MM_E_FORMAT,
+                                    "tensor %s: row %zu has a column beyond the layer's %zu "
+                                    "inputs", name, r, cols);
             }
             if (g >= ngaps)
                 return mm_error(MM_E_FORMAT, "tensor %s ends inside row %zu", name, r);
@@ -814,7 +821,9 @@ static mm_status qs_load(const mm_file *f, size_t index, const json_t *entry, si
                         "\"weight_only\", \"dynamic\" or \"static\"", index);
     mm_status st = entry_bool(entry, index, "per_channel", &spec.per_channel);
     if (st == MM_OK) st = entry_bool(entry, index, "keep_master", &spec.master);
-    if (st == MM_OK && spec.scheme == MM_QUANT_INT8_STATIC)
+    /* act_symmetric: required for static (it sets the range's zero point),
+     * informative otherwise */
+    if (st == MM_OK && (spec.scheme == MM_QUANT_INT8_STATIC || json_object_get(entry, "act_symmetric")))
         st = entry_bool(entry, index, "act_symmetric", &spec.act_symmetric);
     if (st != MM_OK) return st;
     if (in > MM_INT8_MAX_IN)
@@ -847,9 +856,12 @@ static mm_status qs_load(const mm_file *f, size_t index, const json_t *entry, si
     if (st == MM_OK && spec.master)
         st = mm_file_check_vector(f, nv, MM_DTYPE_F32, MM_DTYPE_F32, nnz64, true, NULL, NULL);
     if (st == MM_OK && spec.scheme == MM_QUANT_INT8_STATIC) {
-        float range[2];
+        float range[2] = {0.0f, 0.0f};
         st = mm_file_check_vector(f, nr, MM_DTYPE_F32, MM_DTYPE_F32, 2, true, NULL, NULL);
         if (st == MM_OK) st = read_vector(f, nr, MM_DTYPE_F32, 2, range);
+        if (st == MM_OK && (!isfinite(range[0]) || !isfinite(range[1]) || range[0] > range[1]))
+            st = mm_error(MM_E_FORMAT, "tensor %s: [%g, %g] is not a finite range", nr,
+                          (double)range[0], (double)range[1]);
         spec.in_lo = range[0];
         spec.in_hi = range[1];
     }

@@ -72,17 +72,21 @@ bool mm_qlayer_has_int8(const mm_layer *layer);
 /* ---- the int8 sparse kind (qsparse.c) ---- */
 
 /* Build a "sparse_int8" layer from a float sparse layer (only read):
- * symmetric int8 stored weights with a scale per row (cfg->per_channel)
- * or one for the layer, float activations under every int8 scheme, the
- * float values kept as trainable master with cfg->keep_master.
- * MM_E_INVALID_ARGUMENT for another kind, MM_E_NUMERIC for NaN/Inf. */
+ * symmetric int8 stored weights (always: pruned zeros stay exact) with a
+ * scale per row (cfg->per_channel) or one for the layer; float activations
+ * under weight-only, uint8 activations (per-sample range, or cfg's
+ * calibrated range) under dynamic and static; the float values kept as
+ * trainable master with cfg->keep_master. MM_E_INVALID_ARGUMENT for
+ * another kind or a bad static range, MM_E_NUMERIC for NaN/Inf,
+ * MM_E_UNSUPPORTED for more than MM_INT8_MAX_IN inputs. */
 mm_status mm_qsparse_from_sparse(const mm_layer *sparse, const mm_qlayer_config *cfg,
                                  mm_layer **out);
 bool mm_layer_is_qsparse(const mm_layer *layer);
 /* Dense out x in weights (zeros where nothing is stored) and bias: the
  * master when `master` and kept, else the dequantized weights. */
 mm_status mm_qsparse_effective_weights(const mm_layer *layer, bool master, float *w, float *b);
-/* The int8 form as a dense matrix (a cache on the layer), weight-only. */
+/* The int8 form as a dense matrix (a cache on the layer), with the layer's
+ * scheme and activation parameters. */
 mm_status mm_qsparse_int8_describe(const mm_layer *layer, mm_qlayer_int8 *d);
 
 extern const mm_layer_kind mm_int8_kind;

@@ -494,6 +494,8 @@ static mm_status plan_layers(const mm_quantizer *q, const mm_model *m, bool qat,
     if (!pl->layers) return mm_oom("quantization plan");
     const bool is_static = q->scheme->needs_calibration;
     const bool cal_ok = calibration_matches(q, m);
+    bool any_qat = false;
+    for (size_t l = 0; l < L; l++) any_qat = any_qat || mm_layer_is_qat(m->layers[l]);
     for (size_t l = 0; l < L; l++) {
         qplan_layer *p = &pl->layers[l];
         const mm_layer *ly = m->layers[l];
@@ -518,10 +520,19 @@ static mm_status plan_layers(const mm_quantizer *q, const mm_model *m, bool qat,
         if (sparse && (!q->scheme->int8 || qat)) {
             /* pruned layers take int8 only, and no fake quantization */
             snprintf(p->reason, sizeof p->reason,
-                     q->scheme->int8 ? "kept sparse float during quantization-aware training; "
-                                       "quantized to sparse_int8 by apply"
-                                     : "kept in float: sparse layers have no %s form",
+                     !q->scheme->int8 ? "kept in float: sparse layers have no %s form"
+                     : is_static ? "kept sparse float during quantization-aware training; "
+                                   "quantized to sparse_int8 by apply after calibrating"
+                                 : "kept sparse float during quantization-aware training; "
+                                   "quantized to sparse_int8 by apply",
                      q->scheme->name);
+            continue;
+        }
+        if (sparse && is_static && !cal_ok && any_qat) {
+            /* ending quantization-aware training: the qat layers observed
+             * their ranges, a sparse layer did not */
+            snprintf(p->reason, sizeof p->reason, "kept sparse float: static int8 needs this "
+                     "layer's input range; calibrate before apply to quantize it");
             continue;
         }
         if (!is_dense(ly) && !layer_qat && !sparse) {
@@ -767,11 +778,16 @@ static void reason_quantized(const mm_quantizer *q, qplan_layer *p) {
     if (p->has_range)
         snprintf(range, sizeof range, ", input range [%.6g, %.6g] from %s", (double)p->lo,
                  (double)p->hi, p->range_from);
+    /* sparse_int8 weights are always symmetric: pruned zeros stay exact */
+    const bool sparse = p->quant && mm_layer_is_qsparse(p->quant);
     snprintf(p->reason, sizeof p->reason, "quantized: %s%s%s%s", q->scheme->name,
              int8 ? (q->set[MM_QUANT_PER_CHANNEL] != 0.0 ? ", per-channel" : ", per-tensor") : "",
-             int8 ? (q->set[MM_QUANT_WEIGHT_SYMMETRIC] != 0.0 ? " symmetric weights"
-                                                             : " asymmetric weights")
-                  : "",
+             !int8 ? ""
+             : sparse ? (q->set[MM_QUANT_WEIGHT_SYMMETRIC] != 0.0
+                             ? " symmetric weights (sparse)"
+                             : " symmetric weights (sparse: pruned zeros stay exact)")
+             : q->set[MM_QUANT_WEIGHT_SYMMETRIC] != 0.0 ? " symmetric weights"
+                                                        : " asymmetric weights",
              range);
 }
 
