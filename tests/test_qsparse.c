@@ -574,7 +574,7 @@ START_TEST(quantizer_takes_pruned_models) {
     for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
         mm_model *m = pruned_model();
         MM_ASSERT_OK(mm_model_forward(m, x, 32, y0));
-        const size_t bytes_before = mm_model_param_bytes(m);
+        const size_t bytes_before = mm_model_param_bytes(m), nz_before = mm_model_num_nonzero(m);
         mm_quantizer *q;
         MM_ASSERT_OK(mm_quantizer_create(&q, schemes[i]));
         if (schemes[i] == MM_QUANT_INT8_STATIC) MM_ASSERT_OK(mm_quantizer_calibrate(q, m, x, 32));
@@ -590,10 +590,17 @@ START_TEST(quantizer_takes_pruned_models) {
         }
         MM_ASSERT_OK(mm_model_forward(m, x, 32, y1));
         ck_assert(mm_test_max_abs_diff(y0, y1, 32 * 10) < 0.05);
+        /* still as sparse as before (it used to read 0% without masters) */
+        for (size_t l = 0; l < 3; l++) {
+            double sp;
+            MM_ASSERT_OK(mm_model_layer_sparsity(m, l, &sp));
+            ck_assert_msg(sp > 0.8, "layer %zu sparsity %g", l, sp);
+        }
         if (schemes[i] != MM_QUANT_FP16) {
             /* tiny layers: the layout's per-tile bytes dominate (the big
              * model's figures are in file_size_fraction and RESULTS.md) */
             ck_assert_uint_lt(mm_model_param_bytes(m), bytes_before);
+            ck_assert_uint_eq(mm_model_num_nonzero(m), nz_before);
             /* the default keeps no master: nothing left to train */
             mm_optimizer *o = NULL;
             ck_assert(mm_optimizer_create(&o, m, MM_OPTIM_SGD) != MM_OK);

@@ -106,6 +106,7 @@ int cmd_info(int argc, char **argv) {
         }
         json_object_set_new(j, "layers", layers);
         json_object_set_new(j, "params", json_integer((json_int_t)mm_model_num_params(model)));
+        json_object_set_new(j, "nonzero", json_integer((json_int_t)mm_model_num_nonzero(model)));
         json_object_set_new(j, "param_bytes", json_integer((json_int_t)mm_model_param_bytes(model)));
         json_object_set_new(j, "loss", loss ? json_string(loss) : json_null());
         json_object_set_new(j, "description", json_string(desc));
@@ -129,7 +130,10 @@ int cmd_info(int argc, char **argv) {
         cli_format_bytes(mm_model_param_bytes(model), pbytes, sizeof pbytes);
         printf("file:        %s (%s, %lld bytes)\n", path, fbytes, fsize);
         printf("model:       %s, loss %s\n", arch, loss ? loss : "?");
-        printf("parameters:  %zu (%s as stored)\n", mm_model_num_params(model), pbytes);
+        /* trainable floats, and the weights and biases the model keeps:
+         * a quantized model without master weights trains none */
+        printf("parameters:  %zu trainable, %zu non-zero (%s as stored)\n",
+               mm_model_num_params(model), mm_model_num_nonzero(model), pbytes);
         if (opt)
             printf("optimizer:   %s state present (%llu steps, lr %g)\n",
                    mm_optim_kind_name(mm_optimizer_kind(opt)),

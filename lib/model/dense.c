@@ -421,6 +421,19 @@ static mm_status dense_load(const mm_file *f, size_t index, const json_t *entry,
 
 const mm_layer_kind mm_dense_kind = {.kind = "dense", .load = dense_load};
 
+/* Non-zero, unmasked values: what pruning left (masks may keep a zero). */
+static size_t nonzero_of(const mm_param *p) {
+    size_t nz = 0;
+    const size_t n = mm_param_count(p);
+    for (size_t i = 0; i < n; i++) nz += p->data[i] != 0.0f && (!p->mask || p->mask[i]);
+    return nz;
+}
+
+static void dense_count_nonzero(const mm_layer *layer, size_t *weights, size_t *biases) {
+    *weights = nonzero_of(&layer->params[0]);
+    *biases = nonzero_of(&layer->params[1]);
+}
+
 static const mm_layer_vtable dense_vtable = {
     .kind = "dense",
     .destroy = dense_destroy,
@@ -430,6 +443,7 @@ static const mm_layer_vtable dense_vtable = {
     .apply_sgd = dense_apply_sgd,
     .param_bytes = dense_param_bytes,
     .save = dense_save,
+    .count_nonzero = dense_count_nonzero,
 };
 
 static mm_status dense_alloc(dense_layer **out, size_t in, size_t units) {

@@ -212,26 +212,30 @@ static mm_status get_layer(const mm_model *m, size_t index, mm_layer **out) {
     return MM_OK;
 }
 
-/* Dense layers count their non-zero, unmasked values; other kinds (sparse,
- * quantized) count the values they store. */
-static bool is_dense(const mm_layer *l) { return strcmp(l->vt->kind, "dense") == 0; }
+/* The kept weights and the biases of a layer: its count_nonzero hook, or
+ * every stored value (mm_layer_vtable). */
+static void count_nonzero(const mm_layer *l, size_t *weights, size_t *biases) {
+    if (l->vt->count_nonzero) {
+        l->vt->count_nonzero(l, weights, biases);
+        return;
+    }
+    *weights = *biases = 0;
+    for (size_t j = 0; j < l->n_params; j++)
+        *(strcmp(l->params[j].name, "bias") == 0 ? biases : weights) +=
+            mm_param_count(&l->params[j]);
+    if (l->n_params == 0) { /* nothing trainable: the layer stores them all */
+        *weights = l->in * l->out;
+        *biases = l->out;
+    }
+}
 
 size_t mm_model_num_nonzero(const mm_model *m) {
     size_t total = 0;
     if (!m) return 0;
     for (size_t l = 0; l < m->n_layers; l++) {
-        const mm_layer *ly = m->layers[l];
-        for (size_t j = 0; j < ly->n_params; j++) {
-            const mm_param *p = &ly->params[j];
-            const size_t n = mm_param_count(p);
-            if (!is_dense(ly)) {
-                total += n;
-                continue;
-            }
-            size_t nz = 0;
-            for (size_t i = 0; i < n; i++) nz += p->data[i] != 0.0f && (!p->mask || p->mask[i]);
-            total += nz;
-        }
+        size_t w, b;
+        count_nonzero(m->layers[l], &w, &b);
+        total += w + b;
     }
     return total;
 }
@@ -242,21 +246,8 @@ mm_status mm_model_layer_sparsity(const mm_model *m, size_t index, double *spars
     if (st != MM_OK) return st;
     if (!sparsity) return mm_null_arg("sparsity");
     const double total = (double)l->in * (double)l->out;
-    size_t kept = 0;
-    if (is_dense(l)) {
-        const mm_param *w = &l->params[0];
-        const size_t n = mm_param_count(w);
-        for (size_t i = 0; i < n; i++) kept += w->data[i] != 0.0f && (!w->mask || w->mask[i]);
-    } else {
-        /* stored weights: every parameter except the bias */
-        bool any = false;
-        for (size_t j = 0; j < l->n_params; j++) {
-            if (strcmp(l->params[j].name, "bias") == 0) continue;
-            kept += mm_param_count(&l->params[j]);
-            any = true;
-        }
-        if (!any) kept = l->in * l->out; /* a kind without float weights: not pruned */
-    }
+    size_t kept, biases;
+    count_nonzero(l, &kept, &biases);
     double s = total > 0 ? 1.0 - (double)kept / total : 0.0;
     *sparsity = s < 0.0 ? 0.0 : s;
     return MM_OK;

@@ -73,6 +73,12 @@ typedef struct mm_layer_vtable {
      * (optimizer state) line up with the saved weights. Kinds whose memory
      * layout differs from the file's (sparse: tiled vs CSR) provide it. */
     mm_status (*file_order)(const mm_layer *layer, size_t param, size_t *pos);
+    /* Optional (NULL: every value of every parameter counts, "bias" as
+     * biases, the rest as weights; a layer without parameters counts
+     * in x out weights and out biases): the weights the layer keeps (not
+     * pruned, not zero where the kind can tell) and its biases, for
+     * mm_model_num_nonzero and mm_model_layer_sparsity. */
+    void (*count_nonzero)(const mm_layer *layer, size_t *weights, size_t *biases);
 } mm_layer_vtable;
 
 /* How a layer kind is read from model files: the registry entry that maps

@@ -940,6 +940,12 @@ static mm_status qs_load(const mm_file *f, size_t index, const json_t *entry, si
 
 const mm_layer_kind mm_qsparse_kind = {.kind = "sparse_int8", .load = qs_load};
 
+/* The stored weights, whether or not a master keeps float copies. */
+static void qs_count_nonzero(const mm_layer *layer, size_t *weights, size_t *biases) {
+    *weights = qlayout((const qsparse *)layer)->m.nnz;
+    *biases = layer->out;
+}
+
 static const mm_layer_vtable qsparse_vtable = {
     .kind = "sparse_int8",
     .destroy = qs_destroy,
@@ -951,6 +957,7 @@ static const mm_layer_vtable qsparse_vtable = {
     .save = qs_save,
     .after_update = qs_after_update,
     .file_order = qs_file_order,
+    .count_nonzero = qs_count_nonzero,
 };
 
 /* ---- other forms (quant_internal.h) ------------------------------------------ */

@@ -856,6 +856,9 @@ class CliTest(unittest.TestCase):
             # checks the file of the demo's model shape)
             e = self.ok_json("eval", out, "--csv", self.p("test.csv"))
             self.assertAlmostEqual(e["accuracy"], r["after"]["test_accuracy"], places=6)
+            # as sparse as the pruned float model, though nothing is trainable
+            i, ip = self.ok_json("info", out), self.ok_json("info", pruned)
+            self.assertEqual((i["params"], i["nonzero"]), (0, ip["nonzero"]))
         # fp16 keeps the sparse layers in float, and says why.
         r = self.ok_json("quantize", pruned, "--test-csv", self.p("test.csv"), "--scheme", "fp16",
                          "--out", self.p("pq-fp16.mmf"))
