@@ -806,6 +806,65 @@ START_TEST(test_tensor_set) {
 }
 END_TEST
 
+/* Optimizer state values are checked on load (found by tests/fuzz/fuzz_mmfile:
+ * a negative Adam second moment made the next step's update NaN, which a
+ * sparse_int8 layer then converted to int). `bits` goes into element 2 of
+ * the tensor `name` of a saved Adam state, checksum fixed. */
+static void expect_state_edit(const char *name, uint32_t bits, mm_status want, const char *needle) {
+    mm_model *m;
+    MM_ASSERT_OK(mm_model_create_from_spec(&m, "5-4-3:relu", 3));
+    mm_optimizer *o;
+    MM_ASSERT_OK(mm_optimizer_create(&o, m, MM_OPTIM_ADAM));
+    const float x[5] = {0.5f, -1.0f, 0.25f, 2.0f, -0.75f};
+    const int32_t label = 1;
+    double loss;
+    for (int i = 0; i < 3; i++) MM_ASSERT_OK(mm_optimizer_step(o, x, &label, NULL, 1, &loss));
+    char *path = mm_test_tmp_path(".mmf");
+    MM_ASSERT_OK(mm_optimizer_save(o, path));
+    size_t len, len2;
+    unsigned char *buf = slurp(path, &len);
+    parsed p;
+    parse_file(buf, len, &p);
+    set_float(&p, name, 2, bits);
+    unsigned char *buf2 = emit_file(&p, 1, &len2);
+    spit(path, buf2, len2);
+    mm_model *back;
+    MM_ASSERT_OK(mm_model_load(&back, path));
+    mm_optimizer *ob = (mm_optimizer *)(uintptr_t)1;
+    mm_status st = mm_optimizer_load(&ob, back, path);
+    ck_assert_msg(st == want, "got %s (want %s): %s", mm_status_name(st), mm_status_name(want),
+                  mm_last_error_message());
+    if (st == MM_OK) {
+        MM_ASSERT_OK(mm_optimizer_step(ob, x, &label, NULL, 1, &loss));
+        mm_optimizer_free(ob);
+    } else {
+        ck_assert(ob == NULL);
+        ck_assert_msg(strstr(mm_last_error_message(), needle) != NULL,
+                      "message \"%s\" lacks \"%s\"", mm_last_error_message(), needle);
+    }
+    unlink(path);
+    free(path);
+    parsed_free(&p);
+    free(buf);
+    free(buf2);
+    mm_model_free(back);
+    mm_optimizer_free(o);
+    mm_model_free(m);
+}
+
+START_TEST(test_optimizer_state_values) {
+    expect_state_edit("optimizer.layers.0.weight.v", 0xbf000000u /* -0.5 */, MM_E_FORMAT,
+                      "optimizer.layers.0.weight.v: element 2 is negative");
+    expect_state_edit("optimizer.layers.1.bias.v", 0x7fc00000u /* NaN */, MM_E_NUMERIC,
+                      "optimizer.layers.1.bias.v: element 2 is NaN");
+    expect_state_edit("optimizer.layers.0.weight.m", 0xff800000u /* -inf */, MM_E_NUMERIC,
+                      "optimizer.layers.0.weight.m: element 2 is infinite");
+    /* a negative first moment is fine, and so is -0 as a second moment */
+    expect_state_edit("optimizer.layers.0.weight.m", 0xbf000000u, MM_OK, NULL);
+    expect_state_edit("optimizer.layers.0.weight.v", 0x80000000u, MM_OK, NULL);
+}
+END_TEST
+
 static void edit_version2(parsed *p) {
     json_object_set_new(json_object_get(p->root, "__metadata__"), "format_version", json_string("2"));
 }
@@ -1907,6 +1966,7 @@ static Suite *mmfile_suite(void) {
     tcase_add_test(tc, test_not_a_model_file);
     tcase_add_test(tc, test_hostile_tensors);
     tcase_add_test(tc, test_tensor_set);
+    tcase_add_test(tc, test_optimizer_state_values);
     tcase_add_test(tc, test_metadata);
     tcase_add_test(tc, test_raw_headers);
     tcase_add_test(tc, test_fuzz);

@@ -148,6 +148,10 @@ typedef struct mm_optim_algo {
     uint32_t uses; /* MM_OPT_BIT()s of the algorithm-specific settings it reads */
     size_t n_state;
     const char *state_names[MM_OPTIM_MAX_STATE];
+    /* State tensors that are never negative (Adam's running mean of squared
+     * gradients, whose square root the update takes): loading refuses a
+     * negative element. */
+    bool state_nonneg[MM_OPTIM_MAX_STATE];
     /* Does the next step need state tensors? (SGD without momentum does
      * not.) NULL = always. */
     bool (*needs_state)(const mm_optimizer *opt);

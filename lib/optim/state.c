@@ -21,6 +21,7 @@
  * layers the CSR order of weight_values, not the tiled order in memory:
  * mm_layer_vtable.file_order), so other tools can line them up. */
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,6 +173,23 @@ static mm_status get_count(const json_t *root, const char *key, uint64_t *out) {
     return MM_OK;
 }
 
+/* A state tensor as read (file order): finite, and not negative where the
+ * algorithm's state never is (a negative second moment would make Adam's
+ * update NaN). */
+static mm_status check_state(const char *name, const float *v, size_t n, bool nonneg) {
+    for (size_t e = 0; e < n; e++) {
+        if (!isfinite(v[e]))
+            return mm_error(MM_E_NUMERIC, "optimizer state tensor %s: element %zu is %s", name, e,
+                            isnan(v[e]) ? "NaN" : "infinite");
+        if (nonneg && v[e] < 0.0f)
+            return mm_error(MM_E_FORMAT,
+                            "optimizer state tensor %s: element %zu is negative (%g), but it "
+                            "holds a mean of squares",
+                            name, e, (double)v[e]);
+    }
+    return MM_OK;
+}
+
 static mm_status restore(mm_optimizer **out, mm_model *model, const mm_file *f, const char *meta) {
     json_error_t jerr;
     json_t *root = json_loads(meta, JSON_REJECT_DUPLICATES, &jerr);
@@ -305,6 +323,9 @@ static mm_status restore(mm_optimizer **out, mm_model *model, const mm_file *f, 
                 st = mm_file_read_f32(f, name, s->rows, s->cols, pos ? tmp : s->state[j]);
                 if (st == MM_E_NOT_FOUND)
                     st = mm_error(MM_E_FORMAT, "optimizer state tensor %s is missing", name);
+                if (st == MM_OK)
+                    st = check_state(name, pos ? tmp : s->state[j], s->rows * s->cols,
+                                     opt->algo->state_nonneg[j]);
                 free(name);
                 if (st == MM_OK && pos)
                     for (size_t e = 0; e < s->rows * s->cols; e++) s->state[j][e] = tmp[pos[e]];
