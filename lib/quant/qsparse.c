@@ -283,6 +283,7 @@ static float symmetric_scale(float maxabs) {
 
 static int quantize_one(float w, float scale) {
     const float q = nearbyintf(w / scale);
+    if (q != q) return 0; /* NaN (never from finite weights): no UB in the cast */
     return q < -127.0f ? -127 : q > 127.0f ? 127 : (int)q;
 }
 
