@@ -59,7 +59,7 @@ static mm_layer *quantize(const mm_layer *d, const mm_qlayer_config *c) {
     mm_layer *q = NULL;
     MM_ASSERT_OK(mm_qlayer_from_dense(d, c, &q));
     ck_assert_ptr_nonnull(q);
-    ck_assert(mm_layer_is_quantized(q));
+    ck_assert(mm_layer_has(q, MM_CAP_QUANTIZED));
     ck_assert_uint_eq(q->in, d->in);
     ck_assert_uint_eq(q->out, d->out);
     return q;
@@ -1109,8 +1109,8 @@ START_TEST(refusals) {
     mm_layer *q2 = NULL;
     MM_ASSERT_STATUS(mm_qlayer_from_dense(q, &c, &q2), MM_E_UNSUPPORTED);
     MM_ASSERT_STATUS(mm_qlayer_to_dense(d, &q2), MM_E_INVALID_ARGUMENT);
-    ck_assert(!mm_layer_is_quantized(d));
-    ck_assert(!mm_layer_is_quantized(NULL));
+    ck_assert(!mm_layer_has(d, MM_CAP_QUANTIZED));
+    ck_assert(!mm_layer_has(NULL, MM_CAP_QUANTIZED));
     free_layer(q);
     free_layer(d);
     /* too wide for the kernels */

@@ -72,7 +72,7 @@ static mm_layer *quantize_as(const mm_layer *sp, mm_quant_scheme scheme, bool pe
     mm_layer *q = NULL;
     MM_ASSERT_OK(mm_qsparse_from_sparse(sp, &c, &q));
     ck_assert_str_eq(q->vt->kind, "sparse_int8");
-    ck_assert(mm_layer_is_quantized(q));
+    ck_assert(mm_layer_has(q, MM_CAP_QUANTIZED));
     ck_assert(mm_qlayer_has_int8(q));
     ck_assert_uint_eq(q->in, sp->in);
     ck_assert_uint_eq(q->out, sp->out);
@@ -87,7 +87,7 @@ static mm_layer *quantize(const mm_layer *sp, bool per_channel, bool master) {
 /* Dense out x in weights of a layer's forward pass. */
 static float *effective(const mm_layer *l) {
     float *w = malloc(l->in * l->out * sizeof *w), *b = malloc(l->out * sizeof *b);
-    MM_ASSERT_OK(mm_qlayer_effective_weights(l, w, b));
+    MM_ASSERT_OK(mm_layer_effective_weights(l, w, b));
     free(b);
     return w;
 }
@@ -119,7 +119,7 @@ static double act_d(mm_activation a, double v) {
 static void check_forward(const mm_layer *q, const float *x, const float *y, size_t n) {
     const size_t in = q->in, out = q->out;
     float *w = effective(q), *b = malloc(out * sizeof *b), *xd = malloc(n * in * sizeof *xd);
-    MM_ASSERT_OK(mm_qlayer_effective_weights(q, w, b));
+    MM_ASSERT_OK(mm_layer_effective_weights(q, w, b));
     mm_qlayer_int8 d;
     MM_ASSERT_OK(mm_qlayer_int8_describe(q, &d));
     uint8_t *xq = malloc(in);

@@ -31,7 +31,6 @@
 #include "model/mmfile.h"
 #include "model/model_internal.h"
 #include "onnx.pb-c.h"
-#include "prune/prune_internal.h" /* mm_sparse_positions */
 #include "quant/quant_internal.h" /* int8 / fp16 / bf16 layer kinds */
 
 /* What export writes and import accepts. */
@@ -286,33 +285,12 @@ static Onnx__ValueInfoProto *ex_value_info(exporter *e, const char *name, size_t
 /* The float weights a layer's forward pass uses, as a dense [out, in]
  * matrix (zeros where a sparse layer stores nothing), and its bias. */
 static mm_status effective_dense(const mm_layer *l, size_t index, float *w, float *b) {
-    const size_t in = l->in, out = l->out;
-    const char *kind = l->vt->kind;
-    if (strcmp(kind, "dense") == 0 && l->n_params >= 2) {
-        memcpy(w, l->params[0].data, in * out * sizeof *w);
-        memcpy(b, l->params[1].data, out * sizeof *b);
-        return MM_OK;
-    }
-    if (strcmp(kind, "sparse") == 0 && l->n_params >= 2) {
-        const mm_param *v = &l->params[0];
-        const size_t nnz = mm_param_count(v);
-        size_t *pos = mm_malloc_array(nnz ? nnz : 1, sizeof *pos);
-        if (!pos) return mm_oom("sparse positions");
-        mm_status st = mm_sparse_positions(l, pos);
-        if (st == MM_OK) {
-            memset(w, 0, in * out * sizeof *w);
-            for (size_t k = 0; k < nnz; k++) w[pos[k]] = v->data[k];
-            memcpy(b, l->params[1].data, out * sizeof *b);
-        }
-        free(pos);
-        return st;
-    }
-    if (mm_layer_is_quantized(l)) /* fp16 / bf16 (int8 goes to QDQ): the widened weights */
-        return mm_qlayer_effective_weights(l, w, b);
-    return mm_error(MM_E_UNSUPPORTED, "layer %zu: kind %s has no ONNX form%s", index, kind,
-                    strcmp(kind, "qat") == 0
-                        ? " (finish quantization-aware training with mm_quantizer_apply first)"
-                        : "");
+    if (mm_layer_has(l, MM_CAP_TRAINING_FORM)) /* float weights, fake-quantized outputs */
+        return mm_error(MM_E_UNSUPPORTED, "layer %zu: kind %s has no ONNX form (finish "
+                        "quantization-aware training with mm_quantizer_apply first)",
+                        index, l->vt->kind);
+    mm_status st = mm_layer_effective_weights(l, w, b);
+    return st == MM_OK ? MM_OK : mm_error_prefix(st, "layer %zu: no ONNX form: ", index);
 }
 
 static bool check_finite_all(const float *v, size_t n, size_t *bad) {

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "migrate/migrate_internal.h"
+#include "model/model_internal.h"
 #include "mm/mm_safetensors.h"
 #include "model/mmfile.h"
 
@@ -175,7 +175,7 @@ static mm_status plan_from_file(const mm_file *f, plan *p) {
         goto done;
     }
     for (size_t i = 0; i < a.n_layers; i++)
-        if (strcmp(a.layers[i].kind->kind, "dense") != 0) {
+        if (!(a.layers[i].kind->caps & MM_CAP_DENSE_WEIGHTS)) {
             st = mm_error(MM_E_UNSUPPORTED,
                           "architecture: layer %zu is of kind %s; import reads dense weight and "
                           "bias tensors only (load mmaint files with mm_model_load)",

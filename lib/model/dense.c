@@ -419,7 +419,6 @@ static mm_status dense_load(const mm_file *f, size_t index, const json_t *entry,
     return MM_OK;
 }
 
-const mm_layer_kind mm_dense_kind = {.kind = "dense", .load = dense_load};
 
 /* Non-zero, unmasked values: what pruning left (masks may keep a zero). */
 static size_t nonzero_of(const mm_param *p) {
@@ -434,8 +433,10 @@ static void dense_count_nonzero(const mm_layer *layer, size_t *weights, size_t *
     *biases = nonzero_of(&layer->params[1]);
 }
 
-static const mm_layer_vtable dense_vtable = {
+const mm_layer_vtable mm_dense_kind = {
     .kind = "dense",
+    .caps = MM_CAP_DENSE_WEIGHTS,
+    .load = dense_load,
     .destroy = dense_destroy,
     .clone = dense_clone,
     .forward = dense_forward,
@@ -461,7 +462,7 @@ static mm_status dense_alloc(dense_layer **out, size_t in, size_t units) {
         dense_destroy(&d->base);
         return mm_oom("dense layer parameters");
     }
-    d->base.vt = &dense_vtable;
+    d->base.vt = &mm_dense_kind;
     d->base.in = in;
     d->base.out = units;
     d->base.params[0] = (mm_param){"weight", d->w, d->dw, units, in, true, NULL};

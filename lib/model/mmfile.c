@@ -1225,7 +1225,7 @@ static mm_status build_model(const mm_file *f, mm_model **out) {
         st = al->kind->load(f, i, al->entry, al->in, al->out, al->act, a.leaky_slope, &l);
         if (st == MM_OK &&
             (!l || l->in != al->in || l->out != al->out || l->act != al->act ||
-             strcmp(l->vt->kind, al->kind->kind) != 0))
+             l->vt != al->kind))
             st = mm_error(MM_E_INTERNAL, "layer %zu: the %s loader built a different layer", i,
                           al->kind->kind);
         if (st == MM_OK) {

@@ -126,7 +126,7 @@ mm_status mm_file_build_model(const mm_file *f, mm_model **out);
  * known), without building anything. Works on any file that has the key
  * (mm_safetensors_export writes it into plain safetensors files). */
 typedef struct mm_file_arch_layer {
-    const mm_layer_kind *kind;
+    const mm_layer_vtable *kind;
     const json_t *entry; /* inside mm_file_arch.root */
     size_t in, out;
     mm_activation act;

@@ -8,10 +8,8 @@
 #include <string.h>
 
 #include "common/pmath.h"
-#include "migrate/migrate_internal.h" /* mm_dense_view: any layer kind as dense weights */
 #include "model/model_internal.h"
-#include "mm/mm_pruner.h"             /* mm_model_num_nonzero, mm_model_layer_sparsity */
-#include "prune/prune_internal.h"     /* mm_sparse_positions */
+#include "mm/mm_pruner.h" /* mm_model_num_nonzero, mm_model_layer_sparsity */
 
 #define CHECK_MODEL(m)                                   \
     do {                                                 \
@@ -267,10 +265,6 @@ mm_status mm_model_layer_info(const mm_model *m, size_t index, const char **kind
 
 /* True when params[0] of a layer is its out x in weight matrix, W[o*in+i]
  * (dense, qat, quantized layers with float master weights). */
-static bool holds_matrix(const mm_layer *l) {
-    return l->n_params >= 2 && strcmp(l->params[0].name, "weight") == 0 &&
-           l->params[0].rows == l->out && l->params[0].cols == l->in;
-}
 
 static mm_status check_finite(const float *v, size_t n, size_t index, const char *what) {
     for (size_t i = 0; i < n; i++)
@@ -313,7 +307,7 @@ static mm_status dense_form_io(mm_layer *l, size_t index, size_t count, float *w
     const size_t nnz = mm_param_count(vals);
     size_t *pos = mm_malloc_array(nnz ? nnz : 1, sizeof *pos);
     if (!pos) return mm_oom("weight positions");
-    if (mm_sparse_positions(l, pos) != MM_OK) {
+    if (!mm_layer_has(l, MM_CAP_STORED_WEIGHTS) || l->vt->positions(l, pos) != MM_OK) {
         free(pos);
         return mm_error(MM_E_UNSUPPORTED,
                         "layer %zu (%s) cannot %s its weights as a dense matrix (get_weights "
@@ -356,7 +350,7 @@ static mm_status param_io(const mm_model *m, size_t index, float *w, size_t wlen
      * did before the dense form existed. */
     const bool stored = w && l->n_params >= 2 && wlen == mm_param_count(&l->params[0]) &&
                         wlen != dense_count;
-    if ((w || b) && !holds_matrix(l) && !stored)
+    if ((w || b) && !mm_layer_holds_matrix(l) && !stored)
         return dense_form_io(l, index, dense_count, w, wlen, b, blen, grads, write);
     if (l->n_params < 2)
         return mm_error(MM_E_UNSUPPORTED, "layer %zu (%s) has no dense weights", index,

@@ -32,9 +32,44 @@ static inline size_t mm_param_count(const mm_param *p) { return p->rows * p->col
 
 #define MM_LAYER_MAX_PARAMS 4
 
-/* A layer kind. A pruned or quantized layer is a new table, not a new `if`. */
+/* What a layer kind can do, for the code that transforms models (the
+ * pruner, the quantizer, exporters, weight I/O) so that it asks for a
+ * capability instead of a kind's name. */
+enum {
+    /* params[0] is the trainable weight matrix "weight" [out, in] (with an
+     * optional pruning mask) and params[1] the bias [out]: prunable,
+     * shrinkable, quantizable to int8 / fp16 / bf16 */
+    MM_CAP_DENSE_WEIGHTS = 1u << 0,
+    /* params[0] holds only the stored weights of an out x in matrix, at the
+     * dense positions the positions hook gives; params[1] the bias:
+     * quantizable to sparse_int8 */
+    MM_CAP_STORED_WEIGHTS = 1u << 1,
+    /* already quantized: the quantizer leaves it alone; its dense weights
+     * come from the effective_weights hook */
+    MM_CAP_QUANTIZED = 1u << 2,
+    /* a transient training form (quantization-aware training: it holds
+     * float weights but computes with fake-quantized ones): formats that
+     * must reproduce its outputs refuse it until it is converted */
+    MM_CAP_TRAINING_FORM = 1u << 3,
+};
+
+/* A layer kind: the vtable of its layers and its entry in the registry of
+ * kinds model files may name (lib/registry.c). A pruned or quantized layer
+ * is a new table, not a new `if`. */
 typedef struct mm_layer_vtable {
     const char *kind; /* "dense"; written to model files */
+    unsigned caps;    /* MM_CAP_* */
+    /* Build layer `index` from its architecture entry (borrowed; the
+     * generic fields are already checked and passed as in, out, act and
+     * the model's leaky_slope) and its tensors in f. A loader checks the
+     * presence, dtype and shape of every tensor it needs
+     * (mm_file_tensor_info) BEFORE allocating, so that allocations are
+     * bounded by the file's size; MM_E_FORMAT for a missing or misshapen
+     * tensor or entry field, MM_E_NUMERIC for non-finite values. On error
+     * *out_layer is NULL and nothing is leaked. NULL: the kind is not
+     * saved (qat). */
+    mm_status (*load)(const mm_file *f, size_t index, const json_t *entry, size_t in, size_t out,
+                      mm_activation act, float leaky_slope, mm_layer **out_layer);
     void (*destroy)(mm_layer *layer);
     mm_status (*clone)(const mm_layer *layer, mm_layer **out);
     /* y[n x out] = act(x[n x in] W^T + b). Must not touch layer-owned scratch
@@ -58,7 +93,7 @@ typedef struct mm_layer_vtable {
      * architecture entry `entry` (which already holds kind, in, out and
      * activation) and the layer's tensors, named "layers.<index>.<name>",
      * to w (their data borrowed until the writer commits). The kind's
-     * mm_layer_kind.load reads them back. */
+     * load reads them back. */
     mm_status (*save)(const mm_layer *layer, size_t index, json_t *entry, mm_file_writer *w);
     /* Optional (NULL = nothing to do): called after an optimizer changed
      * the layer's parameters (every successful step, fused SGD or not), with
@@ -79,27 +114,18 @@ typedef struct mm_layer_vtable {
      * pruned, not zero where the kind can tell) and its biases, for
      * mm_model_num_nonzero and mm_model_layer_sparsity. */
     void (*count_nonzero)(const mm_layer *layer, size_t *weights, size_t *biases);
+    /* MM_CAP_STORED_WEIGHTS: the dense position (row * in + column) of every
+     * value of params[0], pos[k] for value k. */
+    mm_status (*positions)(const mm_layer *layer, size_t *pos);
+    /* MM_CAP_QUANTIZED: the dense out x in weights and the bias the forward
+     * pass computes with (dequantized, widened), or with `master` the float
+     * master weights when the layer keeps them. */
+    mm_status (*effective_weights)(const mm_layer *layer, bool master, float *w, float *b);
 } mm_layer_vtable;
 
-/* How a layer kind is read from model files: the registry entry that maps
- * the architecture's "kind" string to a loader (mm_layer_kind_find). */
-typedef struct mm_layer_kind {
-    const char *kind; /* equals the vtable's kind of the layers it loads */
-    /* Build layer `index` from its architecture entry (borrowed; the
-     * generic fields are already checked and passed as in, out, act and
-     * the model's leaky_slope) and its tensors in f. A loader checks the
-     * presence, dtype and shape of every tensor it needs
-     * (mm_file_tensor_info) BEFORE allocating, so that allocations are
-     * bounded by the file's size; MM_E_FORMAT for a missing or misshapen
-     * tensor or entry field, MM_E_NUMERIC for non-finite values. On error
-     * *out_layer is NULL and nothing is leaked. */
-    mm_status (*load)(const mm_file *f, size_t index, const json_t *entry, size_t in, size_t out,
-                      mm_activation act, float leaky_slope, mm_layer **out_layer);
-} mm_layer_kind;
-
-/* The loader for a kind name, or NULL if this library does not know it
- * (lib/model/layer_kinds.c). */
-const mm_layer_kind *mm_layer_kind_find(const char *kind);
+/* The kind of that name, or NULL if this library does not know it
+ * (lib/registry.c: every module's kinds). */
+const mm_layer_vtable *mm_layer_kind_find(const char *kind);
 
 struct mm_layer {
     const mm_layer_vtable *vt;
@@ -118,6 +144,11 @@ struct mm_layer {
     /* Counts mm_layer_params_changed calls: a write to the parameters. */
     uint64_t version;
 };
+
+/* Does the layer's kind have capability `cap` (MM_CAP_*)? */
+static inline bool mm_layer_has(const mm_layer *l, unsigned cap) {
+    return l && (l->vt->caps & cap) != 0;
+}
 
 /* The layer's uid, assigning a fresh one first if it has none. */
 uint64_t mm_layer_uid(mm_layer *layer);
@@ -174,8 +205,35 @@ struct mm_model {
 /* Dense layer constructor (weights uninitialised when rng is NULL). */
 mm_status mm_dense_create(mm_layer **out, size_t in, size_t out_dim, mm_activation act,
                           float leaky_slope, mm_init init, mm_rng *rng);
-/* The dense kind's file loader (dense.c), listed in layer_kinds.c. */
-extern const mm_layer_kind mm_dense_kind;
+/* The dense kind (dense.c), listed in lib/registry.c. */
+extern const mm_layer_vtable mm_dense_kind;
+
+/* ---- a layer as dense weights (weights.c): what weight I/O and the
+ * exporters use, whatever the kind ---- */
+
+/* params[0] is W [out, in] and params[1] the bias [out]. */
+bool mm_layer_holds_matrix(const mm_layer *l);
+
+/* Layer `l` as the dense layer it computes: weight [out x in] row-major and
+ * bias [out], as floats. MM_CAP_DENSE_WEIGHTS layers (and others holding
+ * the matrix, qat) lend their own parameters (pruned positions are already
+ * 0); MM_CAP_STORED_WEIGHTS layers are scattered into a new zeroed matrix;
+ * quantized layers give their float master weights when they keep them,
+ * else their dequantized weights. Borrowed data stay valid while the layer
+ * is not mutated. MM_E_UNSUPPORTED for a kind without dense weights. Free
+ * with mm_dense_view_free (safe on a zeroed view and after an error). */
+typedef struct mm_dense_view {
+    const float *weight, *bias;
+    float *owned; /* weight and bias buffer this view allocated, or NULL */
+} mm_dense_view;
+
+mm_status mm_dense_view_get(const mm_layer *l, mm_dense_view *v);
+void mm_dense_view_free(mm_dense_view *v);
+
+/* The weights the forward pass computes with into w (out x in) and b
+ * (out): as the view, but quantized layers give their dequantized weights
+ * even when they keep masters. */
+mm_status mm_layer_effective_weights(const mm_layer *l, float *w, float *b);
 
 /* Apply / differentiate an activation in place over count values. The
  * derivative is expressed through the activation's output y. */

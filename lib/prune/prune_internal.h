@@ -25,8 +25,6 @@ bool mm_sparse_worthwhile(size_t in, size_t out, size_t nnz);
  * converts. MM_E_INVALID_ARGUMENT if the layer is not of the sparse kind. */
 mm_status mm_sparse_positions(const mm_layer *layer, size_t *pos);
 
-/* True for a layer of the (float) sparse kind. */
-bool mm_layer_is_sparse(const mm_layer *layer);
 
 /* Stored-weight steps of the tiled layout (sparse_kernels.h): the work of
  * a batch-1 forward pass. For tests and benchmarks. */
@@ -42,6 +40,6 @@ size_t mm_sparse_steps(const mm_layer *layer);
 mm_status mm_sparse_group_rows(const mm_layer *dense, const size_t *rows, size_t nrows,
                                const size_t *cols, size_t ncols, size_t **order);
 
-extern const mm_layer_kind mm_sparse_kind;
+extern const mm_layer_vtable mm_sparse_kind;
 
 #endif

@@ -250,9 +250,7 @@ mm_status mm_pruner_set_scores(mm_pruner *p, size_t index, const float *scores, 
 
 bool mm_prune_layer_is_dense(const mm_model *m, size_t l) {
     const mm_layer *ly = m->layers[l];
-    return strcmp(ly->vt->kind, "dense") == 0 && ly->n_params >= 2 &&
-           ly->params[0].rows == ly->out && ly->params[0].cols == ly->in &&
-           ly->params[1].rows == ly->out && ly->params[1].cols == 1;
+    return mm_layer_has(ly, MM_CAP_DENSE_WEIGHTS) && mm_layer_holds_matrix(ly);
 }
 
 float mm_prune_act_at_zero(const mm_layer *layer) {

@@ -342,7 +342,7 @@ mm_status mm_prune_finalize_impl(mm_pruner *p, mm_model *m, mm_optimizer *opt) {
     if (format != MM_PRUNE_FORMAT_DENSE) {
         for (size_t l = 0; l < L; l++) {
             const mm_layer *ly = f[l].layer;
-            if (strcmp(ly->vt->kind, "dense") != 0 || ly->n_params < 1 || !ly->params[0].mask)
+            if (!mm_layer_has(ly, MM_CAP_DENSE_WEIGHTS) || ly->n_params < 1 || !ly->params[0].mask)
                 continue;
             if (format == MM_PRUNE_FORMAT_AUTO &&
                 !mm_sparse_worthwhile(ly->in, ly->out, unmasked(&ly->params[0])))

@@ -127,11 +127,9 @@ typedef struct sparse_layer {
     csr_cache csr;
 } sparse_layer;
 
-static const mm_layer_vtable sparse_vtable;
 
-static bool is_sparse(const mm_layer *l) { return l && l->vt == &sparse_vtable; }
+static bool is_sparse(const mm_layer *l) { return l && l->vt == &mm_sparse_kind; }
 
-bool mm_layer_is_sparse(const mm_layer *layer) { return is_sparse(layer); }
 
 static void csr_cache_free(csr_cache *c) {
     mm_free_floats(c->values);
@@ -178,7 +176,7 @@ static mm_status sparse_alloc(sparse_layer **out, size_t in, size_t units, size_
         sparse_destroy(&s->base);
         return mm_oom("sparse layer parameters");
     }
-    s->base.vt = &sparse_vtable;
+    s->base.vt = &mm_sparse_kind;
     s->base.in = in;
     s->base.out = units;
     s->base.act = act;
@@ -371,9 +369,7 @@ mm_status mm_sparse_from_dense(const mm_layer *dense, mm_layer **out) {
     if (!out) return mm_null_arg("out");
     *out = NULL;
     if (!dense) return mm_null_arg("dense");
-    if (strcmp(dense->vt->kind, "dense") != 0 || dense->n_params < 2 ||
-        strcmp(dense->params[0].name, "weight") != 0 ||
-        dense->params[0].rows != dense->out || dense->params[0].cols != dense->in)
+    if (!mm_layer_has(dense, MM_CAP_DENSE_WEIGHTS) || !mm_layer_holds_matrix(dense))
         return mm_error(MM_E_UNSUPPORTED, "only dense layers convert to the sparse kind, not %s",
                         dense->vt->kind);
     if (dense->in > UINT32_MAX)
@@ -556,10 +552,12 @@ done:
     return MM_OK;
 }
 
-const mm_layer_kind mm_sparse_kind = {.kind = "sparse", .load = sparse_load};
 
-static const mm_layer_vtable sparse_vtable = {
+const mm_layer_vtable mm_sparse_kind = {
     .kind = "sparse",
+    .caps = MM_CAP_STORED_WEIGHTS,
+    .load = sparse_load,
+    .positions = mm_sparse_positions,
     .destroy = sparse_destroy,
     .clone = sparse_clone,
     .forward = sparse_forward,

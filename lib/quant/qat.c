@@ -388,6 +388,7 @@ static mm_status qat_save(const mm_layer *layer, size_t index, json_t *entry,
 
 static const mm_layer_vtable qat_vtable = {
     .kind = "qat",
+    .caps = MM_CAP_TRAINING_FORM,
     .destroy = qat_destroy,
     .clone = qat_clone,
     .forward = qat_forward,

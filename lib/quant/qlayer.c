@@ -152,16 +152,14 @@ typedef struct qlayer {
     int8_t *save_wq; /* file form of packed weights, built by save */
 } qlayer;
 
-static const mm_layer_vtable int8_vtable, f16_vtable, bf16_vtable;
+#define int8_vtable mm_int8_kind
+#define f16_vtable mm_f16_kind
+#define bf16_vtable mm_bf16_kind
 
 /* A layer of this file's kinds. */
 static bool is_qlayer(const mm_layer *layer) {
     return layer && (layer->vt == &int8_vtable || layer->vt == &f16_vtable ||
                      layer->vt == &bf16_vtable);
-}
-
-bool mm_layer_is_quantized(const mm_layer *layer) {
-    return is_qlayer(layer) || mm_layer_is_qsparse(layer);
 }
 
 static bool is_int8(const qlayer *q) {
@@ -1132,7 +1130,7 @@ mm_status mm_qlayer_from_dense(const mm_layer *dense, const mm_qlayer_config *cf
     if (!dense) return mm_null_arg("dense");
     if (!cfg) return mm_null_arg("cfg");
     const size_t in = dense->in, out = dense->out;
-    if (mm_layer_is_quantized(dense))
+    if (mm_layer_has(dense, MM_CAP_QUANTIZED))
         return mm_error(MM_E_UNSUPPORTED, "layer is already quantized (%s)", dense->vt->kind);
     const mm_param *pw = &dense->params[0], *pb = &dense->params[1];
     if (dense->n_params < 2 || strcmp(pw->name, "weight") != 0 || pw->rows != out ||
@@ -1196,7 +1194,7 @@ mm_status mm_qlayer_to_dense(const mm_layer *qlayer_in, mm_layer **out_layer) {
     if (!out_layer) return mm_null_arg("out");
     *out_layer = NULL;
     if (!qlayer_in) return mm_null_arg("qlayer");
-    if (!mm_layer_is_quantized(qlayer_in))
+    if (!mm_layer_has(qlayer_in, MM_CAP_QUANTIZED))
         return mm_error(MM_E_INVALID_ARGUMENT, "layer kind %s is not quantized",
                         qlayer_in->vt->kind);
     const qlayer *q = (const qlayer *)qlayer_in;
@@ -1430,21 +1428,6 @@ mm_status mm_qlayer_int8_create(const mm_qlayer_int8 *d, size_t in, size_t out,
     return MM_OK;
 }
 
-mm_status mm_qlayer_effective_weights(const mm_layer *layer, float *w, float *b) {
-    if (!layer) return mm_null_arg("layer");
-    if (!w || !b) return mm_null_arg("w, b");
-    if (!mm_layer_is_quantized(layer))
-        return mm_error(MM_E_INVALID_ARGUMENT, "layer kind %s is not quantized", layer->vt->kind);
-    if (mm_layer_is_qsparse(layer)) return mm_qsparse_effective_weights(layer, false, w, b);
-    const qlayer *q = (const qlayer *)layer;
-    int8_t *owned = NULL;
-    const int8_t *w8 = is_int8(q) ? int8_rows(q, &owned) : NULL;
-    if (is_int8(q) && !w8) return mm_oom("int8 weights");
-    dequant_rows(q, w8, 0, layer->out, w);
-    free(owned);
-    memcpy(b, q->bias, layer->out * sizeof *b);
-    return MM_OK;
-}
 
 /* Presence, dtype and exact shape of a tensor, before anything is
  * allocated for it. */
@@ -1662,17 +1645,32 @@ static mm_status bf16_load(const mm_file *f, size_t index, const json_t *entry, 
     return half_load(f, index, entry, in, out, act, slope, MM_QUANT_BF16, res);
 }
 
-const mm_layer_kind mm_int8_kind = {.kind = "int8", .load = int8_load};
-const mm_layer_kind mm_f16_kind = {.kind = "fp16", .load = f16_load};
-const mm_layer_kind mm_bf16_kind = {.kind = "bf16", .load = bf16_load};
+/* The dense weights the layer computes with, or its master when asked and
+ * kept (the effective_weights hook). */
+static mm_status ql_effective_weights(const mm_layer *layer, bool master, float *w, float *b) {
+    const qlayer *q = (const qlayer *)layer;
+    if (master && q->mw) {
+        memcpy(w, q->mw, layer->in * layer->out * sizeof *w);
+        memcpy(b, q->bias, layer->out * sizeof *b);
+        return MM_OK;
+    }
+    int8_t *owned = NULL;
+    const int8_t *w8 = is_int8(q) ? int8_rows(q, &owned) : NULL;
+    if (is_int8(q) && !w8) return mm_oom("int8 weights");
+    dequant_rows(q, w8, 0, layer->out, w);
+    free(owned);
+    memcpy(b, q->bias, layer->out * sizeof *b);
+    return MM_OK;
+}
 
-#define QL_VTABLE(name)                                                                      \
+#define QL_VTABLE(name, loader)                                                              \
     {                                                                                        \
-        .kind = name, .destroy = ql_destroy, .clone = ql_clone, .forward = ql_forward,      \
-        .backward = ql_backward, .apply_sgd = ql_apply_sgd, .param_bytes = ql_param_bytes,  \
-        .save = ql_save, .after_update = ql_after_update,                                    \
+        .kind = name, .caps = MM_CAP_QUANTIZED, .load = loader, .destroy = ql_destroy,      \
+        .clone = ql_clone, .forward = ql_forward, .backward = ql_backward,                   \
+        .apply_sgd = ql_apply_sgd, .param_bytes = ql_param_bytes, .save = ql_save,           \
+        .after_update = ql_after_update, .effective_weights = ql_effective_weights,          \
     }
 
-static const mm_layer_vtable int8_vtable = QL_VTABLE("int8");
-static const mm_layer_vtable f16_vtable = QL_VTABLE("fp16");
-static const mm_layer_vtable bf16_vtable = QL_VTABLE("bf16");
+const mm_layer_vtable mm_int8_kind = QL_VTABLE("int8", int8_load);
+const mm_layer_vtable mm_f16_kind = QL_VTABLE("fp16", f16_load);
+const mm_layer_vtable mm_bf16_kind = QL_VTABLE("bf16", bf16_load);

@@ -51,7 +51,6 @@
 
 #include "kernels/sparse_layout.h"
 #include "model/mmfile.h"
-#include "prune/prune_internal.h" /* mm_sparse_positions */
 #include "quant/quant_internal.h"
 
 #define QS_NAME_CAP 96
@@ -91,9 +90,8 @@ typedef struct qsparse {
     qs_file_form cache;
 } qsparse;
 
-static const mm_layer_vtable qsparse_vtable;
 
-bool mm_layer_is_qsparse(const mm_layer *layer) { return layer && layer->vt == &qsparse_vtable; }
+bool mm_layer_is_qsparse(const mm_layer *layer) { return layer && layer->vt == &mm_qsparse_kind; }
 
 static bool int8_acts(mm_quant_scheme s) {
     return s == MM_QUANT_INT8_DYNAMIC || s == MM_QUANT_INT8_STATIC;
@@ -188,7 +186,7 @@ static mm_status qs_alloc(qsparse **out, const qs_spec *sp, const mm_sp_csr *csr
     qsparse *s = calloc(1, sizeof *s);
     if (!s) return mm_oom("int8 sparse layer");
     atomic_init(&s->cache_lock, 0);
-    s->base.vt = &qsparse_vtable;
+    s->base.vt = &mm_qsparse_kind;
     s->base.in = sp->in;
     s->base.out = sp->out;
     s->base.act = sp->act;
@@ -374,7 +372,8 @@ mm_status mm_qsparse_from_sparse(const mm_layer *sparse, const mm_qlayer_config 
     if (!out) return mm_null_arg("out");
     *out = NULL;
     if (!sparse || !cfg) return mm_null_arg(!sparse ? "sparse" : "cfg");
-    if (!mm_layer_is_sparse(sparse) || sparse->n_params < 2)
+    if (!mm_layer_has(sparse, MM_CAP_STORED_WEIGHTS) || mm_layer_has(sparse, MM_CAP_QUANTIZED) ||
+        sparse->n_params < 2)
         return mm_error(MM_E_INVALID_ARGUMENT, "a %s layer is not a sparse layer",
                         sparse->vt->kind);
     const mm_param *pv = &sparse->params[0], *pb = &sparse->params[1];
@@ -398,7 +397,7 @@ mm_status mm_qsparse_from_sparse(const mm_layer *sparse, const mm_qlayer_config 
     uint32_t *idx = mm_malloc_array(nnz ? nnz : 1, sizeof *idx);
     float *csr_vals = mm_alloc_floats(nnz + MM_SP_PAD);
     qsparse *s = NULL;
-    mm_status st = pos && off && fill && idx && csr_vals ? mm_sparse_positions(sparse, pos)
+    mm_status st = pos && off && fill && idx && csr_vals ? sparse->vt->positions(sparse, pos)
                                                          : mm_oom("int8 sparse conversion");
     if (st == MM_OK) {
         for (size_t k = 0; k < nnz; k++) off[pos[k] / cols + 1]++;
@@ -939,16 +938,17 @@ static mm_status qs_load(const mm_file *f, size_t index, const json_t *entry, si
     return MM_OK;
 }
 
-const mm_layer_kind mm_qsparse_kind = {.kind = "sparse_int8", .load = qs_load};
-
 /* The stored weights, whether or not a master keeps float copies. */
 static void qs_count_nonzero(const mm_layer *layer, size_t *weights, size_t *biases) {
     *weights = qlayout((const qsparse *)layer)->m.nnz;
     *biases = layer->out;
 }
 
-static const mm_layer_vtable qsparse_vtable = {
+const mm_layer_vtable mm_qsparse_kind = {
     .kind = "sparse_int8",
+    .caps = MM_CAP_QUANTIZED,
+    .load = qs_load,
+    .effective_weights = mm_qsparse_effective_weights,
     .destroy = qs_destroy,
     .clone = qs_clone,
     .forward = qs_forward,

@@ -57,14 +57,6 @@ mm_status mm_qlayer_int8_describe(const mm_layer *layer, mm_qlayer_int8 *d);
 mm_status mm_qlayer_int8_create(const mm_qlayer_int8 *d, size_t in, size_t out,
                                 mm_activation act, float slope, mm_layer **res);
 
-/* The float weights (out x in) and bias (out) a quantized layer's forward
- * pass computes with: the dequantized int8 or widened 16-bit values, not
- * the master weights. */
-mm_status mm_qlayer_effective_weights(const mm_layer *layer, float *w, float *b);
-
-/* True for the quantized kinds (qlayer.c, qsparse.c). */
-bool mm_layer_is_quantized(const mm_layer *layer);
-
 /* True for kinds with an int8 form (mm_qlayer_int8_describe works): int8
  * and sparse_int8. */
 bool mm_qlayer_has_int8(const mm_layer *layer);
@@ -89,9 +81,9 @@ mm_status mm_qsparse_effective_weights(const mm_layer *layer, bool master, float
  * scheme and activation parameters. */
 mm_status mm_qsparse_int8_describe(const mm_layer *layer, mm_qlayer_int8 *d);
 
-extern const mm_layer_kind mm_int8_kind;
-extern const mm_layer_kind mm_f16_kind;
-extern const mm_layer_kind mm_bf16_kind;
-extern const mm_layer_kind mm_qsparse_kind;
+extern const mm_layer_vtable mm_int8_kind;
+extern const mm_layer_vtable mm_f16_kind;
+extern const mm_layer_vtable mm_bf16_kind;
+extern const mm_layer_vtable mm_qsparse_kind;
 
 #endif

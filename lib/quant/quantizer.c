@@ -23,7 +23,6 @@
 #include <string.h>
 
 #include "common/value_names.h"
-#include "prune/prune_internal.h" /* mm_layer_is_sparse */
 #include "quant/quantizer_internal.h"
 
 /* ---- settings table ------------------------------------------------------- */
@@ -457,9 +456,12 @@ static void plan_free(qplan *pl) {
 }
 
 static bool is_dense(const mm_layer *ly) {
-    return strcmp(ly->vt->kind, "dense") == 0 && ly->n_params >= 2 &&
-           ly->params[0].rows == ly->out && ly->params[0].cols == ly->in &&
-           ly->params[1].rows == ly->out && ly->params[1].cols == 1;
+    return mm_layer_has(ly, MM_CAP_DENSE_WEIGHTS) && mm_layer_holds_matrix(ly);
+}
+
+/* Stored-weight layers (the sparse kind) quantize to sparse_int8. */
+static bool is_sparse(const mm_layer *ly) {
+    return mm_layer_has(ly, MM_CAP_STORED_WEIGHTS) && !mm_layer_has(ly, MM_CAP_QUANTIZED);
 }
 
 static mm_status check_params_finite(const mm_layer *ly, size_t l) {
@@ -503,10 +505,10 @@ static mm_status plan_layers(const mm_quantizer *q, const mm_model *m, bool qat,
         p->acc_if_float = NAN;
         if (!layer_enabled(q, l)) {
             snprintf(p->reason, sizeof p->reason, "kept in float: disabled for this layer by the caller");
-            p->quantized = mm_layer_is_quantized(ly);
+            p->quantized = mm_layer_has(ly, MM_CAP_QUANTIZED);
             continue;
         }
-        if (mm_layer_is_quantized(ly)) {
+        if (mm_layer_has(ly, MM_CAP_QUANTIZED)) {
             snprintf(p->reason, sizeof p->reason, "already quantized (%s)", ly->vt->kind);
             p->quantized = true;
             continue;
@@ -516,7 +518,7 @@ static mm_status plan_layers(const mm_quantizer *q, const mm_model *m, bool qat,
             snprintf(p->reason, sizeof p->reason, "already in quantization-aware training");
             continue;
         }
-        const bool sparse = mm_layer_is_sparse(ly);
+        const bool sparse = is_sparse(ly);
         if (sparse && (!q->scheme->int8 || qat)) {
             /* pruned layers take int8 only, and no fake quantization */
             snprintf(p->reason, sizeof p->reason,
@@ -600,7 +602,7 @@ static mm_status plan_build(const mm_quantizer *q, qplan *pl, bool qat) {
                 cfg.in_lo = p->lo;
                 cfg.in_hi = p->hi;
             }
-            st = mm_layer_is_sparse(p->flt) ? mm_qsparse_from_sparse(p->flt, &cfg, &p->quant)
+            st = is_sparse(p->flt) ? mm_qsparse_from_sparse(p->flt, &cfg, &p->quant)
                                             : mm_qlayer_from_dense(p->flt, &cfg, &p->quant);
         }
         if (st != MM_OK) return mm_error_prefix(st, "layer %zu", l);
