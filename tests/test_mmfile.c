@@ -1725,15 +1725,16 @@ static mm_status q_clone(const mm_layer *l, mm_layer **out) {
     *out = &c->base;
     return MM_OK;
 }
-static void q_forward(const mm_layer *l, const mm_kernels *k, const float *x, float *y, size_t n) {
+static void q_forward(const mm_layer *l, const mm_kernels *k, const float *const *x, float *y,
+                      size_t n) {
     (void)k;
     (void)x;
     memset(y, 0, n * l->out * sizeof *y);
 }
-static void q_backward(mm_layer *l, const mm_kernels *k, const float *x, const float *y, float *dy,
-                       float *dx, size_t n, bool param_grads) {
+static void q_backward(mm_layer *l, const mm_kernels *k, const float *const *x, const float *y,
+                       float *dy, float *const *dx, size_t n, bool param_grads) {
     (void)k, (void)x, (void)y, (void)dy, (void)param_grads;
-    if (dx) memset(dx, 0, n * l->in * sizeof *dx);
+    if (dx[0]) memset(dx[0], 0, n * l->in * sizeof *dx[0]);
 }
 static size_t q_param_bytes(const mm_layer *l) { return l->in * l->out; }
 static mm_status q_save(const mm_layer *l, size_t index, json_t *entry, mm_file_writer *w) {
@@ -1746,6 +1747,7 @@ static mm_status q_save(const mm_layer *l, size_t index, json_t *entry, mm_file_
 }
 static const mm_layer_vtable q_vtable = {
     .kind = "int8_test",
+    .caps = MM_CAP_LAYER,
     .destroy = q_destroy,
     .clone = q_clone,
     .forward = q_forward,
@@ -1755,6 +1757,7 @@ static const mm_layer_vtable q_vtable = {
 };
 static const mm_layer_vtable q_vtable_nosave = {
     .kind = "int8_nosave",
+    .caps = MM_CAP_LAYER,
     .destroy = q_destroy,
     .clone = q_clone,
     .forward = q_forward,

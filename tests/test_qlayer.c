@@ -66,7 +66,7 @@ static mm_layer *quantize(const mm_layer *d, const mm_qlayer_config *c) {
 }
 
 static void fwd(const mm_layer *l, const float *x, float *y, size_t n) {
-    l->vt->forward(l, mm_kernels_get(), x, y, n);
+    mm_layer_forward1(l, mm_kernels_get(), x, y, n);
 }
 
 static void free_layer(mm_layer *l) {
@@ -127,8 +127,7 @@ static mm_model *small_model(size_t in, size_t h, size_t out, uint64_t seed) {
 /* Replace layer i of a model by its quantized version. */
 static void swap_in(mm_model *m, size_t i, const mm_qlayer_config *c) {
     mm_layer *q = quantize(m->layers[i], c);
-    free_layer(m->layers[i]);
-    m->layers[i] = q;
+    MM_ASSERT_OK(mm_graph_replace(m, mm_graph_node_of_layer(m, i), q));
 }
 
 /* ------------------------------------------------------------------------
@@ -759,8 +758,8 @@ START_TEST(inference_only_backward) {
         mm_test_fill(dy1, n * out, 102, -1.0f, 1.0f);
         memcpy(dy2, dy1, sizeof dy1);
         fwd(q, hx, y, n);
-        q->vt->backward(q, mm_kernels_get(), hx, y, dy1, dx1, n, true);
-        d->vt->backward(d, mm_kernels_get(), hx, y, dy2, dx2, n, false);
+        mm_layer_backward1(q, mm_kernels_get(), hx, y, dy1, dx1, n, true);
+        mm_layer_backward1(d, mm_kernels_get(), hx, y, dy2, dx2, n, false);
         ck_assert_msg(mm_test_max_abs_diff(dx1, dx2, n * h) < 1e-5, "dx: %g",
                       mm_test_max_abs_diff(dx1, dx2, n * h));
         free_layer(d);

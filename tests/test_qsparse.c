@@ -223,12 +223,12 @@ START_TEST(forward_every_kernel_set) {
             FOR_EACH_KERNEL_SET({
                 for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
                     const size_t n = batches[b];
-                    q->vt->forward(q, mm_kernels_get(), x, y, n);
+                    mm_layer_forward1(q, mm_kernels_get(), x, y, n);
                     check_forward(q, x, y, n);
                     /* a sample's output does not depend on its batch's size
                      * beyond rounding (int8 activations: not at all) */
                     for (size_t s = 0; s < n; s++)
-                        q->vt->forward(q, mm_kernels_get(), x + s * in, y1 + s * out, 1);
+                        mm_layer_forward1(q, mm_kernels_get(), x + s * in, y1 + s * out, 1);
                     if (all_schemes[sc] == MM_QUANT_INT8_WEIGHT_ONLY)
                         ck_assert(mm_test_max_abs_diff(y, y1, n * out) < 1e-4);
                     else
@@ -326,10 +326,10 @@ START_TEST(inference_only_backward) {
     float dy[3 * 9], dx[3 * 20], x[3 * 20], y[3 * 9];
     mm_test_fill(dy, 27, 1, -1.0f, 1.0f);
     mm_test_fill(x, 60, 2, -1.0f, 1.0f);
-    q->vt->forward(q, mm_kernels_get(), x, y, 3);
+    mm_layer_forward1(q, mm_kernels_get(), x, y, 3);
     float dy0[27];
     memcpy(dy0, dy, sizeof dy);
-    q->vt->backward(q, mm_kernels_get(), x, y, dy, dx, 3, true);
+    mm_layer_backward1(q, mm_kernels_get(), x, y, dy, dx, 3, true);
     float *w = effective(q);
     for (size_t s = 0; s < 3; s++)
         for (size_t i = 0; i < 20; i++) {

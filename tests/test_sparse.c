@@ -174,12 +174,12 @@ static void forward_case(size_t in, size_t out, mm_activation act, double sp, bo
         float *x = malloc(n * in * sizeof *x), *y = malloc(n * out * sizeof *y);
         float *yd = malloc(n * out * sizeof *yd);
         mm_test_fill(x, n * in, seed + 100 + n, -2.0f, 2.0f);
-        d->vt->forward(d, kref, x, yd, n);
+        mm_layer_forward1(d, kref, x, yd, n);
         char what[96];
         for (size_t k = 0; k < nsets; k++) {
             mm_sparse_kernels_override(sets[k].k);
             for (size_t i = 0; i < n * out; i++) y[i] = NAN;
-            s->vt->forward(s, mm_kernels_get(), x, y, n);
+            mm_layer_forward1(s, mm_kernels_get(), x, y, n);
             snprintf(what, sizeof what, "%s sparsity %g act %s%s", sets[k].name, sp,
                      mm_activation_name(act), mask ? " masked" : "");
             check_forward(d, x, n, y, what);
@@ -246,7 +246,7 @@ START_TEST(forward_structures) {
     for (size_t k = 0; k < nsets; k++) {
         mm_sparse_kernels_override(sets[k].k);
         for (size_t b = 0; b < 2; b++) {
-            s->vt->forward(s, mm_kernels_get(), x, y, batches[b]);
+            mm_layer_forward1(s, mm_kernels_get(), x, y, batches[b]);
             check_forward(d, x, batches[b], y, sets[k].name);
         }
     }
@@ -262,7 +262,7 @@ START_TEST(forward_structures) {
     mm_test_fill(x2, 300, 10, -1.0f, 1.0f);
     for (size_t k = 0; k < nsets; k++) {
         mm_sparse_kernels_override(sets[k].k);
-        s->vt->forward(s, mm_kernels_get(), x2, y2, 1);
+        mm_layer_forward1(s, mm_kernels_get(), x2, y2, 1);
         check_forward(d, x2, 1, y2, sets[k].name);
     }
     mm_sparse_kernels_override(NULL);
@@ -283,7 +283,7 @@ START_TEST(forward_inf_input) {
     x[33] = INFINITY;
     for (size_t k = 0; k < nsets; k++) {
         mm_sparse_kernels_override(sets[k].k);
-        s->vt->forward(s, mm_kernels_get(), x, y, 1);
+        mm_layer_forward1(s, mm_kernels_get(), x, y, 1);
         for (size_t o = 0; o < 40; o++) {
             const bool uses = d->params[0].mask[o * 70 + 33];
             const float w = d->params[0].data[o * 70 + 33];
@@ -314,7 +314,7 @@ static void backward_case(size_t in, size_t out, mm_activation act, double sp, b
     float *dx = malloc(n * in * sizeof *dx);
     mm_test_fill(x, n * in, seed + 5, -2.0f, 2.0f);
     mm_test_fill(dy0, n * out, seed + 6, -1.0f, 1.0f);
-    d->vt->forward(d, kref, x, y, n);
+    mm_layer_forward1(d, kref, x, y, n);
     /* references in double: delta, dx, dW at the stored positions, db */
     const float *w = d->params[0].data;
     double *delta = malloc(n * out * sizeof *delta), *dx_ref = calloc(n * in, sizeof *dx_ref);
@@ -347,7 +347,7 @@ static void backward_case(size_t in, size_t out, mm_activation act, double sp, b
         memcpy(dy, dy0, n * out * sizeof *dy);
         for (size_t i = 0; i < n * in; i++) dx[i] = NAN;
         for (size_t k = 0; k < nnz; k++) s->params[0].grad[k] = NAN;
-        s->vt->backward(s, mm_kernels_get(), x, y, dy, dx, n, true);
+        mm_layer_backward1(s, mm_kernels_get(), x, y, dy, dx, n, true);
         for (size_t i = 0; i < n * out; i++)
             ck_assert_msg(fabs(dy[i] - delta[i]) <= 1e-6 * fabs(dy0[i]), "delta %zu", i);
         for (size_t i = 0; i < n * in; i++)
@@ -362,7 +362,7 @@ static void backward_case(size_t in, size_t out, mm_activation act, double sp, b
             ck_assert(fabs(s->params[1].grad[o] - db_ref[o]) <= tol_for(db_bnd[o], n));
         /* without dx and parameter gradients: only the delta */
         memcpy(dy, dy0, n * out * sizeof *dy);
-        s->vt->backward(s, mm_kernels_get(), x, y, dy, NULL, n, false);
+        mm_layer_backward1(s, mm_kernels_get(), x, y, dy, NULL, n, false);
     }
     mm_sparse_kernels_override(NULL);
     free(x), free(y), free(dy0), free(dy), free(dx), free(pos);
@@ -419,15 +419,15 @@ START_TEST(fused_sgd_matches_unfused) {
             mm_test_fill(x, n * in, 400 + bi, -1.0f, 1.0f);
             mm_test_fill(dy, n * out, 500 + bi, -1.0f, 1.0f);
             memcpy(dy2, dy, n * out * sizeof *dy);
-            a->vt->forward(a, mm_kernels_get(), x, y, n);
+            mm_layer_forward1(a, mm_kernels_get(), x, y, n);
             /* unfused */
-            a->vt->backward(a, mm_kernels_get(), x, y, dy, NULL, n, true);
+            mm_layer_backward1(a, mm_kernels_get(), x, y, dy, NULL, n, true);
             for (size_t k = 0; k < nnz; k++)
                 a->params[0].data[k] = a->params[0].data[k] + neg_lr * a->params[0].grad[k];
             for (size_t o = 0; o < out; o++)
                 a->params[1].data[o] = a->params[1].data[o] + neg_lr * a->params[1].grad[o];
             /* fused */
-            b->vt->backward(b, mm_kernels_get(), x, y, dy2, NULL, n, false);
+            mm_layer_backward1(b, mm_kernels_get(), x, y, dy2, NULL, n, false);
             b->vt->apply_sgd(b, mm_kernels_get(), x, dy2, n, neg_lr);
             ck_assert_msg(memcmp(a->params[0].data, b->params[0].data, nnz * sizeof(float)) == 0,
                           "%s n=%zu: fused values differ", sets[ks].name, n);
@@ -459,8 +459,7 @@ static void sparsify_layer(mm_model *m, size_t l, double sparsity, uint64_t seed
     }
     mm_layer *sp;
     MM_ASSERT_OK(mm_sparse_from_dense(d, &sp));
-    d->vt->destroy(d);
-    m->layers[l] = sp;
+    MM_ASSERT_OK(mm_graph_replace(m, mm_graph_node_of_layer(m, l), sp)); /* destroys d */
 }
 
 enum { GN = 4, GIN = 6, GH = 7, GOUT = 3 };
@@ -628,13 +627,13 @@ START_TEST(clone_is_deep) {
     ck_assert_uint_eq(c->vt->param_bytes(c), s->vt->param_bytes(s));
     float x[3 * 70], y1[3 * 33], y2[3 * 33];
     mm_test_fill(x, 3 * 70, 3, -1.0f, 1.0f);
-    s->vt->forward(s, mm_kernels_get(), x, y1, 3);
-    c->vt->forward(c, mm_kernels_get(), x, y2, 3);
+    mm_layer_forward1(s, mm_kernels_get(), x, y1, 3);
+    mm_layer_forward1(c, mm_kernels_get(), x, y2, 3);
     ck_assert(memcmp(y1, y2, sizeof y1) == 0);
     size_t *p1 = positions(s), *p2 = positions(c);
     ck_assert(memcmp(p1, p2, s->params[0].rows * sizeof *p1) == 0);
     c->params[0].data[0] += 1.0f;
-    s->vt->forward(s, mm_kernels_get(), x, y2, 3);
+    mm_layer_forward1(s, mm_kernels_get(), x, y2, 3);
     ck_assert(memcmp(y1, y2, sizeof y1) == 0);
     free(p1), free(p2);
     c->vt->destroy(c);
@@ -777,8 +776,7 @@ START_TEST(optimizer_state_in_file_order) {
     d->vt->destroy(d);
     mm_layer *sp;
     MM_ASSERT_OK(mm_sparse_from_dense(m->layers[0], &sp));
-    m->layers[0]->vt->destroy(m->layers[0]);
-    m->layers[0] = sp;
+    MM_ASSERT_OK(mm_graph_replace(m, 0, sp));
     mm_optimizer *o;
     MM_ASSERT_OK(mm_optimizer_create(&o, m, MM_OPTIM_ADAM));
     float x[4 * 300];

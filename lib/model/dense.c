@@ -70,8 +70,9 @@ static void add_bias_activate(const mm_layer *l, const float *b, float *y, size_
     }
 }
 
-static void dense_forward(const mm_layer *layer, const mm_kernels *k, const float *x, float *y,
+static void dense_forward(const mm_layer *layer, const mm_kernels *k, const float *const *xs, float *y,
                           size_t n) {
+    const float *x = xs[0];
     const dense_layer *d = (const dense_layer *)layer;
     const size_t in = layer->in, out = layer->out;
     if (n == 1)
@@ -93,8 +94,10 @@ static void bias_grad(float *db, const float *dz, size_t n, size_t out, float al
     }
 }
 
-static void dense_backward(mm_layer *layer, const mm_kernels *k, const float *x, const float *y,
-                           float *dy, float *dx, size_t n, bool param_grads) {
+static void dense_backward(mm_layer *layer, const mm_kernels *k, const float *const *xs, const float *y,
+                           float *dy, float *const *dxs, size_t n, bool param_grads) {
+    const float *x = xs[0];
+    float *dx = dxs[0];
     dense_layer *d = (dense_layer *)layer;
     const size_t in = layer->in, out = layer->out;
     mm_activation_backward(layer->act, layer->leaky_slope, y, dy, n * out);
@@ -435,7 +438,7 @@ static void dense_count_nonzero(const mm_layer *layer, size_t *weights, size_t *
 
 const mm_layer_vtable mm_dense_kind = {
     .kind = "dense",
-    .caps = MM_CAP_DENSE_WEIGHTS,
+    .caps = MM_CAP_LAYER | MM_CAP_DENSE_WEIGHTS,
     .load = dense_load,
     .destroy = dense_destroy,
     .clone = dense_clone,

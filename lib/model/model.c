@@ -1,5 +1,6 @@
-/* mm_model: a sequence of layer objects plus a loss. The model code only
- * talks to layers through their vtables. */
+/* mm_model: a graph of nodes (graph.c) plus a loss; the layer-index API is
+ * the view of its layers. The model code only talks to nodes through their
+ * vtables. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -34,32 +35,37 @@ mm_status mm_model_create(mm_model **out, size_t input_dim, uint64_t seed) {
     mm_rng_seed(&m->init_rng, seed);
     atomic_init(&m->lineage_view, NULL);
     m->lineage = mm_strdup("[]");
-    if (!m->lineage) {
-        free(m);
-        return mm_oom("model lineage");
+    mm_status st = m->lineage ? mm_graph_init(m, input_dim) : mm_oom("model lineage");
+    if (st != MM_OK) {
+        mm_model_free(m);
+        return st;
     }
     *out = m;
     return MM_OK;
 }
 
 void mm_model_drop_caches(mm_model *m) {
-    if (m->acts) {
-        for (size_t l = 1; l <= m->n_layers; l++) mm_free_floats(m->acts[l]);
-        free(m->acts);
+    for (size_t t = 0; t < m->n_tensors; t++) {
+        if (m->acts && t != m->inputs[0]) mm_free_floats(m->acts[t]);
+        if (m->grads) mm_free_floats(m->grads[t]);
     }
-    if (m->deltas) {
-        for (size_t l = 0; l < m->n_layers; l++) mm_free_floats(m->deltas[l]);
-        free(m->deltas);
+    free(m->acts);
+    free(m->grads);
+    free(m->grad_need);
+    free(m->grad_have);
+    for (size_t j = 0; j < MM_NODE_MAX_INPUTS; j++) {
+        mm_free_floats(m->tmp[j]);
+        m->tmp[j] = NULL;
     }
-    m->acts = m->deltas = NULL;
+    m->acts = m->grads = NULL;
+    m->grad_need = m->grad_have = NULL;
     m->cache_n = 0;
 }
 
 void mm_model_free(mm_model *m) {
     if (!m) return;
     mm_model_drop_caches(m);
-    for (size_t l = 0; l < m->n_layers; l++) m->layers[l]->vt->destroy(m->layers[l]);
-    free(m->layers);
+    mm_graph_free(m);
     mm_lineage_drop_view(m);
     free(m->lineage);
     free(m);
@@ -71,17 +77,7 @@ mm_status mm_model_push_layer(mm_model *m, mm_layer *layer) {
     if (layer->in != want_in)
         return mm_error(MM_E_SHAPE, "layer %zu expects %zu inputs, the previous layer gives %zu",
                         m->n_layers, layer->in, want_in);
-    if (m->n_layers == m->cap_layers) {
-        size_t cap = m->cap_layers ? 2 * m->cap_layers : 4;
-        mm_layer **p = realloc(m->layers, cap * sizeof *p);
-        if (!p) return mm_oom("layer list");
-        m->layers = p;
-        m->cap_layers = cap;
-    }
-    mm_model_drop_caches(m); /* cache layout depends on the layer list */
-    mm_layer_uid(layer);
-    m->layers[m->n_layers++] = layer;
-    return MM_OK;
+    return mm_graph_append(m, layer, &m->outputs[0], 1, NULL, NULL);
 }
 
 uint64_t mm_layer_uid(mm_layer *layer) {
@@ -94,6 +90,32 @@ size_t mm_model_lowest_trainable(const mm_model *m) {
     size_t l = 0;
     while (l < m->n_layers && m->layers[l]->frozen) l++;
     return l;
+}
+
+/* Nodes reading several tensors, or tensors read by several nodes, are
+ * wired by name: the same names in the copy. */
+static mm_status clone_graph(const mm_model *src, mm_model *m) {
+    for (size_t i = 0; i < src->n_nodes; i++) {
+        const mm_layer *sn = src->nodes[i];
+        mm_layer *node;
+        mm_status st = sn->vt->clone(sn, &node);
+        if (st != MM_OK) return st;
+        node->frozen = sn->frozen;
+        node->uid = 0; /* a new identity in the copy */
+        uint32_t in[MM_NODE_MAX_INPUTS];
+        for (uint32_t j = 0; j < sn->n_inputs; j++)
+            in[j] = mm_graph_find(m, src->tensors[sn->inputs[j]].name);
+        const mm_tensor *t = &src->tensors[sn->output];
+        st = mm_graph_append(m, node, in, sn->n_inputs, t->name, &t->shape);
+        if (st != MM_OK) {
+            node->vt->destroy(node);
+            return st;
+        }
+    }
+    m->n_outputs = src->n_outputs;
+    for (size_t o = 0; o < src->n_outputs; o++)
+        m->outputs[o] = mm_graph_find(m, src->tensors[src->outputs[o]].name);
+    return mm_graph_replan(m);
 }
 
 mm_status mm_model_add_dense_init(mm_model *m, size_t units, mm_activation act, mm_init init) {
@@ -133,19 +155,9 @@ mm_status mm_model_clone(const mm_model *src, mm_model **out) {
         mm_model_free(m);
         return mm_oom("model lineage");
     }
-    for (size_t l = 0; l < src->n_layers; l++) {
-        mm_layer *layer;
-        st = src->layers[l]->vt->clone(src->layers[l], &layer);
-        if (st == MM_OK) {
-            layer->frozen = src->layers[l]->frozen;
-            layer->uid = 0; /* a new identity in the copy */
-            st = mm_model_push_layer(m, layer);
-            if (st != MM_OK) layer->vt->destroy(layer);
-        }
-        if (st != MM_OK) {
-            mm_model_free(m);
-            return st;
-        }
+    if ((st = clone_graph(src, m)) != MM_OK) {
+        mm_model_free(m);
+        return st;
     }
     *out = m;
     return MM_OK;
@@ -165,15 +177,14 @@ mm_status mm_model_set_leaky_slope(mm_model *m, float slope) {
     if (!(slope >= 0.0f && slope < 1.0f))
         return mm_error(MM_E_OUT_OF_RANGE, "leaky slope must be in [0, 1), got %g", (double)slope);
     m->leaky_slope = slope;
-    for (size_t l = 0; l < m->n_layers; l++) m->layers[l]->leaky_slope = slope;
+    for (size_t i = 0; i < m->n_nodes; i++) m->nodes[i]->leaky_slope = slope;
     return MM_OK;
 }
 
 size_t mm_model_input_dim(const mm_model *m) { return m ? m->input_dim : 0; }
 
 size_t mm_model_output_dim(const mm_model *m) {
-    if (!m) return 0;
-    return m->n_layers ? m->layers[m->n_layers - 1]->out : m->input_dim;
+    return m ? m->tensors[m->outputs[0]].size : 0;
 }
 
 size_t mm_model_num_layers(const mm_model *m) { return m ? m->n_layers : 0; }
@@ -181,23 +192,23 @@ size_t mm_model_num_layers(const mm_model *m) { return m ? m->n_layers : 0; }
 size_t mm_model_num_params(const mm_model *m) {
     size_t total = 0;
     if (!m) return 0;
-    for (size_t l = 0; l < m->n_layers; l++)
-        for (size_t j = 0; j < m->layers[l]->n_params; j++)
-            total += mm_param_count(&m->layers[l]->params[j]);
+    for (size_t i = 0; i < m->n_nodes; i++)
+        for (size_t j = 0; j < m->nodes[i]->n_params; j++)
+            total += mm_param_count(&m->nodes[i]->params[j]);
     return total;
 }
 
 size_t mm_model_param_bytes(const mm_model *m) {
     size_t total = 0;
     if (!m) return 0;
-    for (size_t l = 0; l < m->n_layers; l++) total += m->layers[l]->vt->param_bytes(m->layers[l]);
+    for (size_t i = 0; i < m->n_nodes; i++) total += m->nodes[i]->vt->param_bytes(m->nodes[i]);
     return total;
 }
 
 size_t mm_model_max_width(const mm_model *m) {
-    size_t w = m->input_dim;
-    for (size_t l = 0; l < m->n_layers; l++)
-        if (m->layers[l]->out > w) w = m->layers[l]->out;
+    size_t w = 0;
+    for (size_t t = 0; t < m->n_tensors; t++)
+        if (m->tensors[t].size > w) w = m->tensors[t].size;
     return w;
 }
 
@@ -411,7 +422,7 @@ static mm_status check_batch(const mm_model *m, const float *x, size_t n, const 
     if (!x) return mm_null_arg("x");
     if (!out) return mm_null_arg("output buffer");
     if (n == 0) return mm_error(MM_E_INVALID_ARGUMENT, "batch size n must be at least 1");
-    if (m->n_layers == 0) return mm_error(MM_E_STATE, "model has no layers");
+    if (m->n_nodes == 0) return mm_error(MM_E_STATE, "model has no layers");
     size_t total;
     if (!mm_mul_ok(n, mm_model_max_width(m), &total) || total > (SIZE_MAX / 4) / sizeof(float))
         return mm_error(MM_E_OUT_OF_RANGE, "batch of %zu samples is too large", n);
@@ -419,33 +430,12 @@ static mm_status check_batch(const mm_model *m, const float *x, size_t n, const 
 }
 
 /* Inference with caller-local scratch (no model-owned state, so concurrent
- * readers are safe): activations between layers ping-pong between two
- * buffers of n * hidden_width floats (the input and the last layer's output
- * are the caller's). Up to MM_STACK_SCRATCH floats (32 KB) of scratch live
- * on the stack, so small batches allocate nothing. */
+ * readers are safe): the tensors between the input and the output live in
+ * an arena of n * arena_floats floats that the graph's plan reuses across
+ * tensors whose lifetimes do not overlap (a chain: two ping-pong buffers).
+ * Up to MM_STACK_SCRATCH floats (32 KB) of scratch live on the stack, so
+ * small batches allocate nothing. */
 #define MM_STACK_SCRATCH 8192
-
-/* Widest output of the layers before the last: what the scratch holds. */
-static size_t hidden_width(const mm_model *m) {
-    size_t w = 0;
-    for (size_t l = 0; l + 1 < m->n_layers; l++)
-        if (m->layers[l]->out > w) w = m->layers[l]->out;
-    return w;
-}
-
-/* Forward over n checked samples with `scratch` holding 2 * n *
- * hidden_width floats (unused by a one-layer model). Cannot fail. */
-static void forward_rows(const mm_model *m, const mm_kernels *k, const float *x, size_t n,
-                         float *out, float *scratch) {
-    const size_t hw = hidden_width(m);
-    float *bufs[2] = {scratch, scratch + n * hw};
-    const float *cur = x;
-    for (size_t l = 0; l < m->n_layers; l++) {
-        float *dst = (l + 1 == m->n_layers) ? out : bufs[l & 1];
-        m->layers[l]->vt->forward(m->layers[l], k, cur, dst, n);
-        cur = dst;
-    }
-}
 
 /* NaN and infinity in the caller's samples are refused before anything is
  * computed: a NaN need not reach the outputs (relu maps it to 0, a sparse
@@ -460,12 +450,12 @@ mm_status mm_model_forward(const mm_model *m, const float *x, size_t n, float *o
     mm_status st = check_batch(m, x, n, out);
     if (st == MM_OK) st = check_inputs(m, x, n);
     if (st != MM_OK) return st;
-    const size_t need = 2 * n * hidden_width(m);
+    const size_t need = n * m->arena_floats;
     float stack_buf[MM_STACK_SCRATCH];
     float *heap = NULL;
     if (need > MM_STACK_SCRATCH && !(heap = mm_alloc_floats(need)))
         return mm_oom("forward scratch");
-    forward_rows(m, mm_kernels_get(), x, n, out, heap ? heap : stack_buf);
+    mm_graph_forward(m, mm_kernels_get(), x, n, out, heap ? heap : stack_buf);
     mm_free_floats(heap);
     return MM_OK;
 }
@@ -506,7 +496,7 @@ typedef struct eval_buf {
 } eval_buf;
 
 static mm_status eval_buf_init(eval_buf *b, const mm_model *m, size_t n) {
-    const size_t per = mm_model_output_dim(m) + 2 * hidden_width(m); /* floats per sample */
+    const size_t per = mm_model_output_dim(m) + m->arena_floats; /* floats per sample */
     size_t chunk = n < MM_EVAL_CHUNK ? n : MM_EVAL_CHUNK;
     b->heap = NULL;
     float *base = b->stack;
@@ -530,7 +520,7 @@ mm_status mm_model_predict(const mm_model *m, const float *x, size_t n, int32_t 
     const size_t c = mm_model_output_dim(m);
     for (size_t start = 0; start < n; start += b.chunk) {
         size_t cnt = n - start < b.chunk ? n - start : b.chunk;
-        forward_rows(m, k, x + start * m->input_dim, cnt, b.logits, b.scratch);
+        mm_graph_forward(m, k, x + start * m->input_dim, cnt, b.logits, b.scratch);
         for (size_t i = 0; i < cnt; i++) {
             const float *row = b.logits + i * c;
             size_t best = 0;
@@ -578,7 +568,7 @@ mm_status mm_model_evaluate(const mm_model *m, const float *x, const int32_t *la
     size_t correct = 0;
     for (size_t start = 0; start < n; start += b.chunk) {
         size_t cnt = n - start < b.chunk ? n - start : b.chunk;
-        forward_rows(m, k, x + start * m->input_dim, cnt, b.logits, b.scratch);
+        mm_graph_forward(m, k, x + start * m->input_dim, cnt, b.logits, b.scratch);
         size_t hits = 0;
         total += mm_loss_compute(m->loss, b.logits, labels ? labels + start : NULL,
                                  targets ? targets + start * c : NULL, cnt, c, NULL, &hits) *
@@ -591,58 +581,28 @@ mm_status mm_model_evaluate(const mm_model *m, const float *x, const int32_t *la
     return MM_OK;
 }
 
-/* Training caches grow to the largest batch seen and are then reused. */
-static mm_status ensure_caches(mm_model *m, size_t n) {
-    if (m->acts && m->cache_n >= n) return MM_OK;
-    mm_model_drop_caches(m);
-    m->acts = calloc(m->n_layers + 1, sizeof *m->acts);
-    m->deltas = calloc(m->n_layers, sizeof *m->deltas);
-    if (!m->acts || !m->deltas) {
-        mm_model_drop_caches(m);
-        return mm_oom("training caches");
-    }
-    for (size_t l = 0; l < m->n_layers; l++) {
-        m->acts[l + 1] = mm_alloc_floats(n * m->layers[l]->out);
-        m->deltas[l] = mm_alloc_floats(n * m->layers[l]->out);
-        if (!m->acts[l + 1] || !m->deltas[l]) {
-            mm_model_drop_caches(m);
-            return mm_oom("training caches");
-        }
-    }
-    m->cache_n = n;
-    return MM_OK;
-}
-
 mm_status mm_model_backprop(mm_model *m, const float *x, const int32_t *labels,
                             const float *targets, size_t n, bool param_grads, double *loss) {
     mm_status st = check_batch(m, x, n, x);
     if (st != MM_OK) return st;
     st = mm_check_targets(m, labels, targets, n);
     if (st != MM_OK) return st;
-    st = ensure_caches(m, n);
+    st = mm_graph_ensure_caches(m, n);
     if (st != MM_OK) return st;
     const mm_kernels *k = mm_kernels_get();
-    const size_t L = m->n_layers;
-    m->acts[0] = (float *)(uintptr_t)x; /* read only; never freed */
-    for (size_t l = 0; l < L; l++) m->layers[l]->vt->forward(m->layers[l], k, m->acts[l], m->acts[l + 1], n);
-    double value = mm_loss_compute(m->loss, m->acts[L], labels, targets, n,
-                                   m->layers[L - 1]->out, m->deltas[L - 1], NULL);
+    mm_graph_forward_cached(m, k, x, n);
+    const uint32_t out = m->outputs[0];
+    double value = mm_loss_compute(m->loss, m->acts[out], labels, targets, n,
+                                   m->tensors[out].size, m->grads[out], NULL);
     if (loss) *loss = value;
     if (!isfinite(value))
         return mm_error(MM_E_NUMERIC, "loss is not finite (%g): the weights or inputs are too "
                                       "large or not finite",
                         value);
-    /* deltas[l] enters as dLoss/d(output of l) and leaves as the delta;
-     * layer l writes dLoss/d(its input) into deltas[l - 1]. Nothing below
-     * the lowest trainable layer needs a delta, and frozen layers need no
-     * parameter gradients (transfer learning: the frozen body costs one
-     * forward pass only). */
-    const size_t lo = mm_model_lowest_trainable(m);
-    for (size_t l = L; l-- > lo;) {
-        mm_layer *ly = m->layers[l];
-        ly->vt->backward(ly, k, m->acts[l], m->acts[l + 1], m->deltas[l],
-                         l > lo ? m->deltas[l - 1] : NULL, n, param_grads && !ly->frozen);
-    }
+    /* the gradient of each tensor, in reverse order, down to what the
+     * trainable layers need; frozen layers need no parameter gradients
+     * (transfer learning: a frozen body costs one forward pass only) */
+    mm_graph_backward(m, k, n, param_grads);
     return MM_OK;
 }
 
@@ -655,8 +615,10 @@ mm_status mm_model_backward(mm_model *m, const float *x, const int32_t *labels,
 }
 
 bool mm_model_can_apply_sgd(const mm_model *m) {
-    for (size_t l = 0; l < m->n_layers; l++)
-        if (!m->layers[l]->frozen && !m->layers[l]->vt->apply_sgd) return false;
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        const mm_layer *node = m->nodes[i];
+        if (!node->frozen && node->n_params > 0 && !node->vt->apply_sgd) return false;
+    }
     return true;
 }
 
@@ -687,10 +649,19 @@ mm_status mm_model_truncate(mm_model *m, size_t n_layers) {
         return mm_error(MM_E_OUT_OF_RANGE, "cannot truncate a model of %zu layers to %zu",
                         m->n_layers, n_layers);
     if (n_layers == m->n_layers) return MM_OK;
+    if (!mm_graph_is_chain(m))
+        return mm_error(MM_E_UNSUPPORTED, "truncation keeps the first layers of a chain of "
+                        "layers; this model is a graph with branches or other nodes");
+    /* a chain: node i is layer i, its output tensor i + 1 */
     mm_model_drop_caches(m); /* cache layout depends on the layer list */
-    for (size_t l = n_layers; l < m->n_layers; l++) m->layers[l]->vt->destroy(m->layers[l]);
-    m->n_layers = n_layers;
-    return MM_OK;
+    for (size_t i = n_layers; i < m->n_nodes; i++) {
+        free(m->tensors[m->nodes[i]->output].name);
+        m->nodes[i]->vt->destroy(m->nodes[i]);
+    }
+    m->n_tensors = n_layers ? m->nodes[n_layers - 1]->output + 1 : m->inputs[0] + 1;
+    m->n_nodes = n_layers;
+    m->outputs[0] = n_layers ? m->nodes[n_layers - 1]->output : m->inputs[0];
+    return mm_graph_replan(m);
 }
 
 mm_status mm_model_replace_head(mm_model *m, size_t units, mm_activation act, uint64_t seed) {
@@ -718,9 +689,12 @@ mm_status mm_model_replace_head(mm_model *m, size_t units, mm_activation act, ui
         head->vt->destroy(head);
         return st;
     }
-    mm_model_drop_caches(m);
-    old->vt->destroy(old);
-    m->layers[last] = head;
+    if ((st = mm_graph_replace(m, mm_graph_node_of_layer(m, last), head)) != MM_OK) {
+        head->vt->destroy(head);
+        return st;
+    }
+    head->uid = 0; /* a new layer: optimizers must not carry the old one's state */
+    head->frozen = false;
     mm_layer_uid(head);
     return MM_OK;
 }

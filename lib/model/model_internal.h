@@ -51,6 +51,10 @@ enum {
      * float weights but computes with fake-quantized ones): formats that
      * must reproduce its outputs refuse it until it is converted */
     MM_CAP_TRAINING_FORM = 1u << 3,
+    /* a layer of the layer-index API (mm_model_layer_info, set_trainable,
+     * get_weights...): a node with weights, as opposed to the graph's
+     * parameterless operators (add, standalone activations) */
+    MM_CAP_LAYER = 1u << 4,
 };
 
 /* A layer kind: the vtable of its layers and its entry in the registry of
@@ -72,19 +76,22 @@ typedef struct mm_layer_vtable {
                       mm_activation act, float leaky_slope, mm_layer **out_layer);
     void (*destroy)(mm_layer *layer);
     mm_status (*clone)(const mm_layer *layer, mm_layer **out);
-    /* y[n x out] = act(x[n x in] W^T + b). Must not touch layer-owned scratch
-     * (concurrent inference). */
-    void (*forward)(const mm_layer *layer, const mm_kernels *k, const float *x, float *y,
+    /* y[n x out] from the inputs x[0 .. n_inputs) (each n x its tensor's
+     * size per sample; layers: act(x[0] W^T + b)). Must not touch
+     * layer-owned scratch (concurrent inference); y never aliases an
+     * input. */
+    void (*forward)(const mm_layer *layer, const mm_kernels *k, const float *const *x, float *y,
                     size_t n);
-    /* Given the forward input x, output y and dy = dLoss/dy (n x out,
-     * overwritten with the delta dLoss/dpre-activation), write
-     * dx = dLoss/dx (n x in) when dx != NULL, and overwrite the parameter
-     * gradients when param_grads. */
-    void (*backward)(mm_layer *layer, const mm_kernels *k, const float *x, const float *y,
-                     float *dy, float *dx, size_t n, bool param_grads);
+    /* Given the forward inputs x, output y and dy = dLoss/dy (n x out, may
+     * be overwritten, e.g. with the delta dLoss/dpre-activation), write
+     * dx[i] = dLoss/dx[i] (overwriting) for every input i whose dx[i] is not
+     * NULL, and overwrite the parameter gradients when param_grads. */
+    void (*backward)(mm_layer *layer, const mm_kernels *k, const float *const *x, const float *y,
+                     float *dy, float *const *dx, size_t n, bool param_grads);
     /* Optional (NULL = not supported): plain SGD straight from the deltas,
      * params += neg_lr * dLoss/dparams, without writing gradient buffers:
-     * one pass over the weights instead of three for online learning. */
+     * one pass over the weights instead of three for online learning.
+     * Layers with one input only. */
     void (*apply_sgd)(mm_layer *layer, const mm_kernels *k, const float *x, const float *delta,
                       size_t n, float neg_lr);
     /* Bytes the parameters take as stored. */
@@ -127,9 +134,36 @@ typedef struct mm_layer_vtable {
  * (lib/registry.c: every module's kinds). */
 const mm_layer_vtable *mm_layer_kind_find(const char *kind);
 
+/* Graph limits: inputs of one node, graph inputs/outputs, dimensions of a
+ * tensor's per-sample shape. */
+#define MM_NODE_MAX_INPUTS 4
+#define MM_GRAPH_MAX_IO 8
+#define MM_MAX_RANK 4
+#define MM_NO_NODE UINT32_MAX
+
+/* A tensor's per-sample shape: {784}, {1, 28, 28} (C x H x W), {T, D}. */
+typedef struct mm_shape {
+    uint32_t rank;
+    size_t dims[MM_MAX_RANK];
+} mm_shape;
+
+/* A value flowing between nodes: a graph input or a node's output. */
+typedef struct mm_tensor {
+    char *name;        /* unique in the model: "x", "h1", or the builder's */
+    mm_shape shape;    /* per sample */
+    size_t size;       /* elements per sample */
+    uint32_t producer; /* node index, MM_NO_NODE for a graph input */
+    /* the plan (graph.c): index of the last node reading it, and its
+     * offset in the inference arena, in floats per sample */
+    uint32_t last_use;
+    size_t arena_off;
+} mm_tensor;
+
+/* A node of the graph. Layers (MM_CAP_LAYER) are the nodes with weights;
+ * the historical name stays for them and for every node. */
 struct mm_layer {
     const mm_layer_vtable *vt;
-    size_t in, out;
+    size_t in, out; /* per sample: elements of input 0 and of the output */
     mm_activation act;
     float leaky_slope;
     mm_param params[MM_LAYER_MAX_PARAMS];
@@ -143,7 +177,24 @@ struct mm_layer {
     uint64_t uid;
     /* Counts mm_layer_params_changed calls: a write to the parameters. */
     uint64_t version;
+    /* Owned by the model: the tensors the node reads and the one it
+     * writes (graph.c wires them when the node joins). */
+    uint32_t n_inputs;
+    uint32_t inputs[MM_NODE_MAX_INPUTS];
+    uint32_t output;
 };
+
+/* A one-input node's forward and backward with plain pointers (the graph
+ * passes arrays of them). */
+static inline void mm_layer_forward1(const mm_layer *l, const mm_kernels *k, const float *x,
+                                     float *y, size_t n) {
+    l->vt->forward(l, k, &x, y, n);
+}
+static inline void mm_layer_backward1(mm_layer *l, const mm_kernels *k, const float *x,
+                                      const float *y, float *dy, float *dx, size_t n,
+                                      bool param_grads) {
+    l->vt->backward(l, k, &x, y, dy, &dx, n, param_grads);
+}
 
 /* Does the layer's kind have capability `cap` (MM_CAP_*)? */
 static inline bool mm_layer_has(const mm_layer *l, unsigned cap) {
@@ -171,9 +222,19 @@ typedef struct mm_online_run {
 } mm_online_run;
 
 struct mm_model {
-    size_t input_dim;
+    size_t input_dim; /* elements per sample of graph input 0 */
+    /* The graph (graph.c): every node in topological order, the tensors,
+     * the graph's inputs and outputs; layers is the view of the nodes that
+     * are layers (MM_CAP_LAYER), in the same order: the layer-index API. */
+    mm_layer **nodes;
+    size_t n_nodes, cap_nodes;
     mm_layer **layers;
     size_t n_layers, cap_layers;
+    mm_tensor *tensors;
+    size_t n_tensors, cap_tensors;
+    uint32_t inputs[MM_GRAPH_MAX_IO], outputs[MM_GRAPH_MAX_IO];
+    size_t n_inputs, n_outputs;
+    size_t arena_floats; /* per sample: the inference arena of the plan */
     mm_loss loss;
     float leaky_slope;
     uint64_t seed;
@@ -193,14 +254,79 @@ struct mm_model {
      * for every other model; clones do not copy it). */
     void *snapshot;
 
-    /* Training caches (mm_model_backward): acts[l] is the input of layer l
-     * (acts[0] the caller's x, acts[l] for l >= 1 the output of layer l-1);
-     * deltas[l] is dLoss/d(pre-activation) of layer l, n x out. Sized for
-     * cache_n samples. */
+    /* Training caches (mm_model_backprop), per tensor t: acts[t] its value
+     * (the caller's x for graph input 0), grads[t] dLoss/dt, left as the
+     * delta of the node that produced it (dLoss/d(pre-activation) for
+     * layers); tmp holds a node's second contribution to a tensor that
+     * fans out. Sized for cache_n samples. */
     size_t cache_n;
     float **acts;
-    float **deltas;
+    float **grads;
+    float *tmp[MM_NODE_MAX_INPUTS];
+    bool *grad_need, *grad_have; /* per tensor, for one backward pass */
 };
+
+/* ---- the graph (graph.c) ---- */
+
+/* Set up an empty graph with one input tensor "x" of input_dim values. */
+mm_status mm_graph_init(mm_model *m, size_t input_dim);
+void mm_graph_free(mm_model *m);
+
+/* Append node `node` (owned by the model on success) reading the tensors
+ * inputs[0 .. n_inputs) and writing a new tensor named `output` (NULL: a
+ * generated name) of per-sample shape `shape` (NULL: {node->out}). The
+ * new tensor becomes graph output 0. MM_E_SHAPE if node->in is not the
+ * size of inputs[0]; MM_E_INVALID_ARGUMENT for a name in use. */
+mm_status mm_graph_append(mm_model *m, mm_layer *node, const uint32_t *inputs, size_t n_inputs,
+                          const char *output, const mm_shape *shape);
+
+/* The tensor of that name, or MM_NO_NODE. */
+uint32_t mm_graph_find(const mm_model *m, const char *name);
+
+/* Replace node `index` by `node` (the rewrite transaction: quantization,
+ * structured pruning, head replacement): the new node takes the old one's
+ * wiring, uid and frozen flag, the old one is destroyed, caches dropped,
+ * the plan redone (the output tensor's size follows node->out). node->in
+ * must equal the size of its input tensor. */
+mm_status mm_graph_replace(mm_model *m, size_t index, mm_layer *node);
+
+/* Put `node` in the place of layer l (of the view) and give back the node
+ * that was there, not destroyed: wiring, uid and frozen flag carry over
+ * (the quantizer tries forms of a layer in turn). Same in and out widths;
+ * caches dropped. */
+mm_layer *mm_graph_swap_layer(mm_model *m, size_t l, mm_layer *node);
+
+/* Redo the plan after widths changed (structured pruning): tensor sizes
+ * from their producers, lifetimes, the arena, the layer view. */
+mm_status mm_graph_replan(mm_model *m);
+
+/* Is the graph a chain of layers, each reading the previous one's output
+ * (every model built with the layer API)? Code that relates layer l to
+ * layer l + 1 (structured pruning, truncation) needs one. */
+bool mm_graph_is_chain(const mm_model *m);
+
+/* Node index of layer `l` of the view. */
+size_t mm_graph_node_of_layer(const mm_model *m, size_t l);
+
+/* Inference over n samples into out (graph output 0), with scratch of
+ * n * m->arena_floats floats. Cannot fail. */
+void mm_graph_forward(const mm_model *m, const mm_kernels *k, const float *x, size_t n,
+                      float *out, float *scratch);
+
+/* Training: the forward pass into the caches (sized for n by
+ * mm_graph_ensure_caches), then, given dLoss/d(graph output 0) in
+ * m->grads[m->outputs[0]], the backward pass down to what trainable nodes
+ * need; parameter gradients of trainable layers when param_grads. */
+mm_status mm_graph_ensure_caches(mm_model *m, size_t n);
+void mm_graph_forward_cached(mm_model *m, const mm_kernels *k, const float *x, size_t n);
+void mm_graph_backward(mm_model *m, const mm_kernels *k, size_t n, bool param_grads);
+
+/* After a training forward pass: the input of layer l and its delta (the
+ * gradient of its output as backward left it), n x in / n x out; the
+ * graph's output. */
+const float *mm_model_layer_input(const mm_model *m, size_t l);
+const float *mm_model_layer_delta(const mm_model *m, size_t l);
+const float *mm_model_cached_output(const mm_model *m);
 
 /* Dense layer constructor (weights uninitialised when rng is NULL). */
 mm_status mm_dense_create(mm_layer **out, size_t in, size_t out_dim, mm_activation act,

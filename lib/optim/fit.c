@@ -213,8 +213,8 @@ mm_status mm_optimizer_fit(mm_optimizer *opt, const mm_dataset *train, const mm_
             loss_sum += loss * (double)cnt;
             seen += cnt;
             samples += cnt;
-            if (m->acts && m->acts[m->n_layers])
-                correct += count_correct(m->acts[m->n_layers], yb, cnt, classes);
+            if (mm_model_cached_output(m))
+                correct += count_correct(mm_model_cached_output(m), yb, cnt, classes);
             pr.event = MM_FIT_BATCH;
             pr.batch = b + 1;
             pr.step = opt->step;

@@ -587,11 +587,11 @@ static mm_status fused_sgd_step(mm_optimizer *opt, size_t n) {
         const mm_layer *ly = m->layers[l];
         const double scale = layer_scale(opt, l, &cur);
         if (ly->frozen || scale == 0.0) continue;
-        uint32_t dbits = mm_opt_max_abs_bits(m->deltas[l], n * ly->out);
+        uint32_t dbits = mm_opt_max_abs_bits(mm_model_layer_delta(m, l), n * ly->out);
         if (dbits >= 0x7f800000u)
             return mm_error(MM_E_NUMERIC, "gradient of layer %zu is not finite (NaN or Inf)" NUMERIC_HINT,
                             l);
-        uint32_t xbits = mm_opt_max_abs_bits(m->acts[l], n * ly->in);
+        uint32_t xbits = mm_opt_max_abs_bits(mm_model_layer_input(m, l), n * ly->in);
         double bound = (double)lr * (double)scale * (double)n * mm_opt_bits_value(dbits) *
                        fmax(1.0, mm_opt_bits_value(xbits));
         if (!(bound < 1e30))
@@ -606,7 +606,7 @@ static mm_status fused_sgd_step(mm_optimizer *opt, size_t n) {
         const double scale = layer_scale(opt, l, &cur);
         if (ly->frozen || scale == 0.0) continue;
         const float neg_lr = scale == 1.0 ? -lr : (float)(-(double)lr * scale);
-        ly->vt->apply_sgd(ly, k, m->acts[l], m->deltas[l], n, neg_lr);
+        ly->vt->apply_sgd(ly, k, mm_model_layer_input(m, l), mm_model_layer_delta(m, l), n, neg_lr);
     }
     mm_opt_apply_masks(opt, false); /* pruned weights back to exactly 0 */
     layers_after_update(opt);

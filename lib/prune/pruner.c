@@ -320,7 +320,7 @@ mm_status mm_pruner_calibrate(mm_pruner *p, const mm_model *model, const float *
         const float *cur = x + start * dim;
         for (size_t l = 0; l + 1 < L; l++) {
             float *dst = buf + (l & 1) * chunk * width;
-            model->layers[l]->vt->forward(model->layers[l], k, cur, dst, cnt);
+            mm_layer_forward1(model->layers[l], k, cur, dst, cnt);
             const size_t o = outs[l];
             for (size_t r = 0; r < cnt; r++)
                 for (size_t j = 0; j < o; j++) sum[l][j] += fabs((double)dst[r * o + j]);

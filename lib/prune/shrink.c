@@ -361,13 +361,23 @@ mm_status mm_prune_finalize_impl(mm_pruner *p, mm_model *m, mm_optimizer *opt) {
     /* commit: nothing below can fail except the lineage record */
     const size_t params_before = mm_model_num_params(m);
     const size_t bytes_before = mm_model_param_bytes(m);
-    mm_model_drop_caches(m);
     for (size_t l = 0; l < L; l++) {
         if (f[l].built) {
-            f[l].layer->frozen = m->layers[l]->frozen; /* a frozen layer stays frozen */
-            m->layers[l]->vt->destroy(m->layers[l]);
-            m->layers[l] = f[l].layer;
+            /* the rewrite keeps wiring and the frozen flag; the optimizer
+             * state follows through the remap, which knows the new layer by
+             * its own identity */
+            const uint64_t uid = f[l].layer->uid; /* the remap's (0 without one) */
+            mm_layer *old = mm_graph_swap_layer(m, l, f[l].layer);
+            f[l].layer->uid = uid;
+            old->vt->destroy(old);
         }
+    }
+    if ((st = mm_graph_replan(m)) != MM_OK) { /* new widths; only allocation can fail */
+        if (opt) mm_opt_remap_free(remap);
+        fin_free(f, L, false);
+        free(new_layers);
+        free(maps);
+        return st;
     }
     if (opt) mm_opt_remap_commit(opt, remap);
     json_t *d = finalize_detail(m, f, params_before, bytes_before, format);

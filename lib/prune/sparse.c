@@ -251,8 +251,9 @@ size_t mm_sparse_steps(const mm_layer *layer) {
 
 /* ---- the vtable ------------------------------------------------------- */
 
-static void sparse_forward(const mm_layer *layer, const mm_kernels *k, const float *x, float *y,
+static void sparse_forward(const mm_layer *layer, const mm_kernels *k, const float *const *xs, float *y,
                            size_t n) {
+    const float *x = xs[0];
     (void)k;
     const sparse_layer *s = (const sparse_layer *)layer;
     mm_sparse_kernels_get()->forward(&s->m, s->b, x, y, n);
@@ -271,8 +272,10 @@ static void bias_update(float *db, const float *dz, size_t n, size_t out, float 
     }
 }
 
-static void sparse_backward(mm_layer *layer, const mm_kernels *k, const float *x, const float *y,
-                            float *dy, float *dx, size_t n, bool param_grads) {
+static void sparse_backward(mm_layer *layer, const mm_kernels *k, const float *const *xs, const float *y,
+                            float *dy, float *const *dxs, size_t n, bool param_grads) {
+    const float *x = xs[0];
+    float *dx = dxs[0];
     (void)k;
     sparse_layer *s = (sparse_layer *)layer;
     const mm_sparse_kernels *sk = mm_sparse_kernels_get();
@@ -555,7 +558,7 @@ done:
 
 const mm_layer_vtable mm_sparse_kind = {
     .kind = "sparse",
-    .caps = MM_CAP_STORED_WEIGHTS,
+    .caps = MM_CAP_LAYER | MM_CAP_STORED_WEIGHTS,
     .load = sparse_load,
     .positions = mm_sparse_positions,
     .destroy = sparse_destroy,

@@ -279,8 +279,9 @@ static void bias_activate(const mm_layer *l, const float *b, float *y, size_t n)
 
 #define QAT_STACK 4096
 
-static void qat_forward(const mm_layer *layer, const mm_kernels *k, const float *x, float *y,
+static void qat_forward(const mm_layer *layer, const mm_kernels *k, const float *const *xs, float *y,
                         size_t n) {
+    const float *x = xs[0];
     const qat_layer *q = (const qat_layer *)layer;
     const size_t in = layer->in, out = layer->out, count = n * in;
     float stack[QAT_STACK];
@@ -320,8 +321,10 @@ static void observe_range(qat_layer *q, const float *x, size_t count) {
     q->in_hi += c * (hi - q->in_hi);
 }
 
-static void qat_backward(mm_layer *layer, const mm_kernels *k, const float *x, const float *y,
-                         float *dy, float *dx, size_t n, bool param_grads) {
+static void qat_backward(mm_layer *layer, const mm_kernels *k, const float *const *xs, const float *y,
+                         float *dy, float *const *dxs, size_t n, bool param_grads) {
+    const float *x = xs[0];
+    float *dx = dxs[0];
     qat_layer *q = (qat_layer *)layer;
     const size_t in = layer->in, out = layer->out, count = n * in;
     mm_activation_backward(layer->act, layer->leaky_slope, y, dy, n * out);
@@ -388,7 +391,7 @@ static mm_status qat_save(const mm_layer *layer, size_t index, json_t *entry,
 
 static const mm_layer_vtable qat_vtable = {
     .kind = "qat",
-    .caps = MM_CAP_TRAINING_FORM,
+    .caps = MM_CAP_LAYER | MM_CAP_TRAINING_FORM,
     .destroy = qat_destroy,
     .clone = qat_clone,
     .forward = qat_forward,

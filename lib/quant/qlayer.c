@@ -967,8 +967,9 @@ static void int8_forward(const qlayer *q, const float *x, float *y, size_t n) {
     free(heap);
 }
 
-static void ql_forward(const mm_layer *layer, const mm_kernels *k, const float *x, float *y,
+static void ql_forward(const mm_layer *layer, const mm_kernels *k, const float *const *xs, float *y,
                        size_t n) {
+    const float *x = xs[0];
     const qlayer *q = (const qlayer *)layer;
     if (n == 0) return;
     if (uses_packed(q->scheme))
@@ -1013,8 +1014,10 @@ static void dx_dequant(const qlayer *q, const mm_kernels *k, const float *dz, fl
 }
 
 /* Straight-through: the float master stands in for the quantized weights. */
-static void ql_backward(mm_layer *layer, const mm_kernels *k, const float *x, const float *y,
-                        float *dy, float *dx, size_t n, bool param_grads) {
+static void ql_backward(mm_layer *layer, const mm_kernels *k, const float *const *xs, const float *y,
+                        float *dy, float *const *dxs, size_t n, bool param_grads) {
+    const float *x = xs[0];
+    float *dx = dxs[0];
     qlayer *q = (qlayer *)layer;
     const size_t in = layer->in, out = layer->out;
     mm_activation_backward(layer->act, layer->leaky_slope, y, dy, n * out);
@@ -1665,7 +1668,8 @@ static mm_status ql_effective_weights(const mm_layer *layer, bool master, float 
 
 #define QL_VTABLE(name, loader)                                                              \
     {                                                                                        \
-        .kind = name, .caps = MM_CAP_QUANTIZED, .load = loader, .destroy = ql_destroy,      \
+        .kind = name, .caps = MM_CAP_LAYER | MM_CAP_QUANTIZED, .load = loader,               \
+        .destroy = ql_destroy,                                                               \
         .clone = ql_clone, .forward = ql_forward, .backward = ql_backward,                   \
         .apply_sgd = ql_apply_sgd, .param_bytes = ql_param_bytes, .save = ql_save,           \
         .after_update = ql_after_update, .effective_weights = ql_effective_weights,          \

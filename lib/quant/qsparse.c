@@ -508,8 +508,9 @@ static void int8_forward(const qsparse *s, const float *x, float *y, size_t n) {
     free(heap);
 }
 
-static void qs_forward(const mm_layer *layer, const mm_kernels *k, const float *x, float *y,
+static void qs_forward(const mm_layer *layer, const mm_kernels *k, const float *const *xs, float *y,
                        size_t n) {
+    const float *x = xs[0];
     (void)k;
     const qsparse *s = (const qsparse *)layer;
     if (n == 0) return;
@@ -544,8 +545,10 @@ static void dx_dequant(const qsparse *s, const float *dz, float *dx, size_t n) {
     }
 }
 
-static void qs_backward(mm_layer *layer, const mm_kernels *k, const float *x, const float *y,
-                        float *dy, float *dx, size_t n, bool param_grads) {
+static void qs_backward(mm_layer *layer, const mm_kernels *k, const float *const *xs, const float *y,
+                        float *dy, float *const *dxs, size_t n, bool param_grads) {
+    const float *x = xs[0];
+    float *dx = dxs[0];
     (void)k;
     qsparse *s = (qsparse *)layer;
     cache_free(&s->cache); /* exclusive access: nobody borrows it */
@@ -946,7 +949,7 @@ static void qs_count_nonzero(const mm_layer *layer, size_t *weights, size_t *bia
 
 const mm_layer_vtable mm_qsparse_kind = {
     .kind = "sparse_int8",
-    .caps = MM_CAP_QUANTIZED,
+    .caps = MM_CAP_LAYER | MM_CAP_QUANTIZED,
     .load = qs_load,
     .effective_weights = mm_qsparse_effective_weights,
     .destroy = qs_destroy,

@@ -392,7 +392,7 @@ mm_status mm_quantizer_calibrate(mm_quantizer *q, const mm_model *model, const f
             mm_qstats_observe(&stats[l], cur, count, averaging);
             if (l + 1 == L) break;
             float *dst = buf + (l & 1) * chunk * width;
-            ly->vt->forward(ly, k, cur, dst, cnt);
+            mm_layer_forward1(ly, k, cur, dst, cnt);
             cur = dst;
         }
     }
@@ -621,12 +621,9 @@ static void plan_commit(mm_model *m, qplan *pl) {
         if (!p->candidate) continue;
         mm_layer *keep = (p->quantized || (p->quant && mm_layer_is_qat(p->quant))) ? p->quant : p->flt;
         /* the same layer in a new kind: an optimizer keeps training it
-         * (same float parameters), and a frozen layer stays frozen */
-        if (keep != p->old) {
-            keep->uid = p->old->uid;
-            keep->frozen = p->old->frozen;
-        }
-        m->layers[l] = keep;
+         * (same float parameters), and a frozen layer stays frozen (the swap
+         * carries uid, flag and wiring) */
+        mm_graph_swap_layer(m, l, keep);
         if (keep == p->quant) p->quant = NULL;
         if (keep == p->flt) p->flt = NULL;
         if (p->old != keep) {
@@ -854,7 +851,7 @@ mm_status mm_quantizer_apply_with_tolerance(mm_quantizer *q, mm_model *model, co
         qplan_layer *p = &pl.layers[l];
         if (p->candidate) {
             reason_quantized(q, p);
-            model->layers[l] = p->quant;
+            mm_graph_swap_layer(model, l, p->quant);
         }
     }
     const double max_drop = q->set[MM_QUANT_MAX_DROP];
@@ -869,10 +866,10 @@ mm_status mm_quantizer_apply_with_tolerance(mm_quantizer *q, mm_model *model, co
         for (size_t l = 0; l < L && st == MM_OK; l++) {
             qplan_layer *p = &pl.layers[l];
             if (!p->candidate || !p->quantized) continue;
-            model->layers[l] = p->flt;
+            mm_graph_swap_layer(model, l, p->flt);
             double a;
             st = accuracy(model, x, labels, n, &a);
-            model->layers[l] = p->quant;
+            mm_graph_swap_layer(model, l, p->quant);
             if (st != MM_OK) break;
             p->acc_if_float = a;
             if (a > best_acc) {
@@ -882,7 +879,7 @@ mm_status mm_quantizer_apply_with_tolerance(mm_quantizer *q, mm_model *model, co
         }
         if (st != MM_OK || best == SIZE_MAX) break;
         qplan_layer *p = &pl.layers[best];
-        model->layers[best] = p->flt;
+        mm_graph_swap_layer(model, best, p->flt);
         p->quantized = false;
         snprintf(p->reason, sizeof p->reason,
                  "fallback: accuracy %.4f -> %.4f with layer %zu in float (float model %.4f, "
@@ -890,7 +887,7 @@ mm_status mm_quantizer_apply_with_tolerance(mm_quantizer *q, mm_model *model, co
                  acc, best_acc, best, acc_f, allowed);
         acc = best_acc;
     }
-    for (size_t l = 0; l < L; l++) model->layers[l] = pl.layers[l].old; /* restore */
+    for (size_t l = 0; l < L; l++) mm_graph_swap_layer(model, l, pl.layers[l].old); /* restore */
     if (st != MM_OK) {
         plan_free(&pl);
         return mm_error_prefix(st, "accuracy-aware quantization");
