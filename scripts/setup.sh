@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(gcc meson ninja-build pkg-config libblis-dev check zlib1g-dev libjansson-dev
       dataset-fashion-mnist lua5.4 liblua5.4-dev lua-system python3 python3-numpy
-      libprotobuf-c-dev protobuf-c-compiler libonnx-dev python3-onnx clang libclang-rt-14-dev "$@")
+      libprotobuf-c-dev protobuf-c-compiler libonnx-dev python3-onnx clang libclang-rt-14-dev abigail-tools "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up and run every test: a normal build (BLIS), an AddressSanitizer +
+# Set up and run every test: a normal build (BLIS; its `meson test` also
+# checks the ABI against the last release, tests/abi), an AddressSanitizer +
 # UBSan build, a build without BLIS (reference kernels only), a
 # ThreadSanitizer build of the threaded suites, the
 # cross-platform check on s390x and i386 under qemu (scripts/cross-test.sh;
